@@ -1,0 +1,314 @@
+/* loop/tests/test_loop.c: timers, fd watches, capped buffers, backoff, and
+ * real curl transfers against an HTTP server the test runs on the same
+ * loop (127.0.0.1, an ephemeral port). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "loop/loop.h"
+
+struct fired {
+	int order[16];
+	int n;
+};
+
+struct tmr {
+	struct loop_timer t;
+	struct fired *f;
+	int id;
+};
+
+static void on_tmr(struct loop_timer *t)
+{
+	struct tmr *x = t->arg;
+	x->f->order[x->f->n++] = x->id;
+}
+
+static void test_timers_fire_in_deadline_order(void **state)
+{
+	struct loop *l;
+	struct fired f = {0};
+	struct tmr t[5];
+	uint64_t delays[5] = {40, 10, 30, 0, 20};
+	int i;
+
+	(void)state;
+	assert_int_equal(loop_new(&l), 0);
+	for (i = 0; i < 5; i++) {
+		t[i].f = &f;
+		t[i].id = i;
+		loop_timer_init(&t[i].t, on_tmr, &t[i]);
+		assert_int_equal(loop_timer_start(l, &t[i].t, delays[i]), 0);
+	}
+	while (f.n < 5)
+		assert_int_equal(loop_run_once(l, 100), 0);
+	assert_int_equal(f.order[0], 3);
+	assert_int_equal(f.order[1], 1);
+	assert_int_equal(f.order[2], 4);
+	assert_int_equal(f.order[3], 2);
+	assert_int_equal(f.order[4], 0);
+	loop_free(l);
+}
+
+static void test_timer_stop_and_restart_reschedules(void **state)
+{
+	struct loop *l;
+	struct fired f = {0};
+	struct tmr a = {.f = &f, .id = 1}, b = {.f = &f, .id = 2};
+	uint64_t start;
+
+	(void)state;
+	assert_int_equal(loop_new(&l), 0);
+	loop_timer_init(&a.t, on_tmr, &a);
+	loop_timer_init(&b.t, on_tmr, &b);
+	assert_false(loop_timer_active(&a.t));
+	assert_int_equal(loop_timer_start(l, &a.t, 5), 0);
+	assert_int_equal(loop_timer_start(l, &b.t, 10), 0);
+	assert_true(loop_timer_active(&a.t));
+	loop_timer_stop(l, &a.t);
+	loop_timer_stop(l, &a.t); /* idempotent */
+	assert_false(loop_timer_active(&a.t));
+	/* Restarting a pending timer moves it, it does not add a second. */
+	assert_int_equal(loop_timer_start(l, &b.t, 30), 0);
+	assert_int_equal(loop_timer_start(l, &b.t, 30), 0);
+	start = loop_now_ms(l);
+	while (f.n < 1)
+		assert_int_equal(loop_run_once(l, 100), 0);
+	assert_true(loop_now_ms(l) - start >= 30);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(loop_run_once(l, 10), 0);
+	assert_int_equal(f.n, 1);
+	assert_int_equal(f.order[0], 2);
+	loop_free(l);
+}
+
+static void test_buf_cap_rejects_and_keeps_contents(void **state)
+{
+	struct loop_buf b = {.cap_bytes = 8};
+	size_t len;
+	char *d;
+
+	(void)state;
+	assert_int_equal(loop_buf_append(&b, "abcd", 4), 0);
+	assert_int_equal(loop_buf_append(&b, "efgh", 4), 0);
+	assert_int_equal(loop_buf_append(&b, "i", 1), -EFBIG);
+	assert_true(b.overflow);
+	assert_int_equal(b.len, 8);
+	assert_string_equal(b.data, "abcdefgh");
+	/* The curl write callback reports the overflow as a short write. */
+	assert_int_equal(loop_buf_curl_write("xy", 1, 2, &b), 0);
+	loop_buf_reset(&b);
+	assert_false(b.overflow);
+	assert_int_equal(loop_buf_curl_write("xy", 1, 2, &b), 2);
+	d = loop_buf_take(&b, &len);
+	assert_int_equal(len, 2);
+	assert_string_equal(d, "xy");
+	assert_null(b.data);
+	free(d);
+	loop_buf_free(&b);
+}
+
+static void test_backoff_doubles_within_jitter_and_caps(void **state)
+{
+	struct loop_backoff b = {.base_ms = 100, .max_ms = 1000};
+	uint32_t lo[] = {50, 100, 200, 400, 500, 500};
+	uint32_t hi[] = {100, 200, 400, 800, 1000, 1000};
+
+	(void)state;
+	for (int round = 0; round < 50; round++) {
+		loop_backoff_reset(&b);
+		for (int i = 0; i < 6; i++) {
+			uint32_t d = loop_backoff_next(&b);
+			assert_in_range(d, lo[i], hi[i]);
+		}
+	}
+}
+
+/* ---- a tiny HTTP server on the loop, for real transfers ---- */
+
+struct srv {
+	struct loop_fd lfd;
+	struct loop_fd conns[8];
+	int nconns;
+	struct loop *l;
+	int port;
+	int hang; /* accept and never answer */
+};
+
+static void on_conn(struct loop_fd *w, uint32_t ev)
+{
+	struct srv *s = w->arg;
+	char buf[2048];
+	ssize_t n = read(w->fd, buf, sizeof(buf) - 1);
+	static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
+	                           "Connection: close\r\n\r\nhello";
+
+	(void)ev;
+	if (n <= 0 || s->hang) {
+		if (n <= 0) {
+			loop_fd_stop(s->l, w);
+			close(w->fd);
+		}
+		return;
+	}
+	if (write(w->fd, resp, sizeof(resp) - 1) < 0)
+		fail();
+	loop_fd_stop(s->l, w);
+	close(w->fd);
+}
+
+static void on_accept(struct loop_fd *w, uint32_t ev)
+{
+	struct srv *s = w->arg;
+	int c = accept(w->fd, NULL, NULL);
+
+	(void)ev;
+	assert_true(c >= 0);
+	assert_true(s->nconns < 8);
+	s->conns[s->nconns] = (struct loop_fd){.fd = c, .events = EPOLLIN, .cb = on_conn, .arg = s};
+	assert_int_equal(loop_fd_start(s->l, &s->conns[s->nconns]), 0);
+	s->nconns++;
+}
+
+static void srv_start(struct loop *l, struct srv *s)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t al = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(fd, 16), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+	s->port = ntohs(a.sin_port);
+	s->l = l;
+	s->lfd = (struct loop_fd){.fd = fd, .events = EPOLLIN, .cb = on_accept, .arg = s};
+	assert_int_equal(loop_fd_start(l, &s->lfd), 0);
+}
+
+static void srv_stop(struct srv *s)
+{
+	loop_fd_stop(s->l, &s->lfd);
+	close(s->lfd.fd);
+}
+
+struct result {
+	int done;
+	CURLcode rc;
+	long status;
+	struct loop_buf body;
+};
+
+static void on_done(void *arg, CURL *easy, CURLcode rc)
+{
+	struct result *r = arg;
+
+	r->done++;
+	r->rc = rc;
+	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &r->status);
+}
+
+static CURL *mk_easy(int port, struct result *r, long timeout_ms)
+{
+	char url[64];
+	CURL *e = curl_easy_init();
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/x", port);
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, loop_buf_curl_write);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, &r->body);
+	return e;
+}
+
+static void test_transfers_complete_concurrently(void **state)
+{
+	struct loop *l;
+	struct srv s = {0};
+	struct result r[4] = {0};
+	CURL *e[4];
+	int i, left = 4;
+
+	(void)state;
+	assert_int_equal(loop_new(&l), 0);
+	srv_start(l, &s);
+	for (i = 0; i < 4; i++) {
+		e[i] = mk_easy(s.port, &r[i], 5000);
+		assert_int_equal(loop_transfer_start(l, e[i], on_done, &r[i]), 0);
+	}
+	assert_int_equal(loop_transfers_running(l), 4);
+	for (int iter = 0; left && iter < 1000; iter++) {
+		assert_int_equal(loop_run_once(l, 100), 0);
+		for (left = 0, i = 0; i < 4; i++)
+			left += !r[i].done;
+	}
+	assert_int_equal(left, 0);
+	assert_int_equal(loop_transfers_running(l), 0);
+	for (i = 0; i < 4; i++) {
+		assert_int_equal(r[i].done, 1);
+		assert_int_equal(r[i].rc, CURLE_OK);
+		assert_int_equal(r[i].status, 200);
+		assert_string_equal(r[i].body.data, "hello");
+		curl_easy_cleanup(e[i]);
+		loop_buf_free(&r[i].body);
+	}
+	srv_stop(&s);
+	loop_free(l);
+}
+
+static void test_hung_peer_times_out_and_cancel_skips_callback(void **state)
+{
+	struct loop *l;
+	struct srv s = {.hang = 1};
+	struct result slow = {0}, cancelled = {0};
+	CURL *a, *b;
+
+	(void)state;
+	assert_int_equal(loop_new(&l), 0);
+	srv_start(l, &s);
+	a = mk_easy(s.port, &slow, 200);
+	b = mk_easy(s.port, &cancelled, 200);
+	assert_int_equal(loop_transfer_start(l, a, on_done, &slow), 0);
+	assert_int_equal(loop_transfer_start(l, b, on_done, &cancelled), 0);
+	loop_transfer_cancel(l, b);
+	loop_transfer_cancel(l, b); /* safe twice */
+	for (int iter = 0; !slow.done && iter < 100; iter++)
+		assert_int_equal(loop_run_once(l, 50), 0);
+	assert_int_equal(slow.done, 1);
+	assert_int_equal(slow.rc, CURLE_OPERATION_TIMEDOUT);
+	assert_int_equal(cancelled.done, 0);
+	curl_easy_cleanup(a);
+	curl_easy_cleanup(b);
+	for (int i = 0; i < s.nconns; i++)
+		close(s.conns[i].fd);
+	srv_stop(&s);
+	loop_free(l);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(test_timers_fire_in_deadline_order),
+	        cmocka_unit_test(test_timer_stop_and_restart_reschedules),
+	        cmocka_unit_test(test_buf_cap_rejects_and_keeps_contents),
+	        cmocka_unit_test(test_backoff_doubles_within_jitter_and_caps),
+	        cmocka_unit_test(test_transfers_complete_concurrently),
+	        cmocka_unit_test(test_hung_peer_times_out_and_cancel_skips_callback),
+	};
+
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
