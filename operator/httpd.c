@@ -1,0 +1,270 @@
+/* operator/httpd.c: accept, read one request head, answer, close. */
+#include "operator/httpd.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define HTTPD_MAX_CONNS   32
+#define HTTPD_REQ_MAX     8192
+#define HTTPD_DEADLINE_MS 5000
+
+struct conn {
+	struct loop_fd w;
+	struct loop_timer deadline;
+	struct op_httpd *srv;
+	char req[HTTPD_REQ_MAX];
+	size_t len;
+	struct loop_buf out;
+	size_t sent;
+	int in_use;
+};
+
+struct op_httpd {
+	struct loop *l;
+	struct loop_fd listener;
+	int port;
+	op_http_handler handler;
+	void *arg;
+	struct conn conns[HTTPD_MAX_CONNS];
+};
+
+static void conn_close(struct conn *c)
+{
+	loop_fd_stop(c->srv->l, &c->w);
+	loop_timer_stop(c->srv->l, &c->deadline);
+	close(c->w.fd);
+	loop_buf_free(&c->out);
+	c->in_use = 0;
+}
+
+static void on_deadline(struct loop_timer *t)
+{
+	conn_close(t->arg);
+}
+
+static const char *reason(int status)
+{
+	switch (status) {
+	case 200:
+		return "OK";
+	case 400:
+		return "Bad Request";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 500:
+		return "Internal Server Error";
+	default:
+		return "Service Unavailable";
+	}
+}
+
+/* Builds the whole response in c->out, then switches the watch to EPOLLOUT. */
+static void respond(struct conn *c)
+{
+	struct loop_buf body = {.cap_bytes = 256u << 20};
+	const char *ctype = "text/plain; charset=utf-8";
+	int status = 400;
+	char head[256], path[1024];
+	int n;
+
+	if (sscanf(c->req, "GET %1023s HTTP/1.", path) == 1) {
+		char *q = strchr(path, '?');
+		if (q)
+			*q = '\0';
+		c->srv->handler(c->srv->arg, path, &status, &ctype, &body);
+	} else if (strncmp(c->req, "GET ", 4) != 0) {
+		status = 405;
+		loop_buf_append(&body, "only GET is served\n", 19);
+	}
+	n = snprintf(head, sizeof(head),
+	             "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+	             "Connection: close\r\n\r\n",
+	             status, reason(status), ctype, body.len);
+	c->out.cap_bytes = 257u << 20;
+	if (loop_buf_append(&c->out, head, (size_t)n) != 0 ||
+	    loop_buf_append(&c->out, body.data ? body.data : "", body.len) != 0) {
+		loop_buf_free(&body);
+		conn_close(c);
+		return;
+	}
+	loop_buf_free(&body);
+	loop_fd_stop(c->srv->l, &c->w);
+	c->w.events = EPOLLOUT;
+	if (loop_fd_start(c->srv->l, &c->w) != 0)
+		conn_close(c);
+}
+
+static void on_conn(struct loop_fd *w, uint32_t ev)
+{
+	struct conn *c = w->arg;
+	ssize_t n;
+
+	if (w->events & EPOLLOUT) {
+		n = write(w->fd, c->out.data + c->sent, c->out.len - c->sent);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (n <= 0 || (c->sent += (size_t)n) == c->out.len)
+			conn_close(c);
+		return;
+	}
+	n = read(w->fd, c->req + c->len, sizeof(c->req) - 1 - c->len);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		conn_close(c);
+		return;
+	}
+	c->len += (size_t)n;
+	c->req[c->len] = '\0';
+	if (strstr(c->req, "\r\n\r\n") || strstr(c->req, "\n\n") || c->len == sizeof(c->req) - 1)
+		respond(c);
+	(void)ev;
+}
+
+static void on_accept(struct loop_fd *w, uint32_t ev)
+{
+	struct op_httpd *s = w->arg;
+	int fd, i;
+
+	(void)ev;
+	while ((fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+		struct conn *c = NULL;
+		for (i = 0; i < HTTPD_MAX_CONNS; i++)
+			if (!s->conns[i].in_use) {
+				c = &s->conns[i];
+				break;
+			}
+		if (!c) { /* full: shed load rather than queue it */
+			close(fd);
+			continue;
+		}
+		memset(c, 0, sizeof(*c));
+		c->in_use = 1;
+		c->srv = s;
+		c->w = (struct loop_fd){.fd = fd, .events = EPOLLIN, .cb = on_conn, .arg = c};
+		loop_timer_init(&c->deadline, on_deadline, c);
+		if (loop_fd_start(s->l, &c->w) != 0 ||
+		    loop_timer_start(s->l, &c->deadline, HTTPD_DEADLINE_MS) != 0) {
+			loop_fd_stop(s->l, &c->w);
+			close(fd);
+			c->in_use = 0;
+		}
+	}
+}
+
+/* Splits "host:port" (host may be empty or a [v6] literal). */
+static int split_addr(const char *addr, char *host, size_t hl, char *port, size_t pl)
+{
+	const char *colon = strrchr(addr, ':');
+	size_t n;
+
+	if (!colon)
+		return -EINVAL;
+	n = (size_t)(colon - addr);
+	if (n && addr[0] == '[' && addr[n - 1] == ']') {
+		addr++;
+		n -= 2;
+	}
+	if (n >= hl || strlen(colon + 1) >= pl || !colon[1])
+		return -EINVAL;
+	memcpy(host, addr, n);
+	host[n] = '\0';
+	strcpy(port, colon + 1);
+	return 0;
+}
+
+static int listen_on(const char *addr, int *port_out, char *err, size_t errlen)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+	                         .ai_socktype = SOCK_STREAM,
+	                         .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+	struct addrinfo *ai;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[256], port[16];
+	int fd, one = 1, rc;
+
+	if (split_addr(addr, host, sizeof(host), port, sizeof(port)) != 0) {
+		snprintf(err, errlen, "bad listen address %s: want host:port or :port", addr);
+		return -EINVAL;
+	}
+	rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &ai);
+	if (rc != 0) {
+		snprintf(err, errlen, "bad listen address %s: %s", addr, gai_strerror(rc));
+		return -EINVAL;
+	}
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 64) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "listen on %s: %s", addr, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(ai);
+		return rc;
+	}
+	freeaddrinfo(ai);
+	*port_out = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+	                                           : ((struct sockaddr_in *)&ss)->sin_port);
+	return fd;
+}
+
+int op_httpd_start(struct loop *l, const char *addr, op_http_handler h, void *arg,
+                   struct op_httpd **out, char *err, size_t errlen)
+{
+	struct op_httpd *s;
+	int fd;
+
+	*out = NULL;
+	if (strcmp(addr, "0") == 0)
+		return 0;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	fd = listen_on(addr, &s->port, err, errlen);
+	if (fd < 0) {
+		free(s);
+		return fd;
+	}
+	s->l = l;
+	s->handler = h;
+	s->arg = arg;
+	s->listener = (struct loop_fd){.fd = fd, .events = EPOLLIN, .cb = on_accept, .arg = s};
+	if (loop_fd_start(l, &s->listener) != 0) {
+		close(fd);
+		free(s);
+		snprintf(err, errlen, "cannot watch listener for %s", addr);
+		return -EIO;
+	}
+	*out = s;
+	return 0;
+}
+
+int op_httpd_port(const struct op_httpd *s)
+{
+	return s->port;
+}
+
+void op_httpd_free(struct op_httpd *s)
+{
+	int i;
+
+	if (!s)
+		return;
+	for (i = 0; i < HTTPD_MAX_CONNS; i++)
+		if (s->conns[i].in_use)
+			conn_close(&s->conns[i]);
+	loop_fd_stop(s->l, &s->listener);
+	close(s->listener.fd);
+	free(s);
+}

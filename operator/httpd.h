@@ -1,0 +1,33 @@
+/* operator/httpd.h: the minimal HTTP/1.1 server behind /metrics, /healthz
+ * and /readyz.
+ *
+ * It serves GET requests on the shared loop, one response per connection
+ * (Connection: close). Every connection has a deadline and a request-size
+ * cap, and the number of open connections is capped, so a slow or hostile
+ * scraper costs one slot and one timeout, never the loop.
+ */
+#ifndef OPERATOR_HTTPD_H
+#define OPERATOR_HTTPD_H
+
+#include "loop/loop.h"
+
+struct op_httpd;
+
+/* Answers one request for `path` (query string removed). Sets *status and
+ * *content_type (static strings) and appends the body to `body`. */
+typedef void (*op_http_handler)(void *arg, const char *path, int *status, const char **content_type,
+                                struct loop_buf *body);
+
+/* Listens on `addr` ("host:port", ":port", or "0" to disable). Returns 0
+ * and stores the server in `*out` (NULL when disabled), or a negative errno
+ * with a message in `err`. */
+int op_httpd_start(struct loop *l, const char *addr, op_http_handler h, void *arg,
+                   struct op_httpd **out, char *err, size_t errlen);
+
+/* The port actually bound (useful with port 0 in tests). */
+int op_httpd_port(const struct op_httpd *s);
+
+/* Closes the listener and every open connection. Safe on NULL. */
+void op_httpd_free(struct op_httpd *s);
+
+#endif

@@ -1,0 +1,124 @@
+/* operator/tests/test_httpd.c: the health/metrics listener answers real
+ * HTTP clients, rejects non-GET, and a silent client does not block others. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "operator/httpd.h"
+
+static void handler(void *arg, const char *path, int *status, const char **ctype,
+                    struct loop_buf *body)
+{
+	(void)arg;
+	if (strcmp(path, "/healthz") == 0) {
+		*status = 200;
+		loop_buf_append(body, "ok\n", 3);
+	} else {
+		*status = 404;
+		*ctype = "text/plain";
+		loop_buf_append(body, "no\n", 3);
+	}
+}
+
+struct res {
+	int done;
+	long status;
+	CURLcode rc;
+	struct loop_buf body;
+};
+
+static void on_done(void *arg, CURL *e, CURLcode rc)
+{
+	struct res *r = arg;
+	r->done = 1;
+	r->rc = rc;
+	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &r->status);
+}
+
+static void fetch(struct loop *l, int port, const char *path, const char *method, struct res *r)
+{
+	char url[128];
+	CURL *e = curl_easy_init();
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 3000L);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, loop_buf_curl_write);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, &r->body);
+	if (method)
+		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+	assert_int_equal(loop_transfer_start(l, e, on_done, r), 0);
+	for (int i = 0; !r->done && i < 200; i++)
+		assert_int_equal(loop_run_once(l, 50), 0);
+	curl_easy_cleanup(e);
+	assert_true(r->done);
+}
+
+static void test_serves_get_404_and_405_while_a_client_stalls(void **state)
+{
+	struct loop *l;
+	struct op_httpd *s;
+	char err[256];
+	struct res a = {0}, b = {0}, c = {0};
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int stall;
+
+	(void)state;
+	assert_int_equal(loop_new(&l), 0);
+	assert_int_equal(op_httpd_start(l, "127.0.0.1:0", handler, NULL, &s, err, sizeof(err)), 0);
+	assert_non_null(s);
+	/* A client that connects and says nothing holds one slot only. */
+	stall = socket(AF_INET, SOCK_STREAM, 0);
+	sa.sin_port = htons((uint16_t)op_httpd_port(s));
+	assert_int_equal(connect(stall, (struct sockaddr *)&sa, sizeof(sa)), 0);
+
+	fetch(l, op_httpd_port(s), "/healthz?verbose=1", NULL, &a);
+	assert_int_equal(a.rc, CURLE_OK);
+	assert_int_equal(a.status, 200);
+	assert_string_equal(a.body.data, "ok\n");
+	fetch(l, op_httpd_port(s), "/nope", NULL, &b);
+	assert_int_equal(b.status, 404);
+	fetch(l, op_httpd_port(s), "/healthz", "DELETE", &c);
+	assert_int_equal(c.status, 405);
+	close(stall);
+	loop_buf_free(&a.body);
+	loop_buf_free(&b.body);
+	loop_buf_free(&c.body);
+	op_httpd_free(s);
+	loop_free(l);
+}
+
+static void test_bad_address_is_a_clear_error(void **state)
+{
+	struct loop *l;
+	struct op_httpd *s;
+	char err[256] = "";
+
+	(void)state;
+	assert_int_equal(loop_new(&l), 0);
+	assert_true(op_httpd_start(l, "nonsense", handler, NULL, &s, err, sizeof(err)) < 0);
+	assert_non_null(strstr(err, "bad listen address nonsense"));
+	assert_int_equal(op_httpd_start(l, "0", handler, NULL, &s, err, sizeof(err)), 0);
+	assert_null(s);
+	loop_free(l);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(test_serves_get_404_and_405_while_a_client_stalls),
+	        cmocka_unit_test(test_bad_address_is_a_clear_error),
+	};
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
