@@ -1,0 +1,383 @@
+/* capture/fetch.c: many captures at once on the shared curl multi.
+ *
+ * Captures wait in one FIFO queue until a slot is free (max_inflight) and,
+ * for CPU, until no other CPU capture of the same target runs: Go's pprof
+ * serves one CPU profile per process and answers a second with HTTP 500.
+ * A capture blocked on its target does not block the captures behind it.
+ *
+ * Costs, said plainly: cancelling by id and finding the next runnable job
+ * are linear scans, O(queued + in flight); the in-flight set is bounded by
+ * max_inflight and the queue holds at most one round of captures.
+ */
+#include "capture/internal.h"
+#include "loop/log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_INFLIGHT   256
+#define DEFAULT_BODY       ((size_t)64 << 20)
+#define DEFAULT_CONNECT_MS 5000
+#define DEFAULT_TIMEOUT_MS 15000
+
+enum job_state { JOB_QUEUED, JOB_RUNNING };
+
+struct job {
+	struct job *prev, *next;
+	struct cap_fetcher *f;
+	uint64_t id;
+	enum job_state state;
+	char *url, *key;
+	enum cap_ptype type;
+	uint32_t seconds, timeout_ms;
+	const void *owner;
+	cap_fetch_done_fn done;
+	void *arg;
+	CURL *easy;
+	struct loop_buf buf;
+	uint64_t enq_ms, start_ms;
+	char errbuf[CURL_ERROR_SIZE];
+	char msg[320];
+};
+
+/* A doubly linked list with head and tail. */
+struct jlist {
+	struct job *head, *tail;
+	size_t n;
+};
+
+struct cap_fetcher {
+	struct loop *loop;
+	struct cap_fetcher_opts o;
+	char *user_agent;
+	struct jlist queue, running;
+	uint64_t next_id;
+	int dispatching;
+	struct cap_fetcher_stats st;
+};
+
+static void jlist_push(struct jlist *l, struct job *j)
+{
+	j->next = NULL;
+	j->prev = l->tail;
+	if (l->tail)
+		l->tail->next = j;
+	else
+		l->head = j;
+	l->tail = j;
+	l->n++;
+}
+
+static void jlist_del(struct jlist *l, struct job *j)
+{
+	if (j->prev)
+		j->prev->next = j->next;
+	else
+		l->head = j->next;
+	if (j->next)
+		j->next->prev = j->prev;
+	else
+		l->tail = j->prev;
+	j->prev = j->next = NULL;
+	l->n--;
+}
+
+static void job_free(struct job *j)
+{
+	if (j->easy)
+		curl_easy_cleanup(j->easy);
+	loop_buf_free(&j->buf);
+	free(j->url);
+	free(j->key);
+	free(j);
+}
+
+/* Hands the result to the caller and frees the job, which is on no list. */
+static void job_finish(struct job *j, enum cap_result res, long status)
+{
+	struct cap_fetcher *f = j->f;
+	struct cap_fetch_result r = {
+	        .res = res,
+	        .http_status = status,
+	        .message = j->msg,
+	        .body = j->buf.data,
+	        .body_len = j->buf.len,
+	        .id = j->id,
+	};
+	uint64_t now = loop_now_ms(f->loop);
+	r.queued_ms = (j->start_ms ? j->start_ms : now) - j->enq_ms;
+	r.elapsed_ms = j->start_ms ? now - j->start_ms : 0;
+	f->st.finished[res]++;
+	j->done(j->arg, &r);
+	/* The callback may have taken the body. */
+	j->buf.data = r.body;
+	j->buf.len = r.body_len;
+	job_free(j);
+}
+
+static int cpu_busy(const struct cap_fetcher *f, const char *key)
+{
+	for (const struct job *j = f->running.head; j; j = j->next)
+		if (j->type == CAP_PT_CPU && strcmp(j->key, key) == 0)
+			return 1;
+	return 0;
+}
+
+static void on_done(void *arg, CURL *easy, CURLcode rc);
+
+/* Starts the transfer of a job taken off the queue. */
+static int job_begin(struct cap_fetcher *f, struct job *j)
+{
+	uint64_t total = j->timeout_ms;
+	if (j->type == CAP_PT_CPU)
+		total += (uint64_t)j->seconds * 1000;
+	j->easy = curl_easy_init();
+	if (j->easy == NULL)
+		return -ENOMEM;
+	int rc = cap__easy_setup(j->easy, j->url, f->o.connect_timeout_ms, total, &j->buf,
+	                         j->errbuf, f->user_agent);
+	if (rc == 0 && f->o.insecure_tls &&
+	    (curl_easy_setopt(j->easy, CURLOPT_SSL_VERIFYPEER, 0L) != CURLE_OK ||
+	     curl_easy_setopt(j->easy, CURLOPT_SSL_VERIFYHOST, 0L) != CURLE_OK))
+		rc = -EINVAL;
+	if (rc == 0)
+		rc = loop_transfer_start(f->loop, j->easy, on_done, j);
+	if (rc < 0)
+		return rc;
+	j->state = JOB_RUNNING;
+	j->start_ms = loop_now_ms(f->loop);
+	jlist_push(&f->running, j);
+	f->st.started++;
+	return 0;
+}
+
+/* Starts queued jobs, oldest first, while slots are free. Re-entrant calls
+ * (from a callback run here) return at once; the outer call continues. */
+static void dispatch(struct cap_fetcher *f)
+{
+	if (f->dispatching)
+		return;
+	f->dispatching = 1;
+	struct job *j = f->queue.head;
+	while (j != NULL && f->running.n < f->o.max_inflight) {
+		struct job *next = j->next;
+		if (j->type == CAP_PT_CPU && cpu_busy(f, j->key)) {
+			j = next;
+			continue;
+		}
+		jlist_del(&f->queue, j);
+		int rc = job_begin(f, j);
+		if (rc < 0) {
+			snprintf(j->msg, sizeof(j->msg), "cannot start transfer: %s",
+			         strerror(-rc));
+			job_finish(j, CAP_RES_INTERNAL, 0);
+			/* The callback may have cancelled `next`: restart. */
+			next = f->queue.head;
+		}
+		j = next;
+	}
+	f->dispatching = 0;
+}
+
+/* Judges a complete 2xx reply. */
+static enum cap_result judge_body(struct job *j)
+{
+	switch (cap_pprof_check(j->buf.data, j->buf.len)) {
+	case CAP_PPROF_HAS_SAMPLES:
+		return CAP_RES_OK;
+	case CAP_PPROF_EMPTY:
+		snprintf(j->msg, sizeof(j->msg), "empty %s profile (0 samples)",
+		         cap_ptype_name(j->type));
+		return CAP_RES_EMPTY;
+	default:
+		snprintf(j->msg, sizeof(j->msg), "not a pprof profile (%zu bytes)", j->buf.len);
+		return CAP_RES_NOT_PROFILE;
+	}
+}
+
+static void on_done(void *arg, CURL *easy, CURLcode rc)
+{
+	struct job *j = arg;
+	struct cap_fetcher *f = j->f;
+	long status = 0;
+	char line[200];
+	(void)curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+	jlist_del(&f->running, j);
+	f->st.bytes += j->buf.len;
+	enum cap_result res = cap__classify(rc, &j->buf);
+	if (res == CAP_RES_OK && (status < 200 || status > 299)) {
+		cap__first_line(j->buf.data, j->buf.len, line, sizeof(line));
+		snprintf(j->msg, sizeof(j->msg), "HTTP %ld: %s", status, line);
+		res = CAP_RES_HTTP;
+	} else if (res == CAP_RES_OK) {
+		res = judge_body(j);
+	} else if (res == CAP_RES_TOO_LARGE) {
+		snprintf(j->msg, sizeof(j->msg), "body larger than %zu bytes", f->o.max_body_bytes);
+	} else if (res == CAP_RES_TIMEOUT) {
+		snprintf(j->msg, sizeof(j->msg), "timed out after %llu ms: %s",
+		         (unsigned long long)(loop_now_ms(f->loop) - j->start_ms),
+		         j->errbuf[0] ? j->errbuf : curl_easy_strerror(rc));
+	} else {
+		snprintf(j->msg, sizeof(j->msg), "%s",
+		         j->errbuf[0] ? j->errbuf : curl_easy_strerror(rc));
+	}
+	if (res != CAP_RES_OK && res != CAP_RES_EMPTY) {
+		/* A failed capture's partial body is of no use to anyone. */
+		loop_buf_free(&j->buf);
+	}
+	/* Free the slot before the callback, so the callback's own new
+	 * captures and the queue both see it. */
+	dispatch(f);
+	job_finish(j, res, status);
+	dispatch(f);
+}
+
+int cap_fetcher_new(struct loop *l, const struct cap_fetcher_opts *o, struct cap_fetcher **out)
+{
+	struct cap_fetcher *f = calloc(1, sizeof(*f));
+	if (f == NULL)
+		return -ENOMEM;
+	f->loop = l;
+	if (o != NULL)
+		f->o = *o;
+	if (f->o.max_inflight == 0)
+		f->o.max_inflight = DEFAULT_INFLIGHT;
+	if (f->o.max_body_bytes == 0)
+		f->o.max_body_bytes = DEFAULT_BODY;
+	if (f->o.connect_timeout_ms == 0)
+		f->o.connect_timeout_ms = DEFAULT_CONNECT_MS;
+	f->user_agent = strdup(f->o.user_agent ? f->o.user_agent : cap_user_agent());
+	if (f->user_agent == NULL) {
+		free(f);
+		return -ENOMEM;
+	}
+	f->o.user_agent = f->user_agent;
+	f->next_id = 1;
+	*out = f;
+	return 0;
+}
+
+/* Takes `j` off its list and ends it as cancelled. */
+static void job_cancel(struct cap_fetcher *f, struct job *j)
+{
+	if (j->state == JOB_RUNNING) {
+		jlist_del(&f->running, j);
+		loop_transfer_cancel(f->loop, j->easy);
+	} else {
+		jlist_del(&f->queue, j);
+	}
+	loop_buf_free(&j->buf);
+	snprintf(j->msg, sizeof(j->msg), "cancelled");
+	job_finish(j, CAP_RES_CANCELLED, 0);
+}
+
+void cap_fetcher_free(struct cap_fetcher *f)
+{
+	if (f == NULL)
+		return;
+	f->dispatching = 1; /* nothing new starts while we tear down */
+	while (f->running.head)
+		job_cancel(f, f->running.head);
+	while (f->queue.head)
+		job_cancel(f, f->queue.head);
+	free(f->user_agent);
+	free(f);
+}
+
+int cap_fetch_start(struct cap_fetcher *f, const struct cap_request *req, cap_fetch_done_fn done,
+                    void *arg, uint64_t *id)
+{
+	if (f == NULL || req == NULL || req->url == NULL || done == NULL ||
+	    (unsigned)req->type >= CAP_PT__COUNT)
+		return -EINVAL;
+	struct job *j = calloc(1, sizeof(*j));
+	if (j == NULL)
+		return -ENOMEM;
+	j->url = strdup(req->url);
+	j->key = strdup(req->target_key ? req->target_key : req->url);
+	if (j->url == NULL || j->key == NULL) {
+		job_free(j);
+		return -ENOMEM;
+	}
+	j->f = f;
+	j->id = f->next_id++;
+	j->type = req->type;
+	j->seconds = req->seconds;
+	j->timeout_ms = req->timeout_ms ? req->timeout_ms : DEFAULT_TIMEOUT_MS;
+	j->owner = req->owner;
+	j->done = done;
+	j->arg = arg;
+	j->buf.cap_bytes = f->o.max_body_bytes;
+	j->enq_ms = loop_now_ms(f->loop);
+	j->state = JOB_QUEUED;
+	jlist_push(&f->queue, j);
+	if (id != NULL)
+		*id = j->id;
+	dispatch(f);
+	return 0;
+}
+
+static struct job *find(struct jlist *l, uint64_t id)
+{
+	for (struct job *j = l->head; j; j = j->next)
+		if (j->id == id)
+			return j;
+	return NULL;
+}
+
+int cap_fetch_cancel(struct cap_fetcher *f, uint64_t id)
+{
+	struct job *j = find(&f->running, id);
+	if (j == NULL)
+		j = find(&f->queue, id);
+	if (j == NULL)
+		return -ENOENT;
+	job_cancel(f, j);
+	dispatch(f);
+	return 0;
+}
+
+/* Returns the first job of `owner` on `l`, or NULL. */
+static struct job *find_owner(struct jlist *l, const void *owner)
+{
+	for (struct job *j = l->head; j; j = j->next)
+		if (j->owner == owner)
+			return j;
+	return NULL;
+}
+
+size_t cap_fetch_cancel_owner(struct cap_fetcher *f, const void *owner)
+{
+	size_t n = 0;
+	struct job *j;
+	int was = f->dispatching;
+	/* Hold dispatch back: freed slots must not start the owner's own
+	 * queued captures. Each callback may change the lists, so search
+	 * again from the start each time. */
+	f->dispatching = 1;
+	while ((j = find_owner(&f->running, owner)) != NULL || (j = find_owner(&f->queue, owner))) {
+		job_cancel(f, j);
+		n++;
+	}
+	f->dispatching = was;
+	dispatch(f);
+	return n;
+}
+
+char *cap_fetch_take_body(struct cap_fetch_result *r, size_t *len)
+{
+	char *b = r->body;
+	if (len != NULL)
+		*len = b ? r->body_len : 0;
+	r->body = NULL;
+	r->body_len = 0;
+	return b;
+}
+
+void cap_fetcher_stats(const struct cap_fetcher *f, struct cap_fetcher_stats *out)
+{
+	*out = f->st;
+	out->inflight = f->running.n;
+	out->queued = f->queue.n;
+}

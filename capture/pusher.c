@@ -1,0 +1,345 @@
+/* capture/pusher.c: delivery to profefe that survives outages and restarts.
+ *
+ * While profefe answers, profiles go straight from memory to profefe: the
+ * hot path never touches the disk. The first retryable failure (refused,
+ * timeout, a broken reply, 5xx, 408, 429) spools that profile, marks
+ * profefe down and arms a backoff timer; from then on new profiles go to the
+ * spool's tail, so the order is kept. When the timer fires one spooled
+ * profile is tried as a probe; its success resets the backoff and replays
+ * the spool, oldest first, a few at a time. A 4xx is profefe's final word
+ * and is reported, not retried.
+ *
+ * Delivery is at least once: a push that profefe stored but whose reply was
+ * lost (our timeout) is sent again. Refused connections, the common case of
+ * an outage, never cause duplicates.
+ */
+#include "capture/profefe.h"
+#include "loop/log.h"
+#include "loop/loop.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_BASE_MS  500
+#define DEFAULT_MAX_MS   30000
+#define DEFAULT_INFLIGHT 32
+#define DEFAULT_REPLAY   4
+
+struct push {
+	struct push *prev, *next;
+	struct cap_pusher *p;
+	struct cap_spool_entry *e; /* a replay: the checked-out entry */
+	/* A direct push owns its copy of the metadata and body. */
+	struct cap_push_meta meta;
+	char *strs[5];
+	char *body;
+	size_t len;
+};
+
+struct cap_pusher {
+	struct loop *loop;
+	struct cap_profefe *c;
+	struct cap_pusher_opts o;
+	cap_pusher_result_fn fn;
+	void *arg;
+	struct cap_spool *spool;
+	struct push *head;
+	size_t n_direct, n_replay;
+	struct loop_timer timer;
+	struct loop_backoff bo;
+	int down;    /* waiting for the timer before the next try */
+	int probing; /* one probe in flight after an outage */
+	int freeing;
+	uint64_t retries, delivered, rejected;
+};
+
+static void pump(struct cap_pusher *p);
+
+static void on_drop(void *arg, const struct cap_push_meta *m, uint64_t seq)
+{
+	struct cap_pusher *p = arg;
+	log_warn("spool full: dropped the oldest profile", "service", m->service, "type", m->type,
+	         "origin", m->origin, NULL);
+	if (p->fn)
+		p->fn(p->arg, m, CAP_RES_DROPPED, 0, "dropped from a full spool", NULL);
+}
+
+static void push_link(struct cap_pusher *p, struct push *x)
+{
+	x->p = p;
+	x->prev = NULL;
+	x->next = p->head;
+	if (p->head)
+		p->head->prev = x;
+	p->head = x;
+	if (x->e)
+		p->n_replay++;
+	else
+		p->n_direct++;
+}
+
+static void push_unlink(struct cap_pusher *p, struct push *x)
+{
+	if (x->prev)
+		x->prev->next = x->next;
+	else
+		p->head = x->next;
+	if (x->next)
+		x->next->prev = x->prev;
+	if (x->e)
+		p->n_replay--;
+	else
+		p->n_direct--;
+}
+
+static void push_free(struct push *x)
+{
+	for (size_t i = 0; i < sizeof(x->strs) / sizeof(x->strs[0]); i++)
+		free(x->strs[i]);
+	free(x->body);
+	free(x);
+}
+
+/* True for outcomes worth another try later. */
+static int retryable(const struct cap_profefe_reply *r)
+{
+	switch (r->res) {
+	case CAP_RES_REFUSED:
+	case CAP_RES_TIMEOUT:
+	case CAP_RES_TRANSPORT:
+	case CAP_RES_INTERNAL:
+		return 1;
+	case CAP_RES_HTTP:
+		return r->http_status >= 500 || r->http_status == 408 || r->http_status == 429;
+	default:
+		return 0;
+	}
+}
+
+static void on_timer(struct loop_timer *t)
+{
+	struct cap_pusher *p = t->arg;
+	p->down = 0;
+	p->probing = 1;
+	pump(p);
+}
+
+/* Marks profefe down and arms the retry timer, once per outage step. */
+static void mark_down(struct cap_pusher *p, const struct cap_profefe_reply *r)
+{
+	p->probing = 0;
+	if (p->down && loop_timer_active(&p->timer))
+		return;
+	p->down = 1;
+	uint32_t delay = loop_backoff_next(&p->bo);
+	char ms[16];
+	snprintf(ms, sizeof(ms), "%u", delay);
+	log_warn("profefe unavailable, spooling", "result", cap_result_name(r->res), "error",
+	         r->message, "retry_ms", ms, NULL);
+	if (loop_timer_start(p->loop, &p->timer, delay) < 0)
+		p->down = 0; /* no timer: retry on the next submit instead */
+}
+
+static void on_up(struct cap_pusher *p)
+{
+	if (p->probing || p->bo.attempt > 0)
+		log_info("profefe answers again, replaying the spool", NULL);
+	p->probing = 0;
+	loop_backoff_reset(&p->bo);
+}
+
+static void report(struct cap_pusher *p, const struct cap_push_meta *m,
+                   const struct cap_profefe_reply *r)
+{
+	if (r->res == CAP_RES_OK)
+		p->delivered++;
+	else
+		p->rejected++;
+	if (p->fn)
+		p->fn(p->arg, m, r->res, r->http_status, r->message, r->id);
+}
+
+static void on_push_done(void *arg, struct cap_profefe_reply *r)
+{
+	struct push *x = arg;
+	struct cap_pusher *p = x->p;
+	push_unlink(p, x);
+	if (r->res == CAP_RES_CANCELLED || retryable(r)) {
+		if (x->e != NULL) {
+			cap_spool_release(p->spool, x->e);
+		} else if (cap_spool_put(p->spool, &x->meta, x->body, x->len) < 0) {
+			log_error("cannot spool a profile: lost", "service", x->meta.service,
+			          "origin", x->meta.origin, NULL);
+			struct cap_profefe_reply lost = *r;
+			lost.res = CAP_RES_DROPPED;
+			lost.message = "could not be written to the spool";
+			report(p, &x->meta, &lost);
+		}
+		if (r->res != CAP_RES_CANCELLED)
+			mark_down(p, r);
+	} else {
+		if (r->res == CAP_RES_OK)
+			on_up(p);
+		else
+			log_warn("profefe refused a profile", "status", r->message, "service",
+			         x->e ? x->e->meta.service : x->meta.service, NULL);
+		report(p, x->e ? &x->e->meta : &x->meta, r);
+		if (x->e != NULL)
+			cap_spool_ack(p->spool, x->e);
+	}
+	push_free(x);
+	if (!p->freeing)
+		pump(p);
+}
+
+/* Starts replays, oldest first, while profefe is up and slots are free. */
+static void pump(struct cap_pusher *p)
+{
+	while (!p->down && !p->freeing) {
+		size_t cap = p->probing ? 1 : p->o.replay_inflight;
+		struct cap_spool_entry *e;
+		if (p->n_replay >= cap)
+			return;
+		int rc = cap_spool_checkout(p->spool, &e);
+		if (rc == -ENOENT)
+			return;
+		if (rc < 0)
+			continue; /* the spool dropped the unreadable entry */
+		struct push *x = calloc(1, sizeof(*x));
+		if (x == NULL) {
+			cap_spool_release(p->spool, e);
+			return;
+		}
+		x->e = e;
+		push_link(p, x);
+		p->retries++;
+		rc = cap_profefe_push(p->c, &e->meta, e->body, e->len, on_push_done, x);
+		if (rc < 0) {
+			push_unlink(p, x);
+			cap_spool_release(p->spool, e);
+			free(x);
+			return;
+		}
+	}
+}
+
+int cap_pusher_new(struct loop *l, struct cap_profefe *c, const struct cap_pusher_opts *o,
+                   cap_pusher_result_fn fn, void *arg, struct cap_pusher **out)
+{
+	struct cap_pusher *p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return -ENOMEM;
+	if (o != NULL)
+		p->o = *o;
+	if (p->o.max_inflight == 0)
+		p->o.max_inflight = DEFAULT_INFLIGHT;
+	if (p->o.replay_inflight == 0)
+		p->o.replay_inflight = DEFAULT_REPLAY;
+	p->bo.base_ms = p->o.backoff_base_ms ? p->o.backoff_base_ms : DEFAULT_BASE_MS;
+	p->bo.max_ms = p->o.backoff_max_ms ? p->o.backoff_max_ms : DEFAULT_MAX_MS;
+	p->loop = l;
+	p->c = c;
+	p->fn = fn;
+	p->arg = arg;
+	p->o.spool_dir = NULL; /* lent only for the open below */
+	loop_timer_init(&p->timer, on_timer, p);
+	int rc = cap_spool_open(o ? o->spool_dir : NULL, p->o.spool_max_bytes, on_drop, p,
+	                        &p->spool);
+	if (rc < 0) {
+		free(p);
+		return rc;
+	}
+	*out = p;
+	pump(p); /* what an earlier run left behind */
+	return 0;
+}
+
+void cap_pusher_free(struct cap_pusher *p)
+{
+	if (p == NULL)
+		return;
+	p->freeing = 1;
+	loop_timer_stop(p->loop, &p->timer);
+	/* Each cancel spools a direct push or releases a replay. */
+	while (p->head != NULL)
+		if (cap_profefe_cancel_arg(p->c, p->head) == 0)
+			break;
+	cap_spool_close(p->spool);
+	free(p);
+}
+
+/* Copies `m` into `x`, owned by it. */
+static int meta_own(struct push *x, const struct cap_push_meta *m)
+{
+	const char *src[5] = {m->service, m->type, m->labels, m->instance_id, m->origin};
+	for (int i = 0; i < 5; i++)
+		if (src[i] != NULL && (x->strs[i] = strdup(src[i])) == NULL)
+			return -ENOMEM;
+	x->meta = (struct cap_push_meta){x->strs[0], x->strs[1], x->strs[2],
+	                                 x->strs[3], x->strs[4], m->created_ms};
+	return 0;
+}
+
+int cap_pusher_submit_take(struct cap_pusher *p, const struct cap_push_meta *m, char *body,
+                           size_t len)
+{
+	struct cap_spool_stats ss;
+	int rc;
+	if (m == NULL || m->service == NULL || m->type == NULL || body == NULL) {
+		free(body);
+		return -EINVAL;
+	}
+	cap_spool_stats(p->spool, &ss);
+	if (p->down || ss.files > 0 || p->n_direct >= p->o.max_inflight) {
+		/* Keep the order: behind what already waits. */
+		rc = cap_spool_put(p->spool, m, body, len);
+		free(body);
+		pump(p);
+		return rc;
+	}
+	struct push *x = calloc(1, sizeof(*x));
+	if (x == NULL || meta_own(x, m) < 0) {
+		rc = -ENOMEM;
+		goto out_free;
+	}
+	x->body = body;
+	x->len = len;
+	body = NULL;
+	push_link(p, x);
+	rc = cap_profefe_push(p->c, &x->meta, x->body, x->len, on_push_done, x);
+	if (rc < 0) {
+		push_unlink(p, x);
+		rc = cap_spool_put(p->spool, m, x->body, x->len);
+		goto out_free;
+	}
+	return 0;
+out_free:
+	if (x != NULL)
+		push_free(x);
+	free(body);
+	return rc;
+}
+
+void cap_pusher_stats(const struct cap_pusher *p, struct cap_pusher_stats *out)
+{
+	struct cap_spool_stats ss;
+	cap_spool_stats(p->spool, &ss);
+	*out = (struct cap_pusher_stats){
+	        .spool_bytes = ss.bytes,
+	        .spool_files = ss.files,
+	        .drops = ss.drops,
+	        .retries = p->retries,
+	        .delivered = p->delivered,
+	        .rejected = p->rejected,
+	        .inflight = p->n_direct + p->n_replay,
+	        .profefe_down = p->down,
+	};
+}
+
+int cap_pusher_idle(const struct cap_pusher *p)
+{
+	struct cap_spool_stats ss;
+	cap_spool_stats(p->spool, &ss);
+	return p->head == NULL && ss.files == 0;
+}

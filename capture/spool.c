@@ -1,0 +1,580 @@
+/* capture/spool.c: the bounded, restart-safe FIFO of undelivered profiles.
+ *
+ * File format, one profile per file "<seq as 16 hex digits>.spool":
+ *
+ *	PPOPSPOOL1\n
+ *	service=<query-escaped>\n   (also type, labels, instance_id, origin, created_ms)
+ *	\n
+ *	<the gzipped pprof body, as captured>
+ *
+ * Metadata of every entry stays in memory (a few hundred bytes each); bodies
+ * are read back only when an entry is checked out for a push. Files are
+ * written with cap_file_write_excl(), so a crash leaves either a whole entry
+ * or a temporary file that the next open removes.
+ */
+#include "capture/spool.h"
+#include "capture/capture.h"
+#include "capture/dirsink.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAGIC        "PPOPSPOOL1\n"
+#define MAX_HEADER   8192
+#define DEFAULT_MAX  ((uint64_t)256 << 20)
+#define SPOOL_SUFFIX ".spool"
+
+struct sent {
+	struct sent *prev, *next;
+	uint64_t bytes; /* the file's size (memory: header + body) */
+	int out;        /* checked out */
+	struct cap_spool_entry e;
+};
+
+struct cap_spool {
+	char *dir; /* NULL: in memory */
+	uint64_t max_bytes;
+	cap_spool_drop_fn drop;
+	void *arg;
+	struct sent *head, *tail;
+	uint64_t next_seq;
+	struct cap_spool_stats st;
+};
+
+static void meta_free(struct cap_push_meta *m)
+{
+	free((char *)m->service);
+	free((char *)m->type);
+	free((char *)m->labels);
+	free((char *)m->instance_id);
+	free((char *)m->origin);
+	memset(m, 0, sizeof(*m));
+}
+
+static char *dup_or_null(const char *s, int *err)
+{
+	if (s == NULL)
+		return NULL;
+	char *d = strdup(s);
+	if (d == NULL)
+		*err = 1;
+	return d;
+}
+
+static int meta_copy(struct cap_push_meta *dst, const struct cap_push_meta *src)
+{
+	int err = 0;
+	dst->service = dup_or_null(src->service, &err);
+	dst->type = dup_or_null(src->type, &err);
+	dst->labels = dup_or_null(src->labels, &err);
+	dst->instance_id = dup_or_null(src->instance_id, &err);
+	dst->origin = dup_or_null(src->origin, &err);
+	dst->created_ms = src->created_ms;
+	if (err) {
+		meta_free(dst);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static void entry_path(const struct cap_spool *s, uint64_t seq, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%016" PRIx64 SPOOL_SUFFIX, s->dir, seq);
+}
+
+/* Appends "key=escaped\n" to the header being built. */
+static int header_add(char **h, size_t *n, const char *key, const char *val)
+{
+	if (val == NULL)
+		return 0;
+	char *esc = cap_query_escape(val);
+	if (esc == NULL)
+		return -ENOMEM;
+	size_t add = strlen(key) + strlen(esc) + 2;
+	char *nh = realloc(*h, *n + add + 1);
+	if (nh == NULL) {
+		free(esc);
+		return -ENOMEM;
+	}
+	snprintf(nh + *n, add + 1, "%s=%s\n", key, esc);
+	*h = nh;
+	*n += add;
+	free(esc);
+	return 0;
+}
+
+/* Builds the header for `m`; the caller frees it. */
+static int header_build(const struct cap_push_meta *m, char **out, size_t *len)
+{
+	char created[32];
+	char *h = strdup(MAGIC);
+	size_t n = sizeof(MAGIC) - 1;
+	int rc = h == NULL ? -ENOMEM : 0;
+	snprintf(created, sizeof(created), "%" PRId64, m->created_ms);
+	if (rc == 0)
+		rc = header_add(&h, &n, "service", m->service);
+	if (rc == 0)
+		rc = header_add(&h, &n, "type", m->type);
+	if (rc == 0)
+		rc = header_add(&h, &n, "labels", m->labels);
+	if (rc == 0)
+		rc = header_add(&h, &n, "instance_id", m->instance_id);
+	if (rc == 0)
+		rc = header_add(&h, &n, "origin", m->origin);
+	if (rc == 0)
+		rc = header_add(&h, &n, "created_ms", created);
+	if (rc < 0) {
+		free(h);
+		return rc;
+	}
+	/* The blank line that ends the header; header_add() left room. */
+	char *nh = realloc(h, n + 2);
+	if (nh == NULL) {
+		free(h);
+		return -ENOMEM;
+	}
+	nh[n++] = '\n';
+	nh[n] = '\0';
+	*out = nh;
+	*len = n;
+	return 0;
+}
+
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Percent-decodes `s` of length `n` into a new string. */
+static char *unescape(const char *s, size_t n)
+{
+	char *out = malloc(n + 1), *p = out;
+	if (out == NULL)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		int hi, lo;
+		if (s[i] == '%' && i + 2 < n && (hi = hexval(s[i + 1])) >= 0 &&
+		    (lo = hexval(s[i + 2])) >= 0) {
+			*p++ = (char)(hi * 16 + lo);
+			i += 2;
+		} else {
+			*p++ = s[i];
+		}
+	}
+	*p = '\0';
+	return out;
+}
+
+/* Parses a header from `buf` (`n` bytes, possibly more than the header).
+ * Returns 0 and the header's length in `*hlen`, or -EINVAL. */
+static int header_parse(const char *buf, size_t n, struct cap_push_meta *m, size_t *hlen)
+{
+	size_t ml = sizeof(MAGIC) - 1, pos = ml;
+	memset(m, 0, sizeof(*m));
+	if (n < ml || memcmp(buf, MAGIC, ml) != 0)
+		return -EINVAL;
+	for (;;) {
+		const char *nl = memchr(buf + pos, '\n', n - pos);
+		if (nl == NULL)
+			goto bad;
+		size_t ll = (size_t)(nl - (buf + pos));
+		if (ll == 0) {
+			*hlen = pos + 1;
+			break;
+		}
+		const char *line = buf + pos, *eq = memchr(line, '=', ll);
+		if (eq == NULL)
+			goto bad;
+		size_t kl = (size_t)(eq - line);
+		char *val = unescape(eq + 1, ll - kl - 1);
+		if (val == NULL)
+			goto bad;
+		const char **slot = NULL;
+		if (kl == 7 && memcmp(line, "service", 7) == 0)
+			slot = &m->service;
+		else if (kl == 4 && memcmp(line, "type", 4) == 0)
+			slot = &m->type;
+		else if (kl == 6 && memcmp(line, "labels", 6) == 0)
+			slot = &m->labels;
+		else if (kl == 11 && memcmp(line, "instance_id", 11) == 0)
+			slot = &m->instance_id;
+		else if (kl == 6 && memcmp(line, "origin", 6) == 0)
+			slot = &m->origin;
+		else if (kl == 10 && memcmp(line, "created_ms", 10) == 0)
+			m->created_ms = strtoll(val, NULL, 10);
+		if (slot != NULL && *slot == NULL) {
+			*slot = val;
+			val = NULL;
+		}
+		free(val);
+		pos += ll + 1;
+	}
+	if (m->service == NULL || m->type == NULL)
+		goto bad;
+	return 0;
+bad:
+	meta_free(m);
+	return -EINVAL;
+}
+
+static void list_append(struct cap_spool *s, struct sent *x)
+{
+	x->next = NULL;
+	x->prev = s->tail;
+	if (s->tail)
+		s->tail->next = x;
+	else
+		s->head = x;
+	s->tail = x;
+	s->st.files++;
+	s->st.bytes += x->bytes;
+}
+
+static void list_remove(struct cap_spool *s, struct sent *x)
+{
+	if (x->prev)
+		x->prev->next = x->next;
+	else
+		s->head = x->next;
+	if (x->next)
+		x->next->prev = x->prev;
+	else
+		s->tail = x->prev;
+	s->st.files--;
+	s->st.bytes -= x->bytes;
+}
+
+/* Deletes an entry's file (if any) and frees it; it is on no list. */
+static void sent_destroy(struct cap_spool *s, struct sent *x)
+{
+	if (s->dir != NULL) {
+		char path[PATH_MAX];
+		entry_path(s, x->e.seq, path, sizeof(path));
+		unlink(path);
+	}
+	meta_free(&x->e.meta);
+	free(x->e.body);
+	free(x);
+}
+
+static void drop_entry(struct cap_spool *s, struct sent *x)
+{
+	list_remove(s, x);
+	s->st.drops++;
+	if (s->drop)
+		s->drop(s->arg, &x->e.meta, x->e.seq);
+	sent_destroy(s, x);
+}
+
+/* Reads one file's header. Returns the entry, or NULL when unreadable. */
+static struct sent *load_one(struct cap_spool *s, uint64_t seq)
+{
+	char path[PATH_MAX], buf[MAX_HEADER];
+	struct stat sb;
+	size_t hlen;
+	entry_path(s, seq, path, sizeof(path));
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	ssize_t n = read(fd, buf, sizeof(buf));
+	int ok = n > 0 && fstat(fd, &sb) == 0;
+	close(fd);
+	struct sent *x = ok ? calloc(1, sizeof(*x)) : NULL;
+	if (x == NULL)
+		return NULL;
+	if (header_parse(buf, (size_t)n, &x->e.meta, &hlen) < 0) {
+		free(x);
+		return NULL;
+	}
+	x->e.seq = seq;
+	x->bytes = (uint64_t)sb.st_size;
+	return x;
+}
+
+static int seq_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Lists "<seq>.spool" files in order and removes temporary leftovers. */
+static int scan_dir(struct cap_spool *s, uint64_t **seqs, size_t *n)
+{
+	DIR *d = opendir(s->dir);
+	size_t alloc = 0;
+	struct dirent *de;
+	*seqs = NULL;
+	*n = 0;
+	if (d == NULL)
+		return -errno;
+	while ((de = readdir(d)) != NULL) {
+		char *end;
+		if (strncmp(de->d_name, ".tmp-", 5) == 0) {
+			(void)unlinkat(dirfd(d), de->d_name, 0);
+			continue;
+		}
+		uint64_t seq = strtoull(de->d_name, &end, 16);
+		if (end != de->d_name + 16 || strcmp(end, SPOOL_SUFFIX) != 0)
+			continue;
+		if (*n == alloc) {
+			size_t na = alloc ? alloc * 2 : 64;
+			uint64_t *ns = realloc(*seqs, na * sizeof(*ns));
+			if (ns == NULL) {
+				closedir(d);
+				free(*seqs);
+				*seqs = NULL;
+				return -ENOMEM;
+			}
+			*seqs = ns;
+			alloc = na;
+		}
+		(*seqs)[(*n)++] = seq;
+	}
+	closedir(d);
+	qsort(*seqs, *n, sizeof(**seqs), seq_cmp);
+	return 0;
+}
+
+/* Loads what an earlier run left, oldest first. */
+static int load_existing(struct cap_spool *s)
+{
+	uint64_t *seqs;
+	size_t n;
+	int rc = scan_dir(s, &seqs, &n);
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		struct sent *x = load_one(s, seqs[i]);
+		if (x == NULL) {
+			char path[PATH_MAX];
+			entry_path(s, seqs[i], path, sizeof(path));
+			unlink(path);
+			s->st.drops++;
+		} else {
+			list_append(s, x);
+		}
+		s->next_seq = seqs[i] + 1;
+	}
+	free(seqs);
+	return 0;
+}
+
+int cap_spool_open(const char *dir, uint64_t max_bytes, cap_spool_drop_fn drop, void *arg,
+                   struct cap_spool **out)
+{
+	struct cap_spool *s = calloc(1, sizeof(*s));
+	int rc;
+	if (s == NULL)
+		return -ENOMEM;
+	s->max_bytes = max_bytes ? max_bytes : DEFAULT_MAX;
+	s->drop = drop;
+	s->arg = arg;
+	s->next_seq = 1;
+	if (dir != NULL) {
+		s->dir = strdup(dir);
+		if (s->dir == NULL) {
+			rc = -ENOMEM;
+			goto out_free;
+		}
+		if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+			rc = -errno;
+			goto out_free;
+		}
+		rc = load_existing(s);
+		if (rc < 0)
+			goto out_free;
+	}
+	*out = s;
+	return 0;
+out_free:
+	cap_spool_close(s);
+	return rc;
+}
+
+void cap_spool_close(struct cap_spool *s)
+{
+	if (s == NULL)
+		return;
+	struct sent *x = s->head;
+	while (x != NULL) {
+		struct sent *next = x->next;
+		meta_free(&x->e.meta);
+		free(x->e.body);
+		free(x);
+		x = next;
+	}
+	free(s->dir);
+	free(s);
+}
+
+/* Makes room for `need` bytes by dropping the oldest idle entries.
+ * Returns 0, or -ENOSPC when it cannot. */
+static int make_room(struct cap_spool *s, uint64_t need)
+{
+	if (need > s->max_bytes)
+		return -ENOSPC;
+	while (s->st.bytes + need > s->max_bytes) {
+		struct sent *x = s->head;
+		while (x != NULL && x->out)
+			x = x->next;
+		if (x == NULL)
+			return -ENOSPC;
+		drop_entry(s, x);
+	}
+	return 0;
+}
+
+/* Writes header + body to the entry's file. */
+static int write_file(struct cap_spool *s, uint64_t seq, const char *hdr, size_t hlen,
+                      const void *body, size_t len)
+{
+	char path[PATH_MAX];
+	char *all = malloc(hlen + len + 1);
+	if (all == NULL)
+		return -ENOMEM;
+	memcpy(all, hdr, hlen);
+	if (len)
+		memcpy(all + hlen, body, len);
+	entry_path(s, seq, path, sizeof(path));
+	int rc = cap_file_write_excl(path, all, hlen + len);
+	free(all);
+	return rc;
+}
+
+int cap_spool_put(struct cap_spool *s, const struct cap_push_meta *m, const void *body, size_t len)
+{
+	char *hdr;
+	size_t hlen;
+	int rc = header_build(m, &hdr, &hlen);
+	if (rc < 0)
+		return rc;
+	struct sent *x = calloc(1, sizeof(*x));
+	if (x == NULL || meta_copy(&x->e.meta, m) < 0) {
+		rc = -ENOMEM;
+		goto out_free;
+	}
+	x->e.seq = s->next_seq++;
+	x->bytes = hlen + len;
+	if (make_room(s, x->bytes) < 0) {
+		/* Too big for the spool even when emptied of idle entries. */
+		s->st.drops++;
+		if (s->drop)
+			s->drop(s->arg, m, x->e.seq);
+		rc = 0;
+		goto out_free;
+	}
+	if (s->dir != NULL) {
+		rc = write_file(s, x->e.seq, hdr, hlen, body, len);
+		if (rc < 0)
+			goto out_free;
+	} else {
+		x->e.body = malloc(len ? len : 1);
+		if (x->e.body == NULL) {
+			rc = -ENOMEM;
+			goto out_free;
+		}
+		memcpy(x->e.body, body, len);
+		x->e.len = len;
+	}
+	free(hdr);
+	list_append(s, x);
+	return 0;
+out_free:
+	if (x != NULL) {
+		meta_free(&x->e.meta);
+		free(x->e.body);
+		free(x);
+	}
+	free(hdr);
+	return rc;
+}
+
+/* Reads the body of a disk entry. */
+static int read_body(struct cap_spool *s, struct sent *x)
+{
+	char path[PATH_MAX];
+	struct cap_push_meta m;
+	size_t hlen;
+	entry_path(s, x->e.seq, path, sizeof(path));
+	FILE *fp = fopen(path, "rbe");
+	if (fp == NULL)
+		return -errno;
+	char *buf = malloc(x->bytes + 1);
+	size_t n = buf ? fread(buf, 1, x->bytes + 1, fp) : 0;
+	fclose(fp);
+	if (buf == NULL)
+		return -ENOMEM;
+	if (n != x->bytes || header_parse(buf, n, &m, &hlen) < 0) {
+		free(buf);
+		return -EINVAL;
+	}
+	meta_free(&m);
+	memmove(buf, buf + hlen, n - hlen);
+	x->e.body = buf;
+	x->e.len = n - hlen;
+	return 0;
+}
+
+int cap_spool_checkout(struct cap_spool *s, struct cap_spool_entry **out)
+{
+	struct sent *x = s->head;
+	while (x != NULL && x->out)
+		x = x->next;
+	if (x == NULL)
+		return -ENOENT;
+	if (s->dir != NULL) {
+		int rc = read_body(s, x);
+		if (rc < 0) {
+			drop_entry(s, x);
+			return rc;
+		}
+	}
+	x->out = 1;
+	s->st.checked_out++;
+	*out = &x->e;
+	return 0;
+}
+
+static struct sent *sent_of(struct cap_spool_entry *e)
+{
+	return (struct sent *)((char *)e - offsetof(struct sent, e));
+}
+
+void cap_spool_ack(struct cap_spool *s, struct cap_spool_entry *e)
+{
+	struct sent *x = sent_of(e);
+	s->st.checked_out--;
+	list_remove(s, x);
+	sent_destroy(s, x);
+}
+
+void cap_spool_release(struct cap_spool *s, struct cap_spool_entry *e)
+{
+	struct sent *x = sent_of(e);
+	s->st.checked_out--;
+	x->out = 0;
+	if (s->dir != NULL) {
+		free(x->e.body);
+		x->e.body = NULL;
+		x->e.len = 0;
+	}
+}
+
+void cap_spool_stats(const struct cap_spool *s, struct cap_spool_stats *out)
+{
+	*out = s->st;
+}

@@ -1,0 +1,3 @@
+module profefe-operator/capture/fixturesgen
+
+go 1.26

@@ -1,0 +1,186 @@
+/* capture/tests/test_pprof.c: the pprof sanity checker and type detection,
+ * on real profiles written by Go's runtime/pprof (tests/fixtures-gen). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "capture/capture.h"
+#include "fixture.h"
+
+static enum cap_pprof_verdict check_fixture(const char *name)
+{
+	size_t n;
+	char *b = fixture_read(name, &n);
+	enum cap_pprof_verdict v = cap_pprof_check(b, n);
+	free(b);
+	return v;
+}
+
+/* gzips `in` into a malloc'd buffer. */
+static unsigned char *gzip_buf(const void *in, size_t n, size_t *outlen)
+{
+	z_stream zs = {0};
+	assert_int_equal(deflateInit2(&zs, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY),
+	                 Z_OK);
+	size_t cap = deflateBound(&zs, n);
+	unsigned char *out = malloc(cap);
+	assert_non_null(out);
+	zs.next_in = (unsigned char *)in;
+	zs.avail_in = (uInt)n;
+	zs.next_out = out;
+	zs.avail_out = (uInt)cap;
+	assert_int_equal(deflate(&zs, Z_FINISH), Z_STREAM_END);
+	*outlen = cap - zs.avail_out;
+	deflateEnd(&zs);
+	return out;
+}
+
+static void test_pprof_real_profiles_have_samples(void **state)
+{
+	const char *names[] = {"cpu.pb.gz",       "heap.pb.gz",         "allocs.pb.gz",
+	                       "goroutine.pb.gz", "threadcreate.pb.gz", "mutex.pb.gz",
+	                       "block.pb.gz",     "goroutine.pb"};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		print_message("%s\n", names[i]);
+		assert_int_equal(check_fixture(names[i]), CAP_PPROF_HAS_SAMPLES);
+	}
+}
+
+static void test_pprof_disabled_mutex_block_are_empty(void **state)
+{
+	assert_int_equal(check_fixture("mutex-empty.pb.gz"), CAP_PPROF_EMPTY);
+	assert_int_equal(check_fixture("block-empty.pb.gz"), CAP_PPROF_EMPTY);
+	/* Plain protobuf is judged the same way. */
+	assert_int_equal(check_fixture("mutex-empty.pb"), CAP_PPROF_EMPTY);
+}
+
+static void test_pprof_garbage_is_not_profile(void **state)
+{
+	const char *texts[] = {
+	        "",
+	        "<html><body>404 page not found</body></html>",
+	        "goroutine profile: total 5\n1 @ 0x43\n",
+	        "404 page not found\n",
+	        "{\"code\":500,\"error\":\"boom\"}",
+	};
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++)
+		assert_int_equal(cap_pprof_check(texts[i], strlen(texts[i])),
+		                 CAP_PPROF_NOT_PROFILE);
+	assert_int_equal(cap_pprof_check(NULL, 0), CAP_PPROF_NOT_PROFILE);
+	/* gzip of text: the wrapper is right, the content is not. */
+	size_t gl;
+	unsigned char *gz = gzip_buf(texts[2], strlen(texts[2]), &gl);
+	assert_int_equal(cap_pprof_check(gz, gl), CAP_PPROF_NOT_PROFILE);
+	free(gz);
+	/* Just the magic, and a corrupt deflate stream. */
+	const unsigned char magic[] = {0x1f, 0x8b};
+	assert_int_equal(cap_pprof_check(magic, sizeof(magic)), CAP_PPROF_NOT_PROFILE);
+	const unsigned char bad[] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff};
+	assert_int_equal(cap_pprof_check(bad, sizeof(bad)), CAP_PPROF_NOT_PROFILE);
+}
+
+static void test_pprof_truncated_gzip(void **state)
+{
+	size_t n, raw_n;
+	char *b = fixture_read("heap.pb.gz", &n);
+	/* Cut inside the gzip header or the first deflate bytes. */
+	for (size_t cut = 3; cut < 14; cut++)
+		assert_int_equal(cap_pprof_check(b, cut), CAP_PPROF_NOT_PROFILE);
+	free(b);
+	/* Plain protobuf cut inside its first length-delimited field. */
+	char *raw = fixture_read("mutex-empty.pb", &raw_n);
+	assert_int_equal(cap_pprof_check(raw, 8), CAP_PPROF_NOT_PROFILE);
+	free(raw);
+}
+
+static void test_pprof_huge_field_hits_bound(void **state)
+{
+	/* sample_type, then an 8 MiB location, then a sample: the checker
+	 * gives up at CAP_PPROF_SCAN_MAX instead of inflating 8 MiB. */
+	size_t big = 8u << 20;
+	unsigned char *p = calloc(1, big + 64);
+	size_t n = 0;
+	const unsigned char st[] = {0x0a, 0x04, 0x08, 0x01, 0x10, 0x02};
+	memcpy(p, st, sizeof(st));
+	n = sizeof(st);
+	p[n++] = (4 << 3) | 2; /* location, LEN */
+	size_t v = big;
+	while (v >= 0x80) {
+		p[n++] = (unsigned char)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (unsigned char)v;
+	n += big;
+	p[n++] = (2 << 3) | 2; /* sample */
+	p[n++] = 0;
+	size_t gl;
+	unsigned char *gz = gzip_buf(p, n, &gl);
+	assert_int_equal(cap_pprof_check(gz, gl), CAP_PPROF_NOT_PROFILE);
+	/* The same with a small location is fine. */
+	unsigned char small[] = {0x0a, 0x04, 0x08, 0x01, 0x10, 0x02,
+	                         0x22, 0x02, 0x08, 0x01, 0x12, 0x00};
+	assert_int_equal(cap_pprof_check(small, sizeof(small)), CAP_PPROF_HAS_SAMPLES);
+	/* A sample before any sample_type is not a profile. */
+	assert_int_equal(cap_pprof_check(small + 6, sizeof(small) - 6), CAP_PPROF_NOT_PROFILE);
+	free(gz);
+	free(p);
+}
+
+static void test_pprof_detect_type(void **state)
+{
+	struct {
+		const char *file;
+		enum cap_ptype want;
+	} cases[] = {
+	        {"cpu.pb.gz", CAP_PT_CPU},
+	        {"heap.pb.gz", CAP_PT_HEAP},
+	        {"allocs.pb.gz", CAP_PT_ALLOCS},
+	        {"goroutine.pb.gz", CAP_PT_GOROUTINE},
+	        {"goroutine.pb", CAP_PT_GOROUTINE},
+	        {"threadcreate.pb.gz", CAP_PT_THREADCREATE},
+	        {"mutex.pb.gz", CAP_PT_MUTEX},
+	        {"block.pb.gz", CAP_PT_BLOCK},
+	        /* Empty: nothing tells mutex from block, and Go writes them alike. */
+	        {"mutex-empty.pb.gz", CAP_PT_BLOCK},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t n;
+		enum cap_ptype t = CAP_PT_OTHER;
+		char *b = fixture_read(cases[i].file, &n);
+		print_message("%s\n", cases[i].file);
+		assert_int_equal(cap_pprof_detect_type(b, n, 0, &t), 0);
+		assert_string_equal(cap_ptype_name(t), cap_ptype_name(cases[i].want));
+		free(b);
+	}
+}
+
+static void test_pprof_detect_type_rejects_garbage_and_caps(void **state)
+{
+	enum cap_ptype t;
+	assert_int_equal(cap_pprof_detect_type("hello", 5, 0, &t), -EINVAL);
+	size_t n;
+	char *b = fixture_read("heap.pb.gz", &n);
+	assert_int_equal(cap_pprof_detect_type(b, n, 1024, &t), -EFBIG);
+	assert_int_equal(cap_pprof_detect_type(b, 40, 0, &t), -EINVAL);
+	free(b);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(test_pprof_real_profiles_have_samples),
+	        cmocka_unit_test(test_pprof_disabled_mutex_block_are_empty),
+	        cmocka_unit_test(test_pprof_garbage_is_not_profile),
+	        cmocka_unit_test(test_pprof_truncated_gzip),
+	        cmocka_unit_test(test_pprof_huge_field_hits_bound),
+	        cmocka_unit_test(test_pprof_detect_type),
+	        cmocka_unit_test(test_pprof_detect_type_rejects_garbage_and_caps),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,237 @@
+/* capture/tests/test_spool.c: the spool keeps order, stays within its cap,
+ * counts what it drops, and survives a restart. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "capture/spool.h"
+
+struct drops {
+	int n;
+	char origins[16][32];
+};
+
+static void on_drop(void *arg, const struct cap_push_meta *m, uint64_t seq)
+{
+	struct drops *d = arg;
+	if (d->n < 16)
+		snprintf(d->origins[d->n], sizeof(d->origins[0]), "%s", m->origin ? m->origin : "");
+	d->n++;
+}
+
+static int setup(void **state)
+{
+	char *d = strdup("/tmp/cap-spool-XXXXXX");
+	if (mkdtemp(d) == NULL)
+		return -1;
+	*state = d;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", (char *)*state);
+	free(*state);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static void put(struct cap_spool *s, const char *origin, const char *body)
+{
+	struct cap_push_meta m = {
+	        .service = "svc",
+	        .type = "heap",
+	        .labels = "namespace=ns,pod=p%2C1",
+	        .instance_id = "i-1",
+	        .origin = origin,
+	        .created_ms = 1136214245000LL,
+	};
+	assert_int_equal(cap_spool_put(s, &m, body, strlen(body)), 0);
+}
+
+/* Checks out the next entry and checks its origin and body. */
+static struct cap_spool_entry *expect_next(struct cap_spool *s, const char *origin,
+                                           const char *body)
+{
+	struct cap_spool_entry *e = NULL;
+	assert_int_equal(cap_spool_checkout(s, &e), 0);
+	assert_string_equal(e->meta.origin, origin);
+	assert_int_equal(e->len, strlen(body));
+	assert_memory_equal(e->body, body, e->len);
+	return e;
+}
+
+static void run_fifo(const char *dir)
+{
+	struct cap_spool *s;
+	struct cap_spool_entry *a, *b, *e;
+	assert_int_equal(cap_spool_open(dir, 0, NULL, NULL, &s), 0);
+	put(s, "a", "AAAA");
+	put(s, "b", "BBBB");
+	put(s, "c", "CCCC");
+	a = expect_next(s, "a", "AAAA");
+	b = expect_next(s, "b", "BBBB");
+	/* A released entry keeps its place ahead of later ones. */
+	cap_spool_release(s, a);
+	e = expect_next(s, "a", "AAAA");
+	cap_spool_ack(s, e);
+	cap_spool_ack(s, b);
+	e = expect_next(s, "c", "CCCC");
+	assert_string_equal(e->meta.service, "svc");
+	assert_string_equal(e->meta.labels, "namespace=ns,pod=p%2C1");
+	assert_string_equal(e->meta.instance_id, "i-1");
+	assert_int_equal(e->meta.created_ms, 1136214245000LL);
+	cap_spool_ack(s, e);
+	assert_int_equal(cap_spool_checkout(s, &e), -ENOENT);
+	struct cap_spool_stats st;
+	cap_spool_stats(s, &st);
+	assert_int_equal(st.files, 0);
+	assert_int_equal(st.bytes, 0);
+	cap_spool_close(s);
+}
+
+static void test_spool_fifo_disk(void **state)
+{
+	run_fifo(*state);
+}
+
+static void test_spool_fifo_memory(void **state)
+{
+	run_fifo(NULL);
+}
+
+static void test_spool_full_drops_oldest_and_counts(void **state)
+{
+	struct cap_spool *s;
+	struct drops d = {0};
+	struct cap_spool_stats st;
+	/* Room for about three entries of ~100 bytes of header + 100 of body. */
+	char body[101];
+	memset(body, 'x', 100);
+	body[100] = '\0';
+	assert_int_equal(cap_spool_open(*state, 700, on_drop, &d, &s), 0);
+	put(s, "1", body);
+	put(s, "2", body);
+	put(s, "3", body);
+	cap_spool_stats(s, &st);
+	assert_int_equal(st.files, 3);
+	assert_int_equal(d.n, 0);
+	put(s, "4", body);
+	put(s, "5", body);
+	cap_spool_stats(s, &st);
+	assert_int_equal(st.files, 3);
+	assert_true(st.bytes <= 700);
+	assert_int_equal(st.drops, 2);
+	assert_int_equal(d.n, 2);
+	assert_string_equal(d.origins[0], "1");
+	assert_string_equal(d.origins[1], "2");
+	/* A checked-out entry is never dropped: the next oldest goes. */
+	struct cap_spool_entry *e = expect_next(s, "3", body);
+	put(s, "6", body);
+	assert_string_equal(d.origins[2], "4");
+	cap_spool_ack(s, e);
+	/* A profile bigger than the whole spool is dropped itself. */
+	char big[1024];
+	memset(big, 'y', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	put(s, "big", big);
+	assert_string_equal(d.origins[3], "big");
+	cap_spool_stats(s, &st);
+	assert_int_equal(st.drops, 4);
+	e = expect_next(s, "5", body);
+	cap_spool_ack(s, e);
+	e = expect_next(s, "6", body);
+	cap_spool_ack(s, e);
+	cap_spool_close(s);
+}
+
+static void test_spool_survives_restart(void **state)
+{
+	const char *dir = *state;
+	struct cap_spool *s;
+	struct cap_spool_stats st;
+	char path[512];
+	assert_int_equal(cap_spool_open(dir, 0, NULL, NULL, &s), 0);
+	for (int i = 0; i < 12; i++) {
+		char o[8], b[16];
+		snprintf(o, sizeof(o), "%d", i);
+		snprintf(b, sizeof(b), "body-%d", i);
+		put(s, o, b);
+	}
+	/* Deliver the first one; the process then dies with 11 spooled. */
+	struct cap_spool_entry *e = expect_next(s, "0", "body-0");
+	cap_spool_ack(s, e);
+	e = expect_next(s, "1", "body-1"); /* in flight when killed */
+	cap_spool_close(s);
+
+	/* A crash mid-write leaves a temporary file, and a stray file is not ours. */
+	snprintf(path, sizeof(path), "%s/.tmp-abc123", dir);
+	close(open(path, O_CREAT | O_WRONLY, 0600));
+	snprintf(path, sizeof(path), "%s/notes.txt", dir);
+	close(open(path, O_CREAT | O_WRONLY, 0600));
+
+	assert_int_equal(cap_spool_open(dir, 0, NULL, NULL, &s), 0);
+	cap_spool_stats(s, &st);
+	assert_int_equal(st.files, 11);
+	assert_int_equal(st.drops, 0);
+	for (int i = 1; i < 12; i++) {
+		char o[8], b[16];
+		snprintf(o, sizeof(o), "%d", i);
+		snprintf(b, sizeof(b), "body-%d", i);
+		e = expect_next(s, o, b);
+		cap_spool_ack(s, e);
+	}
+	/* New entries continue the sequence after the loaded ones. */
+	put(s, "new", "n");
+	e = expect_next(s, "new", "n");
+	assert_true(e->seq > 12);
+	cap_spool_ack(s, e);
+	cap_spool_close(s);
+	snprintf(path, sizeof(path), "%s/.tmp-abc123", dir);
+	assert_int_equal(access(path, F_OK), -1);
+}
+
+static void test_spool_corrupt_file_dropped(void **state)
+{
+	const char *dir = *state;
+	struct cap_spool *s;
+	struct cap_spool_stats st;
+	char path[512];
+	assert_int_equal(cap_spool_open(dir, 0, NULL, NULL, &s), 0);
+	put(s, "a", "A");
+	put(s, "b", "B");
+	cap_spool_close(s);
+	snprintf(path, sizeof(path), "%s/%016x.spool", dir, 1);
+	FILE *fp = fopen(path, "w");
+	fputs("garbage\n", fp);
+	fclose(fp);
+	assert_int_equal(cap_spool_open(dir, 0, NULL, NULL, &s), 0);
+	cap_spool_stats(s, &st);
+	assert_int_equal(st.files, 1);
+	assert_int_equal(st.drops, 1);
+	struct cap_spool_entry *e = expect_next(s, "b", "B");
+	cap_spool_ack(s, e);
+	cap_spool_close(s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test_setup_teardown(test_spool_fifo_disk, setup, teardown),
+	        cmocka_unit_test(test_spool_fifo_memory),
+	        cmocka_unit_test_setup_teardown(test_spool_full_drops_oldest_and_counts, setup,
+	                                        teardown),
+	        cmocka_unit_test_setup_teardown(test_spool_survives_restart, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_spool_corrupt_file_dropped, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
