@@ -1,0 +1,461 @@
+/* reconcile/reconcile.h: the pure logic of profefe-operator.
+ *
+ * This module turns what the API server says (a ProfilingPolicy, pods) into
+ * what the operator does (which pods, which URLs, which labels, when) and
+ * what it writes back (the policy's status). It performs no network I/O and
+ * never includes curl, so every rule here is unit tested and fuzzed without a
+ * cluster. The one exception is rec_zone_load(), which reads a TZif file from
+ * the local zoneinfo directory; it is kept apart so callers load a zone once
+ * and hand the pure code a parsed object (see "Time zones" below).
+ *
+ * Conventions, as STYLE.md asks:
+ *  - Functions return 0 or a negative errno (-EINVAL, -ENOMEM, -ERANGE).
+ *  - Every pointer says who owns it. "Lent" means the callee neither keeps
+ *    nor frees it beyond the call; "owned by X" means X frees it.
+ *  - Times are int64 milliseconds since the Unix epoch, UTC.
+ */
+#ifndef RECONCILE_RECONCILE_H
+#define RECONCILE_RECONCILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct json_object;
+
+/* ------------------------------------------------------------------ */
+/* Errors: one precise problem per entry, as field path plus reason.   */
+
+#define REC_ERRS_MAX 32
+
+/* Which condition an error invalidates (see status below). */
+enum rec_err_kind {
+	REC_ERR_SPEC = 0,     /* SpecValid=False, reason InvalidSpec */
+	REC_ERR_SCHEDULE = 1, /* ScheduleValid=False, reason InvalidSchedule */
+	REC_ERR_TIMEZONE = 2, /* ScheduleValid=False, reason UnknownTimeZone */
+};
+
+struct rec_err {
+	enum rec_err_kind kind;
+	char path[128]; /* e.g. "spec.profiles[1].seconds" */
+	char msg[192];  /* e.g. "must be between 1 and 300" */
+};
+
+/* A bounded list of errors. Zero-initialise it. Errors past REC_ERRS_MAX
+ * are counted in `dropped`, never silently lost. */
+struct rec_errs {
+	size_t n;
+	size_t dropped;
+	struct rec_err v[REC_ERRS_MAX];
+};
+
+/* Appends one error (printf-style reason). */
+void rec_errs_add(struct rec_errs *e, enum rec_err_kind kind, const char *path, const char *fmt,
+                  ...) __attribute__((format(printf, 4, 5)));
+/* Number of errors of `kind` (including none dropped; dropped ones count as SPEC). */
+size_t rec_errs_count(const struct rec_errs *e, enum rec_err_kind kind);
+/* Writes "path: reason; path: reason" for errors of `kind` (or of every kind
+ * when kind < 0) into buf, truncating with "..." when it does not fit.
+ * Returns the length written. */
+size_t rec_errs_format(const struct rec_errs *e, int kind, char *buf, size_t len);
+
+/* ------------------------------------------------------------------ */
+/* Key/value lists: labels, annotations. Always sorted by key.        */
+
+struct rec_kv {
+	const char *key;
+	const char *value;
+};
+
+/* An owned, sorted list of key/value pairs. Strings are owned by the list
+ * (one allocation per list; see rec_kvs_free). */
+struct rec_kvs {
+	struct rec_kv *v;
+	size_t n;
+	char *store_; /* private: the string arena */
+};
+
+/* Looks `key` up by binary search. Returns the value (lent) or NULL. */
+const char *rec_kvs_get(const struct rec_kvs *kvs, const char *key);
+void rec_kvs_free(struct rec_kvs *kvs);
+
+/* Encodes sorted pairs as profefe's labels parameter, "k=v,k2=v2": each key
+ * and value is query-escaped (everything but A-Z a-z 0-9 - . _ ~ becomes
+ * %XX), because profefe splits on ',' and '=' and then url.QueryUnescape()s
+ * each part. The result still has to be query-escaped once more as a whole
+ * when it is put into a URL (capture/ does that). Never a leading or
+ * trailing comma. Returns a malloc'd string (caller frees) or NULL on ENOMEM. */
+char *rec_labels_encode(const struct rec_kv *v, size_t n);
+
+/* ------------------------------------------------------------------ */
+/* Label selectors (metav1.LabelSelector), Kubernetes labels semantics. */
+
+enum rec_sel_op { REC_SEL_IN = 0, REC_SEL_NOT_IN, REC_SEL_EXISTS, REC_SEL_DOES_NOT_EXIST };
+
+struct rec_sel_req {
+	char *key;
+	enum rec_sel_op op;
+	char **values; /* sorted, deduplicated; empty for Exists/DoesNotExist */
+	size_t nvalues;
+};
+
+/* A selector is the AND of its requirements; matchLabels entries become
+ * single-valued In requirements, as LabelSelectorAsSelector() does. Zero
+ * requirements match every label set (an empty selector selects all). */
+struct rec_selector {
+	struct rec_sel_req *reqs; /* sorted by key, then operator */
+	size_t n;
+};
+
+/* Parses a metav1.LabelSelector object (lent; NULL = empty selector).
+ * Problems go to `errs` with paths under `path` (e.g. "spec.selector").
+ * Returns 0 (check errs->n), -EINVAL when errors were added, or -ENOMEM. */
+int rec_selector_parse(const struct json_object *obj, const char *path, struct rec_selector *out,
+                       struct rec_errs *errs);
+/* True when `labels` satisfies every requirement. In: key present with a
+ * listed value. NotIn: key absent, or value not listed. Exists: key present.
+ * DoesNotExist: key absent. */
+int rec_selector_matches(const struct rec_selector *s, const struct rec_kvs *labels);
+/* Renders the selector as the labelSelector query parameter of a list/watch
+ * ("app=web,tier in (a,b),!legacy"), unescaped. Returns a malloc'd string,
+ * "" for the empty selector, or NULL on ENOMEM. */
+char *rec_selector_string(const struct rec_selector *s);
+void rec_selector_free(struct rec_selector *s);
+
+/* ------------------------------------------------------------------ */
+/* Time zones.
+ *
+ * A zone is parsed from TZif (RFC 8536, v1-v4) including its POSIX TZ
+ * footer, so times past the last listed transition follow the footer rule.
+ * We parse TZif ourselves rather than switching TZ and calling
+ * localtime_r(): setenv("TZ") is process-global state in a program with
+ * one event loop, and tzset() rereads files behind our back. Zones are
+ * reference counted and immutable, so any number of schedules share one. */
+
+struct rec_zone;
+
+/* The UTC zone. Static; ref/unref are no-ops on it. */
+const struct rec_zone *rec_zone_utc(void);
+/* Parses TZif bytes (lent). `name` is copied for messages. */
+int rec_zone_from_tzif(const char *name, const void *data, size_t len, struct rec_zone **out);
+/* Reads and parses `<dir>/<name>` (dir NULL: /usr/share/zoneinfo). The only
+ * function in this module that touches a file. Names are IANA names
+ * ("Europe/Berlin"); "..", absolute paths and odd characters are refused
+ * with -EINVAL, a missing zone gives -ENOENT. "UTC" and "Etc/UTC" always work. */
+int rec_zone_load(const char *dir, const char *name, struct rec_zone **out);
+/* Syntax check for an IANA name, without touching a file. */
+int rec_zone_name_valid(const char *name);
+struct rec_zone *rec_zone_ref(const struct rec_zone *z);
+void rec_zone_unref(const struct rec_zone *z);
+const char *rec_zone_name(const struct rec_zone *z);
+/* The UTC offset in seconds in force at `t` (Unix seconds). */
+int32_t rec_zone_offset(const struct rec_zone *z, int64_t t);
+
+/* A caller-provided zone lookup, so the policy parser stays pure: return 0
+ * and a new reference in *out, -ENOENT for an unknown zone. */
+typedef int (*rec_zone_lookup_fn)(void *arg, const char *name, struct rec_zone **out);
+
+/* ------------------------------------------------------------------ */
+/* Schedules: CronJob's cron (robfig/cron v3 standard parser), plus
+ * descriptors and "@every <Go duration>".
+ *
+ * Cron fields: minute hour day-of-month month day-of-week. Each is a list
+ * of "*", "?", N, N-M, with an optional "/step" ("N/step" means N-max).
+ * Month and weekday names (jan, sun; any case) work; weekday 7 is Sunday
+ * as in Vixie cron. When both day fields are restricted a day matches if
+ * EITHER matches; a field starting with "*" or "?" (without a step > 1)
+ * is unrestricted, exactly as robfig/cron does.
+ *
+ * In a zone with DST a cron schedule fires at every instant whose local
+ * wall-clock time matches, which is what CronJob (robfig) does: a time
+ * skipped by spring-forward does not fire that day, and a time repeated by
+ * fall-back fires twice. @every is a fixed period in absolute time, rounded
+ * down to whole seconds; below one second is an error. */
+
+struct rec_schedule;
+
+/* Parses `spec` in `zone` (lent, reffed by the schedule; NULL = UTC).
+ * Returns 0 and *out (free with rec_schedule_free), or -EINVAL with a
+ * one-line reason in err, or -ENOMEM. Schedules that can never fire
+ * ("0 0 30 2 *") are refused. */
+int rec_schedule_parse(const char *spec, const struct rec_zone *zone, struct rec_schedule **out,
+                       char *err, size_t errlen);
+/* The first fire time strictly after `after_ms`, in ms, or -1 when there is
+ * none within nine years (enough for Feb 29 across 2100). Cron fires on whole minutes; @every fires
+ * at after (floored to the second) + period. */
+int64_t rec_schedule_next(const struct rec_schedule *s, int64_t after_ms);
+/* The shortest gap in seconds between two fires, for checking a CPU
+ * profile's duration against it (computed in UTC, so DST is ignored). */
+int64_t rec_schedule_period_s(const struct rec_schedule *s);
+void rec_schedule_free(struct rec_schedule *s);
+
+/* Parses a Go duration ("1h30m", "90s", "1.5m", "500ms") into ms.
+ * Returns 0 or -EINVAL (negative, empty, unknown unit, overflow). */
+int rec_go_duration_ms(const char *s, int64_t *out_ms);
+
+/* ------------------------------------------------------------------ */
+/* The policy. */
+
+enum rec_profile_type {
+	REC_PROF_CPU = 0,
+	REC_PROF_HEAP,
+	REC_PROF_ALLOCS,
+	REC_PROF_GOROUTINE,
+	REC_PROF_MUTEX,
+	REC_PROF_BLOCK,
+	REC_PROF_THREADCREATE,
+	REC_PROF__COUNT
+};
+
+/* "cpu", "heap", ... as in the CRD (and the pprof endpoint name). */
+const char *rec_profile_name(enum rec_profile_type t);
+/* The type profefe stores: allocs is stored as "heap" (DESIGN §4). */
+const char *rec_profile_store_type(enum rec_profile_type t);
+/* Returns 0 and sets *out, or -EINVAL for an unknown name. */
+int rec_profile_from_name(const char *name, enum rec_profile_type *out);
+
+#define REC_DEFAULT_CPU_SECONDS 10
+#define REC_MAX_CPU_SECONDS     300
+#define REC_DEFAULT_PORT        6060
+#define REC_DEFAULT_PATH        "/debug/pprof"
+#define REC_DEFAULT_TIMEOUT_S   15
+#define REC_MAX_TIMEOUT_S       300
+#define REC_MAX_LABELS          32
+
+struct rec_profile {
+	enum rec_profile_type type;
+	int32_t seconds; /* cpu: the duration (defaulted to 10); others: 0 */
+};
+
+enum rec_scheme { REC_SCHEME_HTTP = 0, REC_SCHEME_HTTPS = 1 };
+
+struct rec_ns_selector {
+	int any;      /* every namespace */
+	char **names; /* matchNames, sorted; none and !any = own namespace */
+	size_t n;
+};
+
+/* A parsed policy with defaults applied. Owned by the caller of
+ * rec_policy_parse(); every string inside is owned by the policy. */
+struct rec_policy {
+	char *ns, *name, *uid;
+	int64_t generation;
+
+	char *schedule;  /* as written */
+	char *time_zone; /* NULL when unset */
+	int suspend;
+	struct rec_selector selector;
+	struct rec_ns_selector ns_selector;
+	int pod_annotation_required;
+	struct rec_profile profiles[REC_PROF__COUNT];
+	size_t nprofiles;
+	int port;
+	char *path; /* never NULL; no trailing '/' */
+	enum rec_scheme scheme;
+	int timeout_seconds;
+	char *service; /* NULL when unset or "" */
+	struct rec_kvs labels;
+	char *profefe_url; /* NULL: the operator's --profefe-url */
+
+	/* Derived. `sched` is NULL when the schedule or zone is invalid. */
+	struct rec_schedule *sched;
+	int valid; /* no errors at all: the policy may capture */
+};
+
+/* Parses a whole ProfilingPolicy object as the API server returns it (lent).
+ * Applies the defaults of DESIGN §2 and validates everything, adding one
+ * error per problem to `errs` (all problems, not only the first).
+ * `lookup` resolves spec.timeZone (NULL: only UTC names are known).
+ * Returns 0 and *out even when the spec has errors (p->valid tells), so the
+ * caller can still write a status naming them; returns -EINVAL without *out
+ * only when the object has no metadata.name/namespace, or -ENOMEM. */
+int rec_policy_parse(const struct json_object *obj, rec_zone_lookup_fn lookup, void *lookup_arg,
+                     struct rec_policy **out, struct rec_errs *errs);
+void rec_policy_free(struct rec_policy *p);
+
+/* ------------------------------------------------------------------ */
+/* Pods: the cache's compact form. */
+
+#define REC_ANN_ENABLE  "profefe.com/enable"
+#define REC_ANN_PORT    "profefe.com/port"
+#define REC_ANN_PATH    "profefe.com/path"
+#define REC_ANN_SERVICE "profefe.com/service"
+#define REC_ANN_SCHEME  "profefe.com/scheme"
+
+enum rec_pod_phase {
+	REC_POD_PENDING = 0,
+	REC_POD_RUNNING,
+	REC_POD_SUCCEEDED,
+	REC_POD_FAILED,
+	REC_POD_UNKNOWN
+};
+
+/* What the operator keeps of a pod: one malloc'd block (struct plus
+ * strings), typically a few hundred bytes. Strings are never NULL ("" when
+ * absent). Only the profefe.com/ annotations are kept, in `ann`. */
+struct rec_pod {
+	const char *ns, *name, *uid, *resource_version;
+	const char *node, *pod_ip;
+	const char *owner_kind, *owner_name; /* the controller ownerReference */
+	const char *container, *image;       /* the profiled container */
+	enum rec_pod_phase phase;
+	int ready; /* condition Ready is "True" */
+	struct rec_kv *labels;
+	size_t nlabels;
+	struct rec_kv *ann; /* the profefe.com/ annotations */
+	size_t nann;
+	size_t size_bytes; /* the whole block, for memory accounting */
+};
+
+/* Extracts the compact form from a v1 Pod json-c object (lent). The
+ * container is the one named by kubectl.kubernetes.io/default-container,
+ * else the first. Returns 0 and *out (free() it), -EINVAL when the object
+ * lacks metadata.name/namespace, or -ENOMEM. */
+int rec_pod_from_json(const struct json_object *obj, struct rec_pod **out);
+const char *rec_pod_label(const struct rec_pod *p, const char *key);
+const char *rec_pod_annotation(const struct rec_pod *p, const char *key);
+
+/* True when the policy selects the pod: namespace (own / matchNames / any),
+ * label selector, and profefe.com/enable == "true" when required. Says
+ * nothing about whether the pod can be captured now; see below. */
+int rec_pod_selected(const struct rec_policy *p, const struct rec_pod *pod);
+/* True when the pod is Running with a podIP: a round captures it. */
+int rec_pod_capturable(const struct rec_pod *pod);
+
+/* ------------------------------------------------------------------ */
+/* Targets: where and how to capture one pod under one policy. */
+
+#define REC_URL_MAX 512
+
+struct rec_target {
+	int port;
+	enum rec_scheme scheme;
+	char path[256];    /* no trailing '/' */
+	char service[254]; /* profefe service name */
+	char host[64];     /* podIP, bracketed when IPv6 */
+};
+
+/* Resolves port, path, scheme and service, each from the annotation, else
+ * the spec, else (service only) the owning workload, else the pod name.
+ * An invalid profefe.com/port (or path/scheme) annotation is an error on
+ * this pod (-EINVAL, reason in err), never a silent default. */
+int rec_target_resolve(const struct rec_policy *p, const struct rec_pod *pod,
+                       struct rec_target *out, char *err, size_t errlen);
+/* The service implied by the owner: a ReplicaSet named
+ * "<deployment>-<pod-template-hash>" gives the Deployment; StatefulSet,
+ * DaemonSet, Job and a bare ReplicaSet give their own name; else NULL.
+ * Writes into buf. */
+const char *rec_owner_service(const struct rec_pod *pod, char *buf, size_t len);
+/* Writes the capture URL for one profile: CPU is
+ * "<scheme>://<host>:<port><path>/profile?seconds=N", every other type
+ * "<path>/<type>" (binary proto, no debug=). Returns 0 or -ERANGE. */
+int rec_target_url(const struct rec_target *t, const struct rec_profile *prof, char *buf,
+                   size_t len);
+/* The labels stored with a profile: namespace, pod, node, policy,
+ * container (when known), version (pod label app.kubernetes.io/version,
+ * else the image tag), pprof_type=allocs for allocs, then spec.labels.
+ * Sorted by key; empty values are left out. Fills *out (free with
+ * rec_kvs_free). Returns 0 or -ENOMEM. */
+int rec_target_labels(const struct rec_policy *p, const struct rec_pod *pod,
+                      const struct rec_profile *prof, struct rec_kvs *out);
+/* The image tag of "repo/name:tag@sha256:..." ("" when untagged). */
+const char *rec_image_tag(const char *image, char *buf, size_t len);
+/* A stable offset in [0, window_ms) from the pod's uid, so a round's
+ * captures spread over the window and a pod keeps its slot across rounds. */
+uint32_t rec_spread_offset_ms(const char *uid, uint32_t window_ms);
+
+/* ------------------------------------------------------------------ */
+/* Status (DESIGN §2), per the Kubernetes API conventions on conditions. */
+
+#define REC_STATUS_LIST_MAX 10
+#define REC_COND_MAX        4
+
+struct rec_condition {
+	char type[24];   /* Ready, SpecValid, ScheduleValid, Degraded */
+	char status[8];  /* "True", "False", "Unknown" */
+	char reason[48]; /* CamelCase */
+	char message[256];
+	int64_t last_transition_ms;
+	int64_t observed_generation;
+};
+
+/* One failed capture, or one stored profile. Strings owned by the status. */
+struct rec_event {
+	int64_t time_ms;
+	char *pod; /* "namespace/name" */
+	char *profile;
+	char *text; /* lastErrors: the message; recentProfiles: profefe's id */
+};
+
+/* The outcome of one round, fed to rec_status_compute(). */
+struct rec_round {
+	int64_t started_ms;
+	uint32_t attempted, succeeded, failed, skipped;
+};
+
+struct rec_status {
+	int64_t observed_generation;
+	int64_t targets;
+	int64_t last_schedule_ms, next_schedule_ms, last_capture_ms; /* 0 = unset */
+	int64_t captures_succeeded, captures_failed, captures_skipped;
+	struct rec_event errors[REC_STATUS_LIST_MAX]; /* newest first */
+	size_t nerrors;
+	struct rec_event recent[REC_STATUS_LIST_MAX]; /* newest first */
+	size_t nrecent;
+	struct rec_condition conds[REC_COND_MAX];
+	size_t nconds;
+	struct rec_round last_round;        /* not serialised as such */
+	int64_t spool_bytes, spool_dropped; /* delivery; -1 = unknown */
+};
+
+/* Zero-initialises a status. */
+void rec_status_init(struct rec_status *st);
+/* Loads a status object (lent; NULL ok) as written before, so counters and
+ * transition times survive an operator restart. Unknown fields are ignored,
+ * malformed ones skipped. Returns 0 or -ENOMEM. */
+int rec_status_from_json(const struct json_object *obj, struct rec_status *st);
+void rec_status_free(struct rec_status *st);
+
+/* Records a stored profile / a failed capture / an empty profile. The lists
+ * keep the REC_STATUS_LIST_MAX newest entries; counters saturate at INT64_MAX. */
+int rec_status_add_success(struct rec_status *st, int64_t now_ms, const char *pod,
+                           const char *profile, const char *id);
+int rec_status_add_failure(struct rec_status *st, int64_t now_ms, const char *pod,
+                           const char *profile, const char *message);
+void rec_status_add_skipped(struct rec_status *st);
+
+/* Sets one condition. lastTransitionTime moves only when `status` changes;
+ * reason, message and observedGeneration are always updated. Returns 0, or
+ * -ENOSPC when REC_COND_MAX types are already present. */
+int rec_status_set_condition(struct rec_status *st, const char *type, const char *status,
+                             const char *reason, const char *message, int64_t generation,
+                             int64_t now_ms);
+const struct rec_condition *rec_status_condition(const struct rec_status *st, const char *type);
+
+/* Recomputes observedGeneration, targets, nextScheduleTime and the
+ * conditions from the parsed policy (NULL when unparseable), its errors,
+ * the number of matched targets and the last round:
+ *  - SpecValid: False/InvalidSpec with the errors, else True/Valid.
+ *  - ScheduleValid: False/InvalidSchedule or UnknownTimeZone, else True/Valid.
+ *  - Degraded: True/CapturesFailing when the last round had failures.
+ *  - Ready: the summary: False/InvalidSpec, InvalidSchedule, UnknownTimeZone
+ *    or AllCapturesFailing; True/Suspended, NoTargets, Capturing or
+ *    CapturingWithErrors.
+ * `next_ms` is the next fire time or -1. */
+void rec_status_compute(struct rec_status *st, const struct rec_policy *p,
+                        const struct rec_errs *errs, int64_t targets, int64_t next_ms,
+                        int64_t now_ms);
+/* Records the start of a round (lastScheduleTime) and resets its tallies. */
+void rec_status_round_start(struct rec_status *st, int64_t now_ms);
+
+/* The JSON merge-patch body for the /status subresource:
+ * {"status":{...every field...}}. Lists are written whole (a merge patch
+ * replaces lists). Returns a malloc'd string (caller frees) or NULL. */
+char *rec_status_patch_body(const struct rec_status *st);
+
+/* Formats ms since the epoch as RFC 3339 UTC with second precision
+ * ("2006-01-02T15:04:05Z"), as metav1.Time does. Returns buf. */
+char *rec_time_format(int64_t ms, char *buf, size_t len);
+/* Parses RFC 3339 ("...Z" or "+hh:mm", optional fraction). 0 or -EINVAL. */
+int rec_time_parse(const char *s, int64_t *out_ms);
+
+#endif

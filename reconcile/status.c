@@ -1,0 +1,406 @@
+/* reconcile/status.c: a policy's status, per the Kubernetes API
+ * conventions: metav1.Condition entries whose lastTransitionTime moves only
+ * when the status does, observedGeneration, and bounded lists. */
+#include "reconcile/internal.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void rec_status_init(struct rec_status *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->spool_bytes = -1;
+	st->spool_dropped = -1;
+}
+
+static void event_free(struct rec_event *e)
+{
+	free(e->pod);
+	free(e->profile);
+	free(e->text);
+	memset(e, 0, sizeof(*e));
+}
+
+void rec_status_free(struct rec_status *st)
+{
+	size_t i;
+
+	if (st == NULL)
+		return;
+	for (i = 0; i < st->nerrors; i++)
+		event_free(&st->errors[i]);
+	for (i = 0; i < st->nrecent; i++)
+		event_free(&st->recent[i]);
+	st->nerrors = st->nrecent = 0;
+}
+
+/* Puts an event at the front of a newest-first list of at most
+ * REC_STATUS_LIST_MAX, dropping the oldest. Copies the strings. */
+static int push_event(struct rec_event *list, size_t *n, int64_t t, const char *pod,
+                      const char *profile, const char *text)
+{
+	struct rec_event e = {t, strdup(pod ? pod : ""), strdup(profile ? profile : ""),
+	                      strdup(text ? text : "")};
+
+	if (e.pod == NULL || e.profile == NULL || e.text == NULL) {
+		event_free(&e);
+		return -ENOMEM;
+	}
+	if (*n == REC_STATUS_LIST_MAX)
+		event_free(&list[--*n]);
+	memmove(list + 1, list, *n * sizeof(*list));
+	list[0] = e;
+	(*n)++;
+	return 0;
+}
+
+static void bump(int64_t *c)
+{
+	if (*c < INT64_MAX)
+		(*c)++;
+}
+
+int rec_status_add_success(struct rec_status *st, int64_t now_ms, const char *pod,
+                           const char *profile, const char *id)
+{
+	bump(&st->captures_succeeded);
+	st->last_round.succeeded++;
+	if (now_ms > st->last_capture_ms)
+		st->last_capture_ms = now_ms;
+	return push_event(st->recent, &st->nrecent, now_ms, pod, profile, id);
+}
+
+int rec_status_add_failure(struct rec_status *st, int64_t now_ms, const char *pod,
+                           const char *profile, const char *message)
+{
+	char msg[512];
+
+	bump(&st->captures_failed);
+	st->last_round.failed++;
+	snprintf(msg, sizeof(msg), "%s", message ? message : "");
+	return push_event(st->errors, &st->nerrors, now_ms, pod, profile, msg);
+}
+
+void rec_status_add_skipped(struct rec_status *st)
+{
+	bump(&st->captures_skipped);
+	st->last_round.skipped++;
+}
+
+void rec_status_round_start(struct rec_status *st, int64_t now_ms)
+{
+	memset(&st->last_round, 0, sizeof(st->last_round));
+	st->last_round.started_ms = now_ms;
+	st->last_schedule_ms = now_ms;
+}
+
+const struct rec_condition *rec_status_condition(const struct rec_status *st, const char *type)
+{
+	size_t i;
+
+	for (i = 0; i < st->nconds; i++)
+		if (strcmp(st->conds[i].type, type) == 0)
+			return &st->conds[i];
+	return NULL;
+}
+
+int rec_status_set_condition(struct rec_status *st, const char *type, const char *status,
+                             const char *reason, const char *message, int64_t generation,
+                             int64_t now_ms)
+{
+	struct rec_condition *c = (struct rec_condition *)rec_status_condition(st, type);
+
+	if (c == NULL) {
+		if (st->nconds == REC_COND_MAX)
+			return -ENOSPC;
+		c = &st->conds[st->nconds++];
+		memset(c, 0, sizeof(*c));
+		snprintf(c->type, sizeof(c->type), "%s", type);
+	}
+	if (strcmp(c->status, status) != 0 || c->last_transition_ms == 0) {
+		snprintf(c->status, sizeof(c->status), "%s", status);
+		c->last_transition_ms = now_ms;
+	}
+	snprintf(c->reason, sizeof(c->reason), "%s", reason);
+	snprintf(c->message, sizeof(c->message), "%s", message ? message : "");
+	c->observed_generation = generation;
+	return 0;
+}
+
+/* Ready's reason and status, from the most severe problem down. */
+static void ready_summary(const struct rec_status *st, const struct rec_policy *p,
+                          const struct rec_errs *errs, int64_t targets, const char **status,
+                          const char **reason, char *msg, size_t len)
+{
+	const struct rec_round *r = &st->last_round;
+
+	*status = "False";
+	if (p == NULL || rec_errs_count(errs, REC_ERR_TIMEZONE) > 0) {
+		*reason = p == NULL ? "InvalidSpec" : "UnknownTimeZone";
+		rec_errs_format(errs, p == NULL ? -1 : REC_ERR_TIMEZONE, msg, len);
+	} else if (rec_errs_count(errs, REC_ERR_SCHEDULE) > 0) {
+		*reason = "InvalidSchedule";
+		rec_errs_format(errs, REC_ERR_SCHEDULE, msg, len);
+	} else if (rec_errs_count(errs, REC_ERR_SPEC) > 0) {
+		*reason = "InvalidSpec";
+		rec_errs_format(errs, REC_ERR_SPEC, msg, len);
+	} else if (p->suspend) {
+		*status = "True";
+		*reason = "Suspended";
+		snprintf(msg, len, "spec.suspend is true: no new rounds start");
+	} else if (targets == 0) {
+		*status = "True";
+		*reason = "NoTargets";
+		snprintf(msg, len, "no Running pod matches the selector%s",
+		         p->pod_annotation_required ? " and has profefe.com/enable: \"true\"" : "");
+	} else if (r->failed > 0 && r->succeeded == 0 && r->skipped == 0) {
+		*reason = "AllCapturesFailing";
+		snprintf(msg, len, "every capture of the last round failed (%u); see lastErrors",
+		         r->failed);
+	} else {
+		*status = "True";
+		*reason = r->failed ? "CapturingWithErrors" : "Capturing";
+		snprintf(msg, len, "%lld target%s", (long long)targets, targets == 1 ? "" : "s");
+	}
+}
+
+void rec_status_compute(struct rec_status *st, const struct rec_policy *p,
+                        const struct rec_errs *errs, int64_t targets, int64_t next_ms,
+                        int64_t now_ms)
+{
+	static const struct rec_errs none;
+	const char *status, *reason;
+	char msg[256];
+	int64_t gen = p ? p->generation : st->observed_generation;
+	size_t tz, sch;
+
+	if (errs == NULL)
+		errs = &none;
+	st->observed_generation = gen;
+	st->targets = p && p->valid ? targets : 0;
+	st->next_schedule_ms = p && p->valid && !p->suspend && next_ms > 0 ? next_ms : 0;
+
+	msg[0] = '\0';
+	if (rec_errs_count(errs, REC_ERR_SPEC) > 0 || p == NULL) {
+		rec_errs_format(errs, REC_ERR_SPEC, msg, sizeof(msg));
+		rec_status_set_condition(st, "SpecValid", "False", "InvalidSpec", msg, gen, now_ms);
+	} else {
+		rec_status_set_condition(st, "SpecValid", "True", "Valid", "", gen, now_ms);
+	}
+	tz = rec_errs_count(errs, REC_ERR_TIMEZONE);
+	sch = rec_errs_count(errs, REC_ERR_SCHEDULE);
+	if (tz || sch) {
+		rec_errs_format(errs, tz ? REC_ERR_TIMEZONE : REC_ERR_SCHEDULE, msg, sizeof(msg));
+		rec_status_set_condition(st, "ScheduleValid", "False",
+		                         tz ? "UnknownTimeZone" : "InvalidSchedule", msg, gen,
+		                         now_ms);
+	} else if (p != NULL) {
+		rec_status_set_condition(st, "ScheduleValid", "True", "Valid", "", gen, now_ms);
+	}
+	if (st->last_round.failed > 0) {
+		snprintf(msg, sizeof(msg), "%u of %u captures in the last round failed",
+		         st->last_round.failed,
+		         st->last_round.succeeded + st->last_round.failed + st->last_round.skipped);
+		rec_status_set_condition(st, "Degraded", "True", "CapturesFailing", msg, gen,
+		                         now_ms);
+	} else {
+		rec_status_set_condition(st, "Degraded", "False", "AsExpected", "", gen, now_ms);
+	}
+	ready_summary(st, p, errs, targets, &status, &reason, msg, sizeof(msg));
+	rec_status_set_condition(st, "Ready", status, reason, msg, gen, now_ms);
+}
+
+/* ---- JSON in and out ---- */
+
+static int add_time(struct json_object *o, const char *key, int64_t ms)
+{
+	char buf[40];
+
+	if (ms <= 0)
+		return json_object_object_add(o, key, NULL);
+	return json_object_object_add(
+	        o, key, json_object_new_string(rec_time_format(ms, buf, sizeof(buf))));
+}
+
+static struct json_object *events_json(const struct rec_event *v, size_t n, const char *textkey)
+{
+	struct json_object *arr = json_object_new_array();
+	size_t i;
+
+	for (i = 0; arr && i < n; i++) {
+		struct json_object *e = json_object_new_object();
+		if (e == NULL || add_time(e, "time", v[i].time_ms) ||
+		    json_object_object_add(e, "pod", json_object_new_string(v[i].pod)) ||
+		    json_object_object_add(e, "profile", json_object_new_string(v[i].profile)) ||
+		    json_object_object_add(e, textkey, json_object_new_string(v[i].text)) ||
+		    json_object_array_add(arr, e)) {
+			json_object_put(e);
+			json_object_put(arr);
+			return NULL;
+		}
+	}
+	return arr;
+}
+
+static struct json_object *conds_json(const struct rec_status *st)
+{
+	struct json_object *arr = json_object_new_array();
+	size_t i;
+
+	for (i = 0; arr && i < st->nconds; i++) {
+		const struct rec_condition *c = &st->conds[i];
+		struct json_object *o = json_object_new_object();
+		if (o == NULL ||
+		    json_object_object_add(o, "type", json_object_new_string(c->type)) ||
+		    json_object_object_add(o, "status", json_object_new_string(c->status)) ||
+		    json_object_object_add(o, "reason", json_object_new_string(c->reason)) ||
+		    json_object_object_add(o, "message", json_object_new_string(c->message)) ||
+		    add_time(o, "lastTransitionTime", c->last_transition_ms) ||
+		    json_object_object_add(o, "observedGeneration",
+		                           json_object_new_int64(c->observed_generation)) ||
+		    json_object_array_add(arr, o)) {
+			json_object_put(o);
+			json_object_put(arr);
+			return NULL;
+		}
+	}
+	return arr;
+}
+
+char *rec_status_patch_body(const struct rec_status *st)
+{
+	struct json_object *root = json_object_new_object(), *s = json_object_new_object();
+	struct json_object *errs, *recent, *conds;
+	char *out = NULL;
+
+	if (root == NULL || s == NULL || json_object_object_add(root, "status", s)) {
+		json_object_put(s);
+		goto out;
+	}
+	errs = events_json(st->errors, st->nerrors, "message");
+	recent = events_json(st->recent, st->nrecent, "id");
+	conds = conds_json(st);
+	if (json_object_object_add(s, "lastErrors", errs) ||
+	    json_object_object_add(s, "recentProfiles", recent) ||
+	    json_object_object_add(s, "conditions", conds) || !errs || !recent || !conds ||
+	    json_object_object_add(s, "observedGeneration",
+	                           json_object_new_int64(st->observed_generation)) ||
+	    json_object_object_add(s, "targets", json_object_new_int64(st->targets)) ||
+	    add_time(s, "lastScheduleTime", st->last_schedule_ms) ||
+	    add_time(s, "nextScheduleTime", st->next_schedule_ms) ||
+	    add_time(s, "lastCaptureTime", st->last_capture_ms) ||
+	    json_object_object_add(s, "capturesSucceeded",
+	                           json_object_new_int64(st->captures_succeeded)) ||
+	    json_object_object_add(s, "capturesFailed",
+	                           json_object_new_int64(st->captures_failed)) ||
+	    json_object_object_add(s, "capturesSkipped",
+	                           json_object_new_int64(st->captures_skipped)))
+		goto out;
+	if (st->spool_bytes >= 0 &&
+	    json_object_object_add(s, "spoolBytes", json_object_new_int64(st->spool_bytes)))
+		goto out;
+	if (st->spool_dropped >= 0 &&
+	    json_object_object_add(s, "spoolDropped", json_object_new_int64(st->spool_dropped)))
+		goto out;
+	out = strdup(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN |
+	                                                          JSON_C_TO_STRING_NOSLASHESCAPE));
+out:
+	json_object_put(root);
+	return out;
+}
+
+static int64_t int_field(const struct json_object *o, const char *key)
+{
+	struct json_object *v = NULL;
+
+	if (json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_int))
+		return json_object_get_int64(v);
+	return 0;
+}
+
+static int64_t time_field(const struct json_object *o, const char *key)
+{
+	struct json_object *v = NULL;
+	int64_t ms;
+
+	if (json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string) &&
+	    rec_time_parse(json_object_get_string(v), &ms) == 0)
+		return ms;
+	return 0;
+}
+
+static const char *str_field(const struct json_object *o, const char *key)
+{
+	struct json_object *v = NULL;
+
+	if (json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string))
+		return json_object_get_string(v);
+	return NULL;
+}
+
+/* Loads a list written newest first, keeping that order. */
+static int events_from_json(const struct json_object *arr, struct rec_event *list, size_t *n,
+                            const char *textkey)
+{
+	size_t i, len;
+
+	if (!json_object_is_type(arr, json_type_array))
+		return 0;
+	len = json_object_array_length(arr);
+	if (len > REC_STATUS_LIST_MAX)
+		len = REC_STATUS_LIST_MAX;
+	for (i = len; i-- > 0;) {
+		struct json_object *e = json_object_array_get_idx(arr, i);
+		if (!json_object_is_type(e, json_type_object))
+			continue;
+		if (push_event(list, n, time_field(e, "time"), str_field(e, "pod"),
+		               str_field(e, "profile"), str_field(e, textkey)) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+int rec_status_from_json(const struct json_object *obj, struct rec_status *st)
+{
+	struct json_object *v = NULL;
+	size_t i, n;
+
+	rec_status_init(st);
+	if (!json_object_is_type(obj, json_type_object))
+		return 0;
+	st->observed_generation = int_field(obj, "observedGeneration");
+	st->targets = int_field(obj, "targets");
+	st->last_schedule_ms = time_field(obj, "lastScheduleTime");
+	st->next_schedule_ms = time_field(obj, "nextScheduleTime");
+	st->last_capture_ms = time_field(obj, "lastCaptureTime");
+	st->captures_succeeded = int_field(obj, "capturesSucceeded");
+	st->captures_failed = int_field(obj, "capturesFailed");
+	st->captures_skipped = int_field(obj, "capturesSkipped");
+	if (json_object_object_get_ex(obj, "lastErrors", &v) &&
+	    events_from_json(v, st->errors, &st->nerrors, "message") < 0)
+		goto out_nomem;
+	if (json_object_object_get_ex(obj, "recentProfiles", &v) &&
+	    events_from_json(v, st->recent, &st->nrecent, "id") < 0)
+		goto out_nomem;
+	if (!json_object_object_get_ex(obj, "conditions", &v) ||
+	    !json_object_is_type(v, json_type_array))
+		return 0;
+	n = json_object_array_length(v);
+	for (i = 0; i < n && st->nconds < REC_COND_MAX; i++) {
+		struct json_object *c = json_object_array_get_idx(v, i);
+		const char *type = str_field(c, "type"), *status = str_field(c, "status");
+		const char *reason = str_field(c, "reason"), *msg = str_field(c, "message");
+		if (type == NULL || status == NULL || rec_status_condition(st, type))
+			continue;
+		rec_status_set_condition(st, type, status, reason ? reason : "", msg,
+		                         int_field(c, "observedGeneration"),
+		                         time_field(c, "lastTransitionTime"));
+	}
+	return 0;
+out_nomem:
+	rec_status_free(st);
+	return -ENOMEM;
+}
