@@ -1,0 +1,335 @@
+package harness
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// ControlPlaneOptions tune StartControlPlane. The zero value is fine.
+type ControlPlaneOptions struct {
+	// Dir holds certificates, etcd data, kubeconfigs and logs. Empty means a
+	// new temporary folder, removed by Stop.
+	Dir string
+	// ExtraAPIServerFlags are appended to the kube-apiserver command line.
+	ExtraAPIServerFlags []string
+	// Binaries overrides FindBinaries.
+	Binaries *Binaries
+}
+
+// ControlPlane is a running etcd + kube-apiserver on 127.0.0.1. It embeds an
+// admin client (client certificate in group system:masters).
+type ControlPlane struct {
+	*Kube
+
+	Dir             string
+	Bins            Binaries
+	EtcdURL         string // http://127.0.0.1:PORT
+	APIServerURL    string // https://127.0.0.1:PORT
+	AdminKubeconfig string // path of a kubeconfig for the admin user
+	CA              *CA
+
+	etcd      *Proc
+	apiserver *Proc
+	apiArgs   []string
+	ownDir    bool
+}
+
+const apiServerIP = "127.0.0.1"
+
+// StartControlPlane starts etcd and kube-apiserver on loopback, the way
+// controller-runtime's envtest does, and waits until /readyz answers ok.
+func StartControlPlane(ctx context.Context, opts ControlPlaneOptions) (cp *ControlPlane, err error) {
+	cp = &ControlPlane{Dir: opts.Dir}
+	if opts.Binaries != nil {
+		cp.Bins = *opts.Binaries
+	} else if cp.Bins, err = FindBinaries(); err != nil {
+		return nil, err
+	}
+	if cp.Dir == "" {
+		if cp.Dir, err = os.MkdirTemp("", "ppop-cp-"); err != nil {
+			return nil, err
+		}
+		cp.ownDir = true
+	}
+	defer func() {
+		if err != nil {
+			cp.Stop()
+		}
+	}()
+	if err = cp.startEtcd(ctx); err != nil {
+		return nil, err
+	}
+	if err = cp.writeCredentials(opts.ExtraAPIServerFlags); err != nil {
+		return nil, err
+	}
+	if err = cp.StartAPIServer(ctx); err != nil {
+		return nil, err
+	}
+	return cp, nil
+}
+
+// TestControlPlane starts a control plane for t and stops it in t.Cleanup.
+// On failure the tails of the etcd and kube-apiserver logs are logged.
+func TestControlPlane(t testing.TB) *ControlPlane {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cp, err := StartControlPlane(ctx, ControlPlaneOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("start control plane: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, p := range []*Proc{cp.etcd, cp.apiserver} {
+				if p != nil {
+					t.Logf("--- tail of %s (%s):\n%s", p.Name, p.LogPath, p.Tail(15))
+				}
+			}
+		}
+		if err := cp.Stop(); err != nil {
+			t.Errorf("stop control plane: %v", err)
+		}
+	})
+	return cp
+}
+
+func (cp *ControlPlane) startEtcd(ctx context.Context) error {
+	client, err := FreePort(apiServerIP)
+	if err != nil {
+		return err
+	}
+	peer, err := FreePort(apiServerIP)
+	if err != nil {
+		return err
+	}
+	cu := fmt.Sprintf("http://%s:%d", apiServerIP, client)
+	pu := fmt.Sprintf("http://%s:%d", apiServerIP, peer)
+	cp.EtcdURL = cu
+	args := []string{
+		"--name=default",
+		"--data-dir=" + filepath.Join(cp.Dir, "etcd"),
+		"--listen-client-urls=" + cu,
+		"--advertise-client-urls=" + cu,
+		"--listen-peer-urls=" + pu,
+		"--initial-advertise-peer-urls=" + pu,
+		"--initial-cluster=default=" + pu,
+		"--unsafe-no-fsync=true", // throwaway data; fsync dominates on slow disks
+		"--log-level=warn",
+	}
+	cp.etcd, err = StartProc("etcd", filepath.Join(cp.Dir, "etcd.log"), os.Environ(), cp.Bins.Etcd, args...)
+	if err != nil {
+		return err
+	}
+	hc := &http.Client{Timeout: 2 * time.Second}
+	return waitFor(ctx, "etcd /health", cp.etcd, 100*time.Millisecond, func() error {
+		resp, err := hc.Get(cu + "/health")
+		if err != nil {
+			return err
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), `"health":"true"`) {
+			return fmt.Errorf("etcd /health: %d %s", resp.StatusCode, b)
+		}
+		return nil
+	})
+}
+
+// writeCredentials makes the CA, the serving and admin certificates, the
+// ServiceAccount keys, the admin kubeconfig and the apiserver command line.
+func (cp *ControlPlane) writeCredentials(extra []string) error {
+	port, err := FreePort(apiServerIP)
+	if err != nil {
+		return err
+	}
+	cp.APIServerURL = fmt.Sprintf("https://%s:%d", apiServerIP, port)
+	pki := filepath.Join(cp.Dir, "pki")
+	if err := os.MkdirAll(pki, 0o700); err != nil {
+		return err
+	}
+	if cp.CA, err = NewCA("profefe-operator-e2e-ca"); err != nil {
+		return err
+	}
+	serving, err := cp.CA.Issue("kube-apiserver", nil,
+		[]net.IP{net.ParseIP(apiServerIP)}, []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"}, true)
+	if err != nil {
+		return err
+	}
+	admin, err := cp.CA.Issue("admin", []string{"system:masters"}, nil, nil, false)
+	if err != nil {
+		return err
+	}
+	files := map[string][]byte{
+		"ca.crt":      cp.CA.CertPEM,
+		"serving.crt": serving.CertPEM, "serving.key": serving.KeyPEM,
+		"admin.crt": admin.CertPEM, "admin.key": admin.KeyPEM,
+	}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(pki, name), b, 0o600); err != nil {
+			return err
+		}
+	}
+	if err := writeServiceAccountKeys(filepath.Join(pki, "sa.key"), filepath.Join(pki, "sa.pub")); err != nil {
+		return err
+	}
+	cp.AdminKubeconfig = filepath.Join(cp.Dir, "admin.kubeconfig")
+	if err := WriteKubeconfig(cp.AdminKubeconfig, KubeconfigParams{
+		Server: cp.APIServerURL, CAPEM: cp.CA.CertPEM, User: "admin",
+		ClientCertPEM: admin.CertPEM, ClientKeyPEM: admin.KeyPEM, Namespace: "default",
+	}); err != nil {
+		return err
+	}
+	pair, err := tls.X509KeyPair(admin.CertPEM, admin.KeyPEM)
+	if err != nil {
+		return err
+	}
+	cp.Kube = newKube(cp.APIServerURL, cp.CA.CertPEM, &pair, "")
+
+	cp.apiArgs = append([]string{
+		"--etcd-servers=" + cp.EtcdURL,
+		"--bind-address=" + apiServerIP,
+		"--advertise-address=" + apiServerIP,
+		"--secure-port=" + strconv.Itoa(port),
+		"--cert-dir=" + pki,
+		"--tls-cert-file=" + filepath.Join(pki, "serving.crt"),
+		"--tls-private-key-file=" + filepath.Join(pki, "serving.key"),
+		"--client-ca-file=" + filepath.Join(pki, "ca.crt"),
+		"--authorization-mode=RBAC",
+		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+		"--service-account-key-file=" + filepath.Join(pki, "sa.pub"),
+		"--service-account-signing-key-file=" + filepath.Join(pki, "sa.key"),
+		"--disable-admission-plugins=ServiceAccount",
+		"--endpoint-reconciler-type=none",
+		"--service-cluster-ip-range=10.0.0.0/24",
+		"--allow-privileged=true",
+	}, extra...)
+	return nil
+}
+
+// StartAPIServer starts kube-apiserver (again, after StopAPIServer) on the
+// same port with the same flags, and waits for /readyz.
+func (cp *ControlPlane) StartAPIServer(ctx context.Context) error {
+	if cp.apiserver != nil {
+		if exited, _ := cp.apiserver.Exited(); !exited {
+			return errors.New("kube-apiserver is already running")
+		}
+	}
+	var err error
+	cp.apiserver, err = StartProc("kube-apiserver", filepath.Join(cp.Dir, "kube-apiserver.log"), os.Environ(), cp.Bins.KubeAPIServer, cp.apiArgs...)
+	if err != nil {
+		return err
+	}
+	return cp.WaitReady(ctx)
+}
+
+// StopAPIServer stops kube-apiserver gracefully (SIGTERM), leaving etcd up.
+// Clients see their watches end, as on a real apiserver rollout.
+func (cp *ControlPlane) StopAPIServer() error {
+	if cp.apiserver == nil {
+		return nil
+	}
+	return cp.apiserver.Stop(30 * time.Second)
+}
+
+// RestartAPIServer stops and starts kube-apiserver; data in etcd survives.
+func (cp *ControlPlane) RestartAPIServer(ctx context.Context) error {
+	if err := cp.StopAPIServer(); err != nil {
+		return err
+	}
+	return cp.StartAPIServer(ctx)
+}
+
+// WaitReady waits until GET /readyz answers 200 "ok".
+func (cp *ControlPlane) WaitReady(ctx context.Context) error {
+	return waitFor(ctx, "kube-apiserver /readyz", cp.apiserver, 200*time.Millisecond, func() error {
+		var body []byte
+		err := cp.Do(ctx, "GET", "/readyz", nil, &body)
+		if err == nil && strings.TrimSpace(string(body)) != "ok" {
+			err = fmt.Errorf("/readyz: %s", body)
+		}
+		return err
+	})
+}
+
+// Stop stops kube-apiserver, then etcd, and removes Dir if it made it.
+func (cp *ControlPlane) Stop() error {
+	var errs []error
+	if cp.apiserver != nil {
+		errs = append(errs, cp.apiserver.Stop(30*time.Second))
+	}
+	if cp.etcd != nil {
+		errs = append(errs, cp.etcd.Stop(10*time.Second))
+	}
+	if cp.ownDir {
+		errs = append(errs, os.RemoveAll(cp.Dir))
+	}
+	return errors.Join(errs...)
+}
+
+// APIServerLog and EtcdLog are the log file paths.
+func (cp *ControlPlane) APIServerLog() string { return filepath.Join(cp.Dir, "kube-apiserver.log") }
+func (cp *ControlPlane) EtcdLog() string      { return filepath.Join(cp.Dir, "etcd.log") }
+
+// KubeconfigParams describe one cluster, user and context.
+type KubeconfigParams struct {
+	Server        string
+	CAPEM         []byte
+	User          string
+	ClientCertPEM []byte // client certificate, or
+	ClientKeyPEM  []byte
+	Token         string // a bearer token
+	Namespace     string
+}
+
+// WriteKubeconfig writes a one-context kubeconfig file (mode 0600).
+func WriteKubeconfig(path string, p KubeconfigParams) error {
+	b64 := func(b []byte) string { return base64Std(b) }
+	var user string
+	if p.Token != "" {
+		user = fmt.Sprintf("    token: %q\n", p.Token)
+	} else {
+		user = fmt.Sprintf("    client-certificate-data: %s\n    client-key-data: %s\n", b64(p.ClientCertPEM), b64(p.ClientKeyPEM))
+	}
+	ns := p.Namespace
+	if ns == "" {
+		ns = "default"
+	}
+	cfg := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: e2e
+  cluster:
+    server: %q
+    certificate-authority-data: %s
+users:
+- name: %q
+  user:
+%scontexts:
+- name: e2e
+  context:
+    cluster: e2e
+    user: %q
+    namespace: %q
+current-context: e2e
+preferences: {}
+`, p.Server, b64(p.CAPEM), p.User, user, p.User, ns)
+	return os.WriteFile(path, []byte(cfg), 0o600)
+}
+
+func certPool(caPEM []byte) *x509.CertPool {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	return pool
+}
