@@ -113,8 +113,10 @@ static int parse_schedule(struct rec_policy *p, const struct json_object *spec,
 	rc = get_str(spec, "schedule", "spec.schedule", errs, &s);
 	if (rc == 0)
 		rec_errs_add(errs, REC_ERR_SCHEDULE, "spec.schedule", "is required");
-	if (rc <= 0)
+	if (rc <= 0) {
+		rc = 0;
 		goto out;
+	}
 	if ((p->schedule = strdup(s)) == NULL) {
 		rc = -ENOMEM;
 		goto out;
