@@ -1,0 +1,629 @@
+/* kube/client.c: the client, its credentials, and requests as transfers
+ * on the shared loop.
+ *
+ * Every attempt is a fresh easy handle; connections are still reused,
+ * because curl keeps its connection cache in the multi handle. Retries
+ * follow client-go's rest.Request: 429 and 5xx are retried only when the
+ * server sent Retry-After, and a 401 refreshes credentials (token file,
+ * exec plugin) and retries once.
+ */
+#include "kube/kube_int.h"
+#include "loop/log.h"
+#include "loop/loop.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_TIMEOUT_MS  30000u
+#define DEFAULT_MAX_BODY    (16u << 20)
+#define DEFAULT_MAX_RETRIES 5
+#define RETRY_AFTER_CAP_S   60
+#define TOKEN_REREAD_MS     60000u
+#define EXEC_TIMEOUT_MS     30000
+#define EXEC_EXPIRY_SLACK_S 10
+#define USER_AGENT          "profefe-operator/0.1 (kube)"
+
+struct kube_client {
+	struct loop *loop;
+	struct kube_config *cfg;
+	char *token;                 /* the bearer token in use (owned) */
+	uint64_t token_read_ms;      /* when token_file was last read */
+	int token_loaded;            /* token holds the file's or plugin's answer */
+	struct kube__exec_cred cred; /* the exec plugin's cached answer */
+	char *base;                  /* server URL, host swapped for tls-server-name */
+	char *connect_to;            /* CURLOPT_CONNECT_TO entry, or NULL */
+	struct kube_call *calls;     /* outstanding calls, for kube_client_free() */
+};
+
+struct kube_call {
+	struct kube_client *kc;
+	struct kube_call *prev, *next;
+	CURL *easy;
+	struct curl_slist *hdrs;
+	struct curl_slist *connect_to; /* curl keeps pointers to both lists */
+	char *method;
+	char *path;
+	char *body;
+	size_t body_len;
+	char *content_type;
+	struct kube_req_opts opts;
+	struct loop_buf resp;
+	struct loop_timer retry;
+	int attempts;
+	int auth_retried;
+	kube_done_fn done;
+	void *arg;
+	kube__stream_fn stream; /* non-NULL: stream a 200 body here */
+	void *sarg;
+	int stream_failed;
+	char errbuf[CURL_ERROR_SIZE];
+};
+
+static void call_unlink(struct kube_call *c)
+{
+	struct kube_client *kc = c->kc;
+
+	if (c->prev)
+		c->prev->next = c->next;
+	else if (kc->calls == c)
+		kc->calls = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->prev = c->next = NULL;
+}
+
+static void call_release_easy(struct kube_call *c)
+{
+	if (c->easy) {
+		loop_transfer_cancel(c->kc->loop, c->easy);
+		curl_easy_cleanup(c->easy);
+		c->easy = NULL;
+	}
+	curl_slist_free_all(c->hdrs);
+	c->hdrs = NULL;
+	curl_slist_free_all(c->connect_to);
+	c->connect_to = NULL;
+}
+
+static void call_free(struct kube_call *c)
+{
+	call_release_easy(c);
+	loop_timer_stop(c->kc->loop, &c->retry);
+	call_unlink(c);
+	loop_buf_free(&c->resp);
+	free(c->method);
+	free(c->path);
+	free(c->body);
+	free(c->content_type);
+	free(c);
+}
+
+void kube_call_cancel(struct kube_call *c)
+{
+	if (c)
+		call_free(c);
+}
+
+/* Splits "https://host:port" so tls-server-name can be both the name we
+ * verify and the SNI we send, while we connect to the real host: the URL
+ * names tls-server-name and CURLOPT_CONNECT_TO maps it to the server. */
+static int setup_server_name(struct kube_client *kc)
+{
+	const char *srv = kc->cfg->server, *hs, *he, *port;
+	int https = !strncmp(srv, "https://", 8);
+	char *tail;
+
+	if (!kc->cfg->tls_server_name || !*kc->cfg->tls_server_name)
+		return (kc->base = strdup(srv)) ? 0 : -ENOMEM;
+	hs = srv + (https ? 8 : 7);
+	tail = strchr(hs, '/');
+	he = tail ? tail : hs + strlen(hs);
+	if (*hs == '[') {
+		const char *rb = memchr(hs, ']', (size_t)(he - hs));
+
+		port = rb && rb + 1 < he && rb[1] == ':' ? rb + 2 : NULL;
+	} else {
+		port = memchr(hs, ':', (size_t)(he - hs));
+		port = port ? port + 1 : NULL;
+	}
+	{
+		int hlen = (int)((port ? port - 1 : he) - hs);
+		int plen = port ? (int)(he - port) : 0;
+		const char *dport = https ? "443" : "80";
+
+		if (asprintf(&kc->base, "%s%s:%.*s%s", https ? "https://" : "http://",
+		             kc->cfg->tls_server_name, port ? plen : (int)strlen(dport),
+		             port ? port : dport, tail ? tail : "") < 0) {
+			kc->base = NULL;
+			return -ENOMEM;
+		}
+		if (asprintf(&kc->connect_to, "%s:%.*s:%.*s:%.*s", kc->cfg->tls_server_name,
+		             port ? plen : (int)strlen(dport), port ? port : dport, hlen, hs,
+		             port ? plen : (int)strlen(dport), port ? port : dport) < 0) {
+			kc->connect_to = NULL;
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+int kube_client_new_take(struct loop *l, struct kube_config *cfg, struct kube_client **out)
+{
+	struct kube_client *kc = calloc(1, sizeof(*kc));
+	int rc;
+
+	if (!kc) {
+		kube_config_free(cfg);
+		return -ENOMEM;
+	}
+	kc->loop = l;
+	kc->cfg = cfg;
+	rc = setup_server_name(kc);
+	if (rc) {
+		kube_client_free(kc);
+		return rc;
+	}
+	*out = kc;
+	return 0;
+}
+
+void kube_client_free(struct kube_client *kc)
+{
+	if (!kc)
+		return;
+	while (kc->calls)
+		call_free(kc->calls);
+	free(kc->token);
+	kube__exec_cred_free(&kc->cred);
+	free(kc->base);
+	free(kc->connect_to);
+	kube_config_free(kc->cfg);
+	free(kc);
+}
+
+const char *kube_client_namespace(const struct kube_client *kc)
+{
+	return kube_config_namespace(kc->cfg);
+}
+
+struct loop *kube_client_loop(const struct kube_client *kc)
+{
+	return kc->loop;
+}
+
+void kube__client_invalidate_auth(struct kube_client *kc)
+{
+	kc->token_loaded = 0;
+	kube__exec_cred_free(&kc->cred);
+}
+
+/* Rereads the token file; keeps the old token if the read fails, since
+ * kubelet replaces the file atomically and a failure is transient. */
+static void reload_token_file(struct kube_client *kc)
+{
+	struct kube__blob b = {0};
+	int rc = kube__read_file(kc->cfg->token_file, 1 << 20, &b);
+
+	kc->token_read_ms = loop_now_ms(kc->loop);
+	if (rc) {
+		log_warn("kube: cannot read token file", "path", kc->cfg->token_file, "error",
+		         strerror(-rc), NULL);
+		return;
+	}
+	while (b.len && strchr(" \t\r\n", b.data[b.len - 1]))
+		b.data[--b.len] = '\0';
+	free(kc->token);
+	kc->token = b.data;
+	kc->token_loaded = 1;
+}
+
+/* Runs the exec plugin when nothing is cached or the credential is about
+ * to expire. Returns 0 or a negative errno (logged). */
+static int refresh_exec(struct kube_client *kc)
+{
+	char err[512];
+	struct kube__exec_cred c;
+	int rc;
+
+	if (kc->token_loaded &&
+	    (!kc->cred.expires ||
+	     (int64_t)kc->cred.expires - EXEC_EXPIRY_SLACK_S > loop_wall_ms() / 1000))
+		return 0;
+	rc = kube__exec_run(kc->cfg->exec, kc->cfg, EXEC_TIMEOUT_MS, &c, err, sizeof(err));
+	loop_update_time(kc->loop);
+	if (rc) {
+		log_error("kube: exec credential plugin failed", "error", err, NULL);
+		return rc;
+	}
+	kube__exec_cred_free(&kc->cred);
+	kc->cred = c;
+	free(kc->token);
+	kc->token = c.token ? strdup(c.token) : NULL;
+	kc->token_loaded = 1;
+	return 0;
+}
+
+/* The bearer token to send now, or NULL for none. */
+static const char *current_token(struct kube_client *kc)
+{
+	if (kc->cfg->exec) {
+		if (refresh_exec(kc))
+			return NULL;
+		return kc->token;
+	}
+	if (kc->cfg->token_file) {
+		if (!kc->token_loaded ||
+		    loop_now_ms(kc->loop) - kc->token_read_ms >= TOKEN_REREAD_MS)
+			reload_token_file(kc);
+		if (kc->token)
+			return kc->token;
+	}
+	return kc->cfg->token;
+}
+
+const char *kube__client_token(struct kube_client *kc)
+{
+	const char *t = current_token(kc);
+
+	return t ? t : "";
+}
+
+/* Applies TLS settings: verification on unless insecure, CA and client
+ * certificate blobs. */
+static int setup_tls(struct kube_client *kc, CURL *e)
+{
+	struct kube_config *cfg = kc->cfg;
+	const struct kube__blob *cert = kc->cred.cert.data ? &kc->cred.cert : &cfg->client_cert;
+	const struct kube__blob *key = kc->cred.key.data ? &kc->cred.key : &cfg->client_key;
+	CURLcode r = CURLE_OK;
+
+	r |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, cfg->insecure ? 0L : 1L);
+	r |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, cfg->insecure ? 0L : 2L);
+	if (cfg->ca.data) {
+		struct curl_blob b = {cfg->ca.data, cfg->ca.len, CURL_BLOB_COPY};
+
+		r |= curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &b);
+	} else if (cfg->ca_file) {
+		r |= curl_easy_setopt(e, CURLOPT_CAINFO, cfg->ca_file);
+	}
+	if (cert->data && key->data) {
+		struct curl_blob cb = {cert->data, cert->len, CURL_BLOB_COPY};
+		struct curl_blob kb = {key->data, key->len, CURL_BLOB_COPY};
+
+		r |= curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &cb);
+		r |= curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
+		r |= curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &kb);
+		r |= curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
+	}
+	return r == CURLE_OK ? 0 : -EINVAL;
+}
+
+static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+	struct kube_call *c = ud;
+	size_t n = size * nmemb;
+	long status = 0;
+
+	if (c->stream) {
+		curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
+		if (status == 200) {
+			if (c->stream(c->sarg, ptr, n)) {
+				c->stream_failed = 1;
+				return 0;
+			}
+			return n;
+		}
+	}
+	return loop_buf_curl_write(ptr, size, nmemb, &c->resp);
+}
+
+static void on_done(void *arg, CURL *easy, CURLcode rc);
+
+/* Builds the headers list: Accept, Content-Type, Authorization. */
+static int build_headers(struct kube_call *c, struct curl_slist **out)
+{
+	struct curl_slist *h = NULL, *n;
+	const char *tok = current_token(c->kc);
+	char line[256];
+
+	if (c->kc->cfg->exec && !c->kc->token_loaded)
+		return -EACCES;
+	n = curl_slist_append(h, "Accept: application/json");
+	if (n && c->body) {
+		snprintf(line, sizeof(line), "Content-Type: %s", c->content_type);
+		h = n;
+		n = curl_slist_append(h, line);
+	}
+	if (n && tok && *tok) {
+		char *auth = NULL;
+
+		h = n;
+		if (asprintf(&auth, "Authorization: Bearer %s", tok) < 0)
+			n = NULL;
+		else
+			n = curl_slist_append(h, auth);
+		free(auth);
+	}
+	if (!n) {
+		curl_slist_free_all(h);
+		return -ENOMEM;
+	}
+	*out = n;
+	return 0;
+}
+
+/* Creates and starts the easy handle for one attempt. */
+static int call_start(struct kube_call *c)
+{
+	struct kube_client *kc = c->kc;
+	char *url = NULL;
+	CURLcode r = CURLE_OK;
+	int rc;
+
+	loop_buf_reset(&c->resp);
+	c->stream_failed = 0;
+	c->errbuf[0] = '\0';
+	rc = build_headers(c, &c->hdrs);
+	if (rc)
+		return rc;
+	c->easy = curl_easy_init();
+	if (!c->easy || asprintf(&url, "%s%s", kc->base, c->path) < 0)
+		return -ENOMEM;
+	r |= curl_easy_setopt(c->easy, CURLOPT_URL, url);
+	free(url);
+	r |= curl_easy_setopt(c->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	r |= curl_easy_setopt(c->easy, CURLOPT_NOSIGNAL, 1L);
+	r |= curl_easy_setopt(c->easy, CURLOPT_USERAGENT, USER_AGENT);
+	r |= curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, c->hdrs);
+	r |= curl_easy_setopt(c->easy, CURLOPT_ACCEPT_ENCODING, "");
+	r |= curl_easy_setopt(c->easy, CURLOPT_TIMEOUT_MS, (long)c->opts.timeout_ms);
+	r |= curl_easy_setopt(c->easy, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+	r |= curl_easy_setopt(c->easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	r |= curl_easy_setopt(c->easy, CURLOPT_TCP_KEEPIDLE, 30L);
+	r |= curl_easy_setopt(c->easy, CURLOPT_TCP_KEEPINTVL, 15L);
+	r |= curl_easy_setopt(c->easy, CURLOPT_ERRORBUFFER, c->errbuf);
+	r |= curl_easy_setopt(c->easy, CURLOPT_WRITEFUNCTION, write_cb);
+	r |= curl_easy_setopt(c->easy, CURLOPT_WRITEDATA, c);
+	if (strcmp(c->method, "GET"))
+		r |= curl_easy_setopt(c->easy, CURLOPT_CUSTOMREQUEST, c->method);
+	if (c->body) {
+		r |= curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, c->body);
+		r |= curl_easy_setopt(c->easy, CURLOPT_POSTFIELDSIZE_LARGE,
+		                      (curl_off_t)c->body_len);
+	}
+	if (kc->connect_to) {
+		c->connect_to = curl_slist_append(NULL, kc->connect_to);
+		if (!c->connect_to)
+			return -ENOMEM;
+		r |= curl_easy_setopt(c->easy, CURLOPT_CONNECT_TO, c->connect_to);
+	}
+	rc = setup_tls(kc, c->easy);
+	if (r != CURLE_OK || rc)
+		return rc ? rc : -EINVAL;
+	rc = loop_transfer_start(kc->loop, c->easy, on_done, c);
+	return rc;
+}
+
+uint32_t kube__retry_delay_ms(long retry_after_s)
+{
+	if (retry_after_s <= 0)
+		return 0;
+	if (retry_after_s > RETRY_AFTER_CAP_S)
+		retry_after_s = RETRY_AFTER_CAP_S;
+	return (uint32_t)retry_after_s * 1000u;
+}
+
+static int curl_to_errno(CURLcode rc, const struct kube_call *c)
+{
+	switch (rc) {
+	case CURLE_OK:
+		return 0;
+	case CURLE_OPERATION_TIMEDOUT:
+		return -ETIMEDOUT;
+	case CURLE_WRITE_ERROR:
+		return c->resp.overflow ? -EFBIG : -ECANCELED;
+	case CURLE_COULDNT_CONNECT:
+		return -ECONNREFUSED;
+	case CURLE_COULDNT_RESOLVE_HOST:
+		return -EHOSTUNREACH;
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CACERT_BADFILE:
+		return -EPROTO;
+	case CURLE_OUT_OF_MEMORY:
+		return -ENOMEM;
+	default:
+		return -EIO;
+	}
+}
+
+/* Fills `r` from the finished attempt; `msg` receives the summary. */
+static void fill_response(struct kube_call *c, CURLcode rc, struct kube_response *r, char *msg,
+                          size_t msglen)
+{
+	struct json_object *v;
+
+	curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &r->status);
+	r->err = curl_to_errno(rc, c);
+	r->body = c->resp.data ? c->resp.data : "";
+	r->body_len = c->resp.len;
+	r->json = NULL;
+	if (r->body_len && (r->body[0] == '{' || r->body[0] == '['))
+		r->json = json_tokener_parse(r->body);
+	if (r->err)
+		snprintf(msg, msglen, "%s", c->errbuf[0] ? c->errbuf : curl_easy_strerror(rc));
+	else if (r->json && json_object_object_get_ex(r->json, "message", &v) &&
+	         json_object_is_type(v, json_type_string))
+		snprintf(msg, msglen, "%ld: %s", r->status, json_object_get_string(v));
+	else
+		snprintf(msg, msglen, "HTTP %ld", r->status);
+	r->message = msg;
+}
+
+static void retry_fire(struct loop_timer *t)
+{
+	struct kube_call *c = t->arg;
+	int rc = call_start(c);
+
+	if (rc) {
+		struct kube_response r = {.err = rc, .body = "", .message = strerror(-rc)};
+		kube_done_fn done = c->done;
+		void *arg = c->arg;
+
+		call_free(c);
+		done(arg, &r);
+	}
+}
+
+/* Decides whether this attempt should be retried: returns the delay in ms,
+ * or -1 to finish. */
+static long retry_delay(struct kube_call *c, CURLcode rc, long status)
+{
+	curl_off_t ra = 0;
+
+	if (status == 401 && !c->auth_retried && (c->kc->cfg->token_file || c->kc->cfg->exec)) {
+		c->auth_retried = 1;
+		kube__client_invalidate_auth(c->kc);
+		return 0;
+	}
+	if (rc != CURLE_OK || c->opts.max_retries < 0 || c->attempts > c->opts.max_retries)
+		return -1;
+	if (status != 429 && status < 500)
+		return -1;
+	if (curl_easy_getinfo(c->easy, CURLINFO_RETRY_AFTER, &ra) != CURLE_OK || ra <= 0)
+		return -1;
+	return (long)kube__retry_delay_ms((long)ra);
+}
+
+static void on_done(void *arg, CURL *easy, CURLcode rc)
+{
+	struct kube_call *c = arg;
+	struct kube_response r = {0};
+	char msg[512];
+	long status = 0, delay;
+
+	(void)easy;
+	curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
+	delay = retry_delay(c, rc, status);
+	if (delay >= 0) {
+		log_debug("kube: retrying request", "method", c->method, "path", c->path, NULL);
+		c->attempts++;
+		if (loop_timer_start(c->kc->loop, &c->retry, (uint64_t)delay) == 0) {
+			call_release_easy(c);
+			return;
+		}
+	}
+	fill_response(c, rc, &r, msg, sizeof(msg));
+	/* Detach first: `done` may free the client, and with it the loop. */
+	call_release_easy(c);
+	call_unlink(c);
+	c->done(c->arg, &r);
+	json_object_put(r.json);
+	loop_buf_free(&c->resp);
+	free(c->method);
+	free(c->path);
+	free(c->body);
+	free(c->content_type);
+	free(c);
+}
+
+/* Allocates a call and links it into the client. */
+static struct kube_call *call_new(struct kube_client *kc, const char *method, const char *path,
+                                  const struct kube_req_opts *opts, kube_done_fn done, void *arg)
+{
+	struct kube_call *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->kc = kc;
+	if (opts)
+		c->opts = *opts;
+	if (!c->opts.timeout_ms)
+		c->opts.timeout_ms = DEFAULT_TIMEOUT_MS;
+	if (!c->opts.max_body)
+		c->opts.max_body = DEFAULT_MAX_BODY;
+	if (!c->opts.max_retries)
+		c->opts.max_retries = DEFAULT_MAX_RETRIES;
+	c->resp.cap_bytes = c->opts.max_body;
+	c->method = strdup(method);
+	c->path = strdup(path);
+	c->content_type = strdup(c->opts.content_type ? c->opts.content_type : "application/json");
+	c->done = done;
+	c->arg = arg;
+	loop_timer_init(&c->retry, retry_fire, c);
+	c->next = kc->calls;
+	if (kc->calls)
+		kc->calls->prev = c;
+	kc->calls = c;
+	if (!c->method || !c->path || !c->content_type) {
+		call_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+static int call_go(struct kube_call *c, struct kube_call **out)
+{
+	int rc = call_start(c);
+
+	if (rc) {
+		call_free(c);
+		return rc;
+	}
+	if (out)
+		*out = c;
+	return 0;
+}
+
+int kube_request_raw(struct kube_client *kc, const char *method, const char *path, const char *body,
+                     size_t len, const struct kube_req_opts *opts, kube_done_fn done, void *arg,
+                     struct kube_call **out)
+{
+	struct kube_call *c = call_new(kc, method, path, opts, done, arg);
+
+	if (!c)
+		return -ENOMEM;
+	if (body) {
+		c->body = malloc(len + 1);
+		if (!c->body) {
+			call_free(c);
+			return -ENOMEM;
+		}
+		memcpy(c->body, body, len);
+		c->body[len] = '\0';
+		c->body_len = len;
+	}
+	return call_go(c, out);
+}
+
+int kube_request(struct kube_client *kc, const char *method, const char *path,
+                 struct json_object *body, const struct kube_req_opts *opts, kube_done_fn done,
+                 void *arg, struct kube_call **out)
+{
+	size_t len = 0;
+	const char *s =
+	        body ? json_object_to_json_string_length(body, JSON_C_TO_STRING_PLAIN, &len) : NULL;
+
+	if (body && !s)
+		return -ENOMEM;
+	return kube_request_raw(kc, method, path, s, len, opts, done, arg, out);
+}
+
+int kube__request_stream(struct kube_client *kc, const char *path, uint32_t timeout_ms,
+                         kube__stream_fn fn, void *sarg, kube_done_fn done, void *arg,
+                         struct kube_call **out)
+{
+	struct kube_req_opts o = {
+	        .timeout_ms = timeout_ms, .max_retries = -1, .max_body = 1u << 20};
+	struct kube_call *c = call_new(kc, "GET", path, &o, done, arg);
+
+	if (!c)
+		return -ENOMEM;
+	c->stream = fn;
+	c->sarg = sarg;
+	return call_go(c, out);
+}

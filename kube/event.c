@@ -1,0 +1,280 @@
+/* kube/event.c: core/v1 Events with client-go's aggregation.
+ *
+ * An Event that repeats (same object, type, reason and message) within the
+ * window is not created again: the first one's count and lastTimestamp are
+ * PATCHed instead, as client-go's EventCorrelator does, so one failing pod
+ * costs one Event object however many rounds it fails. While a write for a
+ * series is in flight, further occurrences are only counted, and one PATCH
+ * follows when it returns.
+ *
+ * The series table is a small array searched linearly and evicting the
+ * least recently used series; that is O(n) per Event, which is fine at
+ * the rate Events are worth writing.
+ */
+#include "kube/kube_int.h"
+#include "loop/log.h"
+#include "loop/loop.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SERIES_MAX 256
+
+struct series {
+	struct kube_recorder *rec;
+	char *key;
+	char *ns;
+	char *name;             /* the Event object's name */
+	struct json_object *ev; /* the Event as created, for recreation */
+	uint32_t count;
+	uint32_t sent_count;
+	int64_t first_ms, last_ms;
+	int created;
+	struct kube_call *call;
+};
+
+struct kube_recorder {
+	struct kube_client *kc;
+	char *component;
+	char *host;
+	uint64_t window_ms;
+	struct series *s[SERIES_MAX];
+	size_t n;
+	uint64_t creates, patches;
+};
+
+int kube_recorder_new(struct kube_client *kc, const char *component, const char *host,
+                      uint32_t window_s, struct kube_recorder **out)
+{
+	struct kube_recorder *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return -ENOMEM;
+	r->kc = kc;
+	r->window_ms = (uint64_t)(window_s ? window_s : 600) * 1000;
+	r->component = strdup(component ? component : "kube");
+	r->host = host ? strdup(host) : NULL;
+	if (!r->component || (host && !r->host)) {
+		kube_recorder_free(r);
+		return -ENOMEM;
+	}
+	*out = r;
+	return 0;
+}
+
+static void series_free(struct series *s)
+{
+	kube_call_cancel(s->call);
+	json_object_put(s->ev);
+	free(s->key);
+	free(s->ns);
+	free(s->name);
+	free(s);
+}
+
+void kube_recorder_free(struct kube_recorder *rec)
+{
+	if (!rec)
+		return;
+	for (size_t i = 0; i < rec->n; i++)
+		series_free(rec->s[i]);
+	free(rec->component);
+	free(rec->host);
+	free(rec);
+}
+
+void kube_recorder_counts(const struct kube_recorder *rec, uint64_t *creates, uint64_t *patches)
+{
+	*creates = rec->creates;
+	*patches = rec->patches;
+}
+
+static void add_str(struct json_object *o, const char *k, const char *v)
+{
+	if (v)
+		json_object_object_add(o, k, json_object_new_string(v));
+}
+
+/* Builds the Event object for a new series. */
+static struct json_object *build_event(struct kube_recorder *rec, struct series *s,
+                                       const struct kube_objref *obj, const char *type,
+                                       const char *reason, const char *message)
+{
+	struct json_object *ev = json_object_new_object(), *meta = json_object_new_object();
+	struct json_object *inv = json_object_new_object(), *src = json_object_new_object();
+	char ts[40];
+
+	kube__format_time(s->first_ms, 0, ts, sizeof(ts));
+	add_str(ev, "apiVersion", "v1");
+	add_str(ev, "kind", "Event");
+	add_str(meta, "name", s->name);
+	add_str(meta, "namespace", s->ns);
+	json_object_object_add(ev, "metadata", meta);
+	add_str(inv, "apiVersion", obj->api_version);
+	add_str(inv, "kind", obj->kind);
+	add_str(inv, "namespace", obj->ns);
+	add_str(inv, "name", obj->name);
+	add_str(inv, "uid", obj->uid);
+	add_str(inv, "resourceVersion", obj->resource_version);
+	json_object_object_add(ev, "involvedObject", inv);
+	add_str(ev, "type", type);
+	add_str(ev, "reason", reason);
+	add_str(ev, "message", message);
+	add_str(src, "component", rec->component);
+	add_str(src, "host", rec->host);
+	json_object_object_add(ev, "source", src);
+	add_str(ev, "reportingComponent", rec->component);
+	add_str(ev, "reportingInstance", rec->host ? rec->host : rec->component);
+	add_str(ev, "firstTimestamp", ts);
+	add_str(ev, "lastTimestamp", ts);
+	json_object_object_add(ev, "count", json_object_new_int(1));
+	return ev;
+}
+
+static void series_send(struct series *s);
+
+static void written(void *arg, const struct kube_response *r)
+{
+	struct series *s = arg;
+	int was_create = !s->created;
+
+	s->call = NULL;
+	if (r->status == 404 && !was_create) {
+		/* The Event expired (events have a TTL): start a new object. */
+		s->created = 0;
+		series_send(s);
+		return;
+	}
+	if (r->err || r->status >= 300) {
+		log_warn("kube: cannot write event", "name", s->name, "error", r->message, NULL);
+		return;
+	}
+	s->created = 1;
+	if (s->count != s->sent_count)
+		series_send(s);
+}
+
+/* Writes the series' current state: POST when not yet created, else a
+ * merge PATCH of count and lastTimestamp. */
+static void series_send(struct series *s)
+{
+	struct kube_recorder *rec = s->rec;
+	char path[1024], ts[40];
+	struct json_object *body;
+	int rc;
+
+	kube__format_time(s->last_ms, 0, ts, sizeof(ts));
+	if (!s->created) {
+		body = json_object_get(s->ev);
+		json_object_object_add(body, "count", json_object_new_int((int32_t)s->count));
+		json_object_object_add(body, "lastTimestamp", json_object_new_string(ts));
+		kube_path(path, sizeof(path), "", "v1", s->ns, "events", NULL, NULL);
+		rc = kube_request(rec->kc, "POST", path, body, NULL, written, s, &s->call);
+		rec->creates++;
+	} else {
+		struct kube_req_opts o = {.content_type = "application/merge-patch+json"};
+
+		body = json_object_new_object();
+		json_object_object_add(body, "count", json_object_new_int((int32_t)s->count));
+		json_object_object_add(body, "lastTimestamp", json_object_new_string(ts));
+		kube_path(path, sizeof(path), "", "v1", s->ns, "events", s->name, NULL);
+		rc = kube_request(rec->kc, "PATCH", path, body, &o, written, s, &s->call);
+		rec->patches++;
+	}
+	json_object_put(body);
+	s->sent_count = s->count;
+	if (rc) {
+		s->call = NULL;
+		log_warn("kube: cannot start event write", "error", strerror(-rc), NULL);
+	}
+}
+
+static struct series *find(struct kube_recorder *rec, const char *key)
+{
+	for (size_t i = 0; i < rec->n; i++)
+		if (!strcmp(rec->s[i]->key, key))
+			return rec->s[i];
+	return NULL;
+}
+
+/* Makes room by dropping the least recently used series. */
+static void evict(struct kube_recorder *rec)
+{
+	size_t old = 0;
+
+	for (size_t i = 1; i < rec->n; i++)
+		if (rec->s[i]->last_ms < rec->s[old]->last_ms)
+			old = i;
+	series_free(rec->s[old]);
+	rec->s[old] = rec->s[--rec->n];
+}
+
+static struct series *series_new(struct kube_recorder *rec, const char *key,
+                                 const struct kube_objref *obj, int64_t now)
+{
+	struct series *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->rec = rec;
+	s->first_ms = s->last_ms = now;
+	s->key = strdup(key);
+	s->ns = strdup(obj->ns && *obj->ns ? obj->ns : "default");
+	if (asprintf(&s->name, "%.200s.%llx", obj->name,
+	             (unsigned long long)now * 1000000ull + (loop_rand() % 1000000u)) < 0)
+		s->name = NULL;
+	if (!s->key || !s->ns || !s->name) {
+		series_free(s);
+		return NULL;
+	}
+	if (rec->n == SERIES_MAX)
+		evict(rec);
+	rec->s[rec->n++] = s;
+	return s;
+}
+
+int kube_event(struct kube_recorder *rec, const struct kube_objref *obj, const char *type,
+               const char *reason, const char *message)
+{
+	int64_t now = loop_wall_ms();
+	struct series *s;
+	char *key;
+
+	if (!obj || !obj->kind || !obj->name || !type || !reason)
+		return -EINVAL;
+	if (!message)
+		message = "";
+	if (asprintf(&key, "%s\n%s\n%s\n%s\n%s\n%s\n%s", obj->kind, obj->ns ? obj->ns : "",
+	             obj->name, obj->uid ? obj->uid : "", type, reason, message) < 0)
+		return -ENOMEM;
+	s = find(rec, key);
+	if (s && (uint64_t)(now - s->last_ms) > rec->window_ms) {
+		/* Outside the window: a new series, as client-go does. */
+		for (size_t i = 0; i < rec->n; i++)
+			if (rec->s[i] == s)
+				rec->s[i] = rec->s[--rec->n];
+		series_free(s);
+		s = NULL;
+	}
+	if (s) {
+		s->count++;
+		s->last_ms = now;
+		free(key);
+		if (!s->call)
+			series_send(s);
+		return 0;
+	}
+	s = series_new(rec, key, obj, now);
+	free(key);
+	if (!s)
+		return -ENOMEM;
+	s->count = 1;
+	s->ev = build_event(rec, s, obj, type, reason, message);
+	if (!s->ev)
+		return -ENOMEM;
+	series_send(s);
+	return 0;
+}

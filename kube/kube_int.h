@@ -1,0 +1,149 @@
+/* kube/kube_int.h: what the kube sources share with each other and with the
+ * module's own tests and fuzz targets. Not for other modules.
+ */
+#ifndef KUBE_KUBE_INT_H
+#define KUBE_KUBE_INT_H
+
+#include "kube/kube.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+struct json_object;
+struct json_tokener;
+
+/* A byte blob read from a file or decoded from base64 (PEM text). */
+struct kube__blob {
+	char *data;
+	size_t len;
+};
+
+/* One name=value pair for an exec plugin's environment. */
+struct kube__env {
+	char *name;
+	char *value;
+};
+
+/* The exec credential plugin section of a user (client.authentication.k8s.io). */
+struct kube__exec {
+	char *api_version;
+	char *command; /* resolved against the kubeconfig's directory if relative with '/' */
+	char **args;   /* NULL-terminated */
+	struct kube__env *env;
+	size_t n_env;
+	int provide_cluster_info;
+};
+
+struct kube_config {
+	char *source; /* file list or "in-cluster" */
+	char *server; /* base URL without a trailing slash */
+	char *tls_server_name;
+	int insecure;
+	char *ca_file;                 /* certificate-authority path */
+	struct kube__blob ca;          /* certificate-authority-data, decoded PEM */
+	char *token;                   /* a static bearer token */
+	char *token_file;              /* reread at least every 60 s and after a 401 */
+	struct kube__blob client_cert; /* PEM, from -data or the file */
+	struct kube__blob client_key;
+	struct kube__exec *exec;
+	char *ns; /* default namespace */
+	int in_cluster;
+};
+
+/* Parses kubeconfig documents already in memory. `names[i]` labels
+ * `bufs[i]` in errors and anchors its relative paths. With `allow_files`
+ * zero, any reference to another file is an error (for fuzzing). */
+int kube__kubeconfig_parse(const char *const *names, const char *const *bufs, const size_t *lens,
+                           size_t n, const char *context, int allow_files, struct kube_config **out,
+                           char *err, size_t errlen);
+
+/* Base64 (standard alphabet, padding optional, whitespace ignored).
+ * Returns 0 and a malloc'd buffer, or -EINVAL / -ENOMEM. */
+int kube__b64_decode(const char *in, size_t n, struct kube__blob *out);
+/* Reads a whole file up to `cap` bytes into a NUL-terminated blob. */
+int kube__read_file(const char *path, size_t cap, struct kube__blob *out);
+void kube__blob_free(struct kube__blob *b);
+/* Parses an RFC 3339 timestamp ("2026-01-02T03:04:05Z", fractions and
+ * offsets allowed) into seconds since the epoch. Returns 0 or -EINVAL. */
+int kube__parse_time(const char *s, time_t *out);
+/* Formats `ms` since the epoch as RFC 3339 in UTC: with microseconds
+ * (metav1.MicroTime) when `micro`, else whole seconds (metav1.Time). */
+void kube__format_time(int64_t ms, int micro, char *buf, size_t n);
+
+/* The exec plugin's answer. */
+struct kube__exec_cred {
+	char *token;
+	struct kube__blob cert;
+	struct kube__blob key;
+	time_t expires; /* 0: no expiry given */
+};
+/* Runs the plugin synchronously, bounded by `timeout_ms`, and parses its
+ * ExecCredential. `server` feeds KUBERNETES_EXEC_INFO's cluster when the
+ * plugin asks for cluster info. On failure writes a line to `err`. */
+int kube__exec_run(const struct kube__exec *ex, const struct kube_config *cfg, int timeout_ms,
+                   struct kube__exec_cred *out, char *err, size_t errlen);
+void kube__exec_cred_free(struct kube__exec_cred *c);
+
+/* The watch-stream framer: turns a byte stream of concatenated JSON
+ * values (newline-delimited in practice) into whole objects, whatever the
+ * chunk boundaries. */
+struct kube__framer {
+	struct json_tokener *tok;
+	size_t max_obj; /* bytes one value may span */
+	size_t cur;     /* bytes fed into the value being parsed */
+};
+int kube__framer_init(struct kube__framer *f, size_t max_obj);
+void kube__framer_reset(struct kube__framer *f);
+void kube__framer_free(struct kube__framer *f);
+/* Feeds `n` bytes. For each complete value calls `emit` with it (lent);
+ * a nonzero return from `emit` stops feeding and is returned. Returns 0,
+ * -EBADMSG on malformed input, -EFBIG past max_obj, or emit's value. */
+int kube__framer_feed(struct kube__framer *f, const char *p, size_t n,
+                      int (*emit)(void *arg, struct json_object *obj), void *arg);
+
+/* What a watch event asks of the informer. */
+enum kube__watch_action {
+	KUBE__WATCH_OK = 0,
+	KUBE__WATCH_RELIST = 1,  /* 410 Gone: list again and replace the cache */
+	KUBE__WATCH_RESTART = 2, /* another ERROR: re-watch after a backoff */
+};
+
+/* Builds an informer that is not connected to any server, for unit tests:
+ * events are fed with kube__informer_event() and lists with
+ * kube__informer_list_page(). */
+int kube__informer_new_detached(const struct kube_informer_ops *ops, void *arg,
+                                struct kube_informer **out);
+/* Applies one decoded watch event. Returns an enum kube__watch_action. */
+int kube__informer_event(struct kube_informer *inf, struct json_object *ev);
+/* Applies one list page (a *List object). `last` nonzero ends the list and
+ * swaps the new contents in. Returns 0 or a negative errno. */
+int kube__informer_list_page(struct kube_informer *inf, struct json_object *list, int last);
+/* Feeds raw watch-stream bytes through the framer into the event handler.
+ * Returns the strongest action asked for, or a negative errno. */
+int kube__informer_feed(struct kube_informer *inf, const char *p, size_t n);
+
+/* Builds the informer's list and watch query strings, for tests. */
+int kube__informer_list_url(const struct kube_informer_opts *o, const char *cont, char *buf,
+                            size_t n);
+int kube__informer_watch_url(const struct kube_informer_opts *o, const char *rv, unsigned timeout_s,
+                             char *buf, size_t n);
+
+/* Streams a GET's 200 body to `fn` as it arrives (nonzero from `fn`
+ * aborts the transfer); any other status is buffered and handed to `done`
+ * like a normal response. No Retry-After retries: the caller owns its own
+ * backoff. `timeout_ms` bounds the whole transfer. */
+typedef int (*kube__stream_fn)(void *arg, const char *p, size_t n);
+int kube__request_stream(struct kube_client *kc, const char *path, uint32_t timeout_ms,
+                         kube__stream_fn fn, void *sarg, kube_done_fn done, void *arg,
+                         struct kube_call **out);
+
+/* Milliseconds from a Retry-After the server sent, for tests. */
+uint32_t kube__retry_delay_ms(long retry_after_s);
+
+/* The bearer token the client would send now ("" for none), for tests. */
+const char *kube__client_token(struct kube_client *kc);
+/* Forgets cached credentials, as after a 401. */
+void kube__client_invalidate_auth(struct kube_client *kc);
+
+#endif

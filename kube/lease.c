@@ -1,0 +1,320 @@
+/* kube/lease.c: leader election on a coordination.k8s.io/v1 Lease, as
+ * client-go's leaderelection package does it.
+ *
+ * Every retry period a candidate reads the Lease. Clocks differ between
+ * machines, so nobody compares renewTime with its own wall clock: a
+ * candidate notes on its local monotonic clock when it last saw the Lease
+ * record change, and treats the holder as gone only when the record has
+ * stood still for leaseDurationSeconds. Taking over increments
+ * leaseTransitions. A leader that cannot renew within the renew deadline
+ * stops leading before its lease can expire elsewhere.
+ */
+#include "kube/kube_int.h"
+#include "loop/log.h"
+#include "loop/loop.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LEASE_REQ_TIMEOUT_MS 5000u
+
+struct kube_leader {
+	struct kube_client *kc;
+	char *ns, *name, *identity;
+	char item[1024];
+	char collection[1024];
+	uint32_t lease_ms, renew_ms, retry_ms;
+	struct kube_leader_ops ops;
+	void *arg;
+	int leading;
+	int stopped; /* kube_leader_release() was called */
+	struct loop_timer tick;
+	struct kube_call *call;
+	char *obs_record;        /* the Lease spec as last seen, serialized */
+	uint64_t obs_ms;         /* local time that record was first seen */
+	uint64_t renewed_ms;     /* local time of our last successful write */
+	struct json_object *cur; /* the Lease as last read or written */
+	void (*release_done)(void *arg);
+	void *release_arg;
+};
+
+static uint64_t now_ms(struct kube_leader *le)
+{
+	return loop_now_ms(kube_client_loop(le->kc));
+}
+
+static void arm(struct kube_leader *le)
+{
+	/* client-go adds up to 20% jitter to retries while not leading. */
+	uint32_t d = le->retry_ms;
+
+	if (!le->leading)
+		d += loop_rand() % (le->retry_ms / 5 + 1);
+	loop_timer_start(kube_client_loop(le->kc), &le->tick, d);
+}
+
+static void set_leading(struct kube_leader *le, int on)
+{
+	if (le->leading == on)
+		return;
+	le->leading = on;
+	log_info(on ? "kube: became leader" : "kube: stopped leading", "lease", le->name,
+	         "identity", le->identity, NULL);
+	if (on && le->ops.started)
+		le->ops.started(le->arg);
+	if (!on && le->ops.stopped)
+		le->ops.stopped(le->arg);
+}
+
+static const char *spec_str(struct json_object *spec, const char *k)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(spec, k, &v) || !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+static int64_t spec_int(struct json_object *spec, const char *k, int64_t dflt)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(spec, k, &v) || !json_object_is_type(v, json_type_int))
+		return dflt;
+	return json_object_get_int64(v);
+}
+
+/* Notes the record and, when it changed, the local time it changed. */
+static void observe(struct kube_leader *le, struct json_object *lease)
+{
+	struct json_object *spec = NULL;
+	const char *rec;
+
+	json_object_object_get_ex(lease, "spec", &spec);
+	rec = spec ? json_object_to_json_string_ext(spec, JSON_C_TO_STRING_PLAIN) : "";
+	if (!le->obs_record || strcmp(le->obs_record, rec)) {
+		free(le->obs_record);
+		le->obs_record = strdup(rec);
+		le->obs_ms = now_ms(le);
+	}
+	json_object_put(le->cur);
+	le->cur = json_object_get(lease);
+}
+
+/* Builds the spec we write: ours, keeping acquireTime and transitions
+ * when we already hold it. `old` may be NULL (creating). */
+static struct json_object *our_spec(struct kube_leader *le, struct json_object *old, int release)
+{
+	struct json_object *s = json_object_new_object();
+	const char *holder = old ? spec_str(old, "holderIdentity") : NULL;
+	int ours = holder && !strcmp(holder, le->identity);
+	int64_t trans = old ? spec_int(old, "leaseTransitions", 0) : 0;
+	char now[40];
+
+	kube__format_time(loop_wall_ms(), 1, now, sizeof(now));
+	json_object_object_add(s, "holderIdentity",
+	                       json_object_new_string(release ? "" : le->identity));
+	json_object_object_add(s, "leaseDurationSeconds",
+	                       json_object_new_int(release ? 1 : (int32_t)(le->lease_ms / 1000)));
+	if (ours && spec_str(old, "acquireTime") && !release)
+		json_object_object_add(s, "acquireTime",
+		                       json_object_new_string(spec_str(old, "acquireTime")));
+	else
+		json_object_object_add(s, "acquireTime", json_object_new_string(now));
+	json_object_object_add(s, "renewTime", json_object_new_string(now));
+	json_object_object_add(s, "leaseTransitions",
+	                       json_object_new_int64(old && !ours && !release ? trans + 1 : trans));
+	return s;
+}
+
+static void written(void *arg, const struct kube_response *r)
+{
+	struct kube_leader *le = arg;
+
+	le->call = NULL;
+	if ((r->status == 200 || r->status == 201) && r->json) {
+		observe(le, r->json);
+		le->renewed_ms = now_ms(le);
+		set_leading(le, 1);
+	} else {
+		log_debug("kube: lease write failed", "lease", le->name, "error", r->message, NULL);
+		if (le->leading && now_ms(le) - le->renewed_ms > le->renew_ms)
+			set_leading(le, 0);
+	}
+	arm(le);
+}
+
+static void write_lease(struct kube_leader *le, struct json_object *lease_take, int create)
+{
+	struct kube_req_opts o = {.timeout_ms = LEASE_REQ_TIMEOUT_MS, .max_retries = -1};
+	int rc = kube_request(le->kc, create ? "POST" : "PUT", create ? le->collection : le->item,
+	                      lease_take, &o, written, le, &le->call);
+
+	json_object_put(lease_take);
+	if (rc) {
+		le->call = NULL;
+		arm(le);
+	}
+}
+
+static void create_lease(struct kube_leader *le)
+{
+	struct json_object *l = json_object_new_object(), *m = json_object_new_object();
+
+	json_object_object_add(l, "apiVersion", json_object_new_string("coordination.k8s.io/v1"));
+	json_object_object_add(l, "kind", json_object_new_string("Lease"));
+	json_object_object_add(m, "name", json_object_new_string(le->name));
+	json_object_object_add(m, "namespace", json_object_new_string(le->ns));
+	json_object_object_add(l, "metadata", m);
+	json_object_object_add(l, "spec", our_spec(le, NULL, 0));
+	write_lease(le, l, 1);
+}
+
+static void got(void *arg, const struct kube_response *r)
+{
+	struct kube_leader *le = arg;
+	struct json_object *spec = NULL, *copy = NULL;
+	const char *holder;
+	int64_t dur_ms;
+
+	le->call = NULL;
+	if (r->status == 404) {
+		create_lease(le);
+		return;
+	}
+	if (r->status != 200 || !r->json) {
+		if (le->leading && now_ms(le) - le->renewed_ms > le->renew_ms)
+			set_leading(le, 0);
+		arm(le);
+		return;
+	}
+	observe(le, r->json);
+	json_object_object_get_ex(r->json, "spec", &spec);
+	holder = spec ? spec_str(spec, "holderIdentity") : NULL;
+	dur_ms = spec_int(spec, "leaseDurationSeconds", le->lease_ms / 1000) * 1000;
+	if (holder && *holder && strcmp(holder, le->identity) &&
+	    le->obs_ms + (uint64_t)dur_ms > now_ms(le)) {
+		set_leading(le, 0); /* someone else holds a live lease */
+		arm(le);
+		return;
+	}
+	if (json_object_deep_copy(r->json, &copy, NULL) || !copy) {
+		arm(le);
+		return;
+	}
+	json_object_object_add(copy, "spec", our_spec(le, spec, 0));
+	write_lease(le, copy, 0);
+}
+
+static void on_tick(struct loop_timer *t)
+{
+	struct kube_leader *le = t->arg;
+	struct kube_req_opts o = {.timeout_ms = LEASE_REQ_TIMEOUT_MS, .max_retries = -1};
+
+	if (le->leading && now_ms(le) - le->renewed_ms > le->renew_ms)
+		set_leading(le, 0);
+	if (le->call) {
+		arm(le);
+		return;
+	}
+	if (kube_request(le->kc, "GET", le->item, NULL, &o, got, le, &le->call)) {
+		le->call = NULL;
+		arm(le);
+	}
+}
+
+int kube_leader_start(struct kube_client *kc, const struct kube_leader_opts *opts,
+                      const struct kube_leader_ops *ops, void *arg, struct kube_leader **out)
+{
+	struct kube_leader *le;
+
+	if (!opts || !opts->ns || !opts->name || !opts->identity || !*opts->identity)
+		return -EINVAL;
+	le = calloc(1, sizeof(*le));
+	if (!le)
+		return -ENOMEM;
+	le->kc = kc;
+	le->ns = strdup(opts->ns);
+	le->name = strdup(opts->name);
+	le->identity = strdup(opts->identity);
+	le->lease_ms = opts->lease_ms ? opts->lease_ms : 15000;
+	le->renew_ms = opts->renew_deadline_ms ? opts->renew_deadline_ms : 10000;
+	le->retry_ms = opts->retry_ms ? opts->retry_ms : 2000;
+	if (ops)
+		le->ops = *ops;
+	le->arg = arg;
+	loop_timer_init(&le->tick, on_tick, le);
+	if (!le->ns || !le->name || !le->identity ||
+	    kube_path(le->item, sizeof(le->item), "coordination.k8s.io", "v1", le->ns, "leases",
+	              le->name, NULL) ||
+	    kube_path(le->collection, sizeof(le->collection), "coordination.k8s.io", "v1", le->ns,
+	              "leases", NULL, NULL)) {
+		kube_leader_free(le);
+		return -ENOMEM;
+	}
+	on_tick(&le->tick);
+	*out = le;
+	return 0;
+}
+
+int kube_leader_is_leader(const struct kube_leader *le)
+{
+	return le->leading;
+}
+
+static void released(void *arg, const struct kube_response *r)
+{
+	struct kube_leader *le = arg;
+
+	le->call = NULL;
+	if (r->status != 200)
+		log_warn("kube: lease release failed", "lease", le->name, "error", r->message,
+		         NULL);
+	if (le->release_done)
+		le->release_done(le->release_arg);
+}
+
+void kube_leader_release(struct kube_leader *le, void (*done)(void *arg), void *arg)
+{
+	struct kube_req_opts o = {.timeout_ms = LEASE_REQ_TIMEOUT_MS, .max_retries = -1};
+	struct json_object *copy = NULL, *spec = NULL;
+	int was = le->leading;
+
+	le->stopped = 1;
+	loop_timer_stop(kube_client_loop(le->kc), &le->tick);
+	kube_call_cancel(le->call);
+	le->call = NULL;
+	set_leading(le, 0);
+	le->release_done = done;
+	le->release_arg = arg;
+	if (!was || !le->cur || json_object_deep_copy(le->cur, &copy, NULL) || !copy) {
+		if (done)
+			done(arg);
+		return;
+	}
+	json_object_object_get_ex(le->cur, "spec", &spec);
+	json_object_object_add(copy, "spec", our_spec(le, spec, 1));
+	if (kube_request(le->kc, "PUT", le->item, copy, &o, released, le, &le->call)) {
+		le->call = NULL;
+		if (done)
+			done(arg);
+	}
+	json_object_put(copy);
+}
+
+void kube_leader_free(struct kube_leader *le)
+{
+	if (!le)
+		return;
+	kube_call_cancel(le->call);
+	loop_timer_stop(kube_client_loop(le->kc), &le->tick);
+	json_object_put(le->cur);
+	free(le->obs_record);
+	free(le->ns);
+	free(le->name);
+	free(le->identity);
+	free(le);
+}

@@ -1,0 +1,315 @@
+/* kube/util.c: small helpers: base64, whole-file reads, timestamps, and
+ * URL path and query building.
+ */
+#include "kube/kube_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int b64_val(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+/* Decodes standard base64 as Go's encoding/base64 StdEncoding accepts it in
+ * kubeconfig "-data" fields, tolerating line breaks from YAML folding. */
+int kube__b64_decode(const char *in, size_t n, struct kube__blob *out)
+{
+	char *buf = malloc(n / 4 * 3 + 4);
+	size_t o = 0;
+	uint32_t acc = 0;
+	int bits = 0, pad = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)in[i];
+		int v;
+
+		if (c == ' ' || c == '\n' || c == '\r' || c == '\t')
+			continue;
+		if (c == '=') {
+			pad++;
+			continue;
+		}
+		v = b64_val(c);
+		if (v < 0 || pad)
+			goto err;
+		acc = (acc << 6) | (uint32_t)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			buf[o++] = (char)((acc >> bits) & 0xff);
+		}
+	}
+	if (bits >= 6 || pad > 2)
+		goto err;
+	buf[o] = '\0';
+	out->data = buf;
+	out->len = o;
+	return 0;
+err:
+	free(buf);
+	return -EINVAL;
+}
+
+/* Reads `path` whole, refusing files larger than `cap`. */
+int kube__read_file(const char *path, size_t cap, struct kube__blob *out)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	char *buf = NULL;
+	size_t len = 0, alloc = 0;
+	int rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	for (;;) {
+		ssize_t r;
+
+		if (alloc - len < 4096) {
+			char *nb;
+
+			alloc = alloc ? alloc * 2 : 8192;
+			nb = realloc(buf, alloc + 1);
+			if (!nb) {
+				rc = -ENOMEM;
+				goto out_free;
+			}
+			buf = nb;
+		}
+		r = read(fd, buf + len, alloc - len);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			goto out_free;
+		}
+		if (r == 0)
+			break;
+		len += (size_t)r;
+		if (len > cap) {
+			rc = -EFBIG;
+			goto out_free;
+		}
+	}
+	if (!buf) {
+		buf = malloc(1);
+		if (!buf) {
+			rc = -ENOMEM;
+			goto out_close;
+		}
+	}
+	buf[len] = '\0';
+	out->data = buf;
+	out->len = len;
+	goto out_close;
+out_free:
+	free(buf);
+out_close:
+	close(fd);
+	return rc;
+}
+
+void kube__blob_free(struct kube__blob *b)
+{
+	if (!b)
+		return;
+	free(b->data);
+	b->data = NULL;
+	b->len = 0;
+}
+
+static int digits(const char **s, int n, int *out)
+{
+	int v = 0;
+
+	for (int i = 0; i < n; i++) {
+		if ((*s)[i] < '0' || (*s)[i] > '9')
+			return -EINVAL;
+		v = v * 10 + ((*s)[i] - '0');
+	}
+	*s += n;
+	*out = v;
+	return 0;
+}
+
+/* Parses RFC 3339, the format of metav1.Time and ExecCredential's
+ * expirationTimestamp. */
+int kube__parse_time(const char *s, time_t *out)
+{
+	struct tm tm = {0};
+	int y, mo, d, h, mi, sec, oh = 0, om = 0, sign = 0;
+	time_t t;
+
+	if (!s || digits(&s, 4, &y) || *s++ != '-' || digits(&s, 2, &mo) || *s++ != '-' ||
+	    digits(&s, 2, &d) || (*s != 'T' && *s != 't' && *s != ' ') || !*s++ ||
+	    digits(&s, 2, &h) || *s++ != ':' || digits(&s, 2, &mi) || *s++ != ':' ||
+	    digits(&s, 2, &sec))
+		return -EINVAL;
+	if (*s == '.') {
+		s++;
+		if (*s < '0' || *s > '9')
+			return -EINVAL;
+		while (*s >= '0' && *s <= '9')
+			s++;
+	}
+	if (*s == 'Z' || *s == 'z') {
+		s++;
+	} else if (*s == '+' || *s == '-') {
+		sign = *s++ == '-' ? -1 : 1;
+		if (digits(&s, 2, &oh) || *s++ != ':' || digits(&s, 2, &om))
+			return -EINVAL;
+	} else {
+		return -EINVAL;
+	}
+	if (*s || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+		return -EINVAL;
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	t = timegm(&tm);
+	if (t == (time_t)-1)
+		return -EINVAL;
+	*out = t - sign * (oh * 3600 + om * 60);
+	return 0;
+}
+
+void kube__format_time(int64_t ms, int micro, char *buf, size_t n)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	char base[32];
+
+	gmtime_r(&t, &tm);
+	strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+	if (micro)
+		snprintf(buf, n, "%s.%06dZ", base, (int)(ms % 1000) * 1000);
+	else
+		snprintf(buf, n, "%sZ", base);
+}
+
+static int unreserved(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+	       c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+/* Appends `s` percent-encoded at buf+*len; leaves *len past the end. */
+static int append_escaped(char *buf, size_t n, size_t *len, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t l = *len;
+
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (unreserved(c)) {
+			if (l + 1 >= n)
+				return -ENAMETOOLONG;
+			buf[l++] = (char)c;
+		} else {
+			if (l + 3 >= n)
+				return -ENAMETOOLONG;
+			buf[l++] = '%';
+			buf[l++] = hex[c >> 4];
+			buf[l++] = hex[c & 15];
+		}
+	}
+	buf[l] = '\0';
+	*len = l;
+	return 0;
+}
+
+static int append_raw(char *buf, size_t n, size_t *len, const char *s)
+{
+	size_t sl = strlen(s);
+
+	if (*len + sl >= n)
+		return -ENAMETOOLONG;
+	memcpy(buf + *len, s, sl + 1);
+	*len += sl;
+	return 0;
+}
+
+int kube_query_add(char *buf, size_t n, const char *key, const char *value)
+{
+	size_t len = strnlen(buf, n), start = len;
+
+	if (!value)
+		return 0;
+	if (len >= n)
+		return -ENAMETOOLONG;
+	if (append_raw(buf, n, &len, strchr(buf, '?') ? "&" : "?") ||
+	    append_escaped(buf, n, &len, key) || append_raw(buf, n, &len, "=") ||
+	    append_escaped(buf, n, &len, value)) {
+		buf[start] = '\0';
+		return -ENAMETOOLONG;
+	}
+	return 0;
+}
+
+/* One piece of a path: literal text or a segment to percent-encode. */
+struct piece {
+	const char *s;
+	int escape;
+};
+
+int kube_path(char *buf, size_t n, const char *group, const char *version, const char *ns,
+              const char *resource, const char *name, const char *sub)
+{
+	struct piece p[12];
+	size_t np = 0, len = 0;
+	int has_group = group && *group;
+
+	if (n == 0)
+		return -ENAMETOOLONG;
+	buf[0] = '\0';
+	p[np++] = (struct piece){has_group ? "/apis/" : "/api/", 0};
+	if (has_group) {
+		p[np++] = (struct piece){group, 1};
+		p[np++] = (struct piece){"/", 0};
+	}
+	p[np++] = (struct piece){version, 1};
+	if (ns && *ns) {
+		p[np++] = (struct piece){"/namespaces/", 0};
+		p[np++] = (struct piece){ns, 1};
+	}
+	p[np++] = (struct piece){"/", 0};
+	p[np++] = (struct piece){resource, 1};
+	if (name && *name) {
+		p[np++] = (struct piece){"/", 0};
+		p[np++] = (struct piece){name, 1};
+	}
+	if (sub && *sub) {
+		p[np++] = (struct piece){"/", 0};
+		p[np++] = (struct piece){sub, 1};
+	}
+	for (size_t i = 0; i < np; i++) {
+		int rc = p[i].escape ? append_escaped(buf, n, &len, p[i].s)
+		                     : append_raw(buf, n, &len, p[i].s);
+
+		if (rc) {
+			buf[0] = '\0';
+			return rc;
+		}
+	}
+	return 0;
+}
