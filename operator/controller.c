@@ -1,0 +1,1335 @@
+/* operator/controller.c: informers -> dirty queue -> reconcile -> rounds ->
+ * captures -> delivery -> status. */
+#include "operator/controller.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "capture/capture.h"
+#include "capture/profefe.h"
+#include "capture/spool.h"
+#include "kube/kube.h"
+#include "loop/log.h"
+#include "loop/loop.h"
+#include "operator/metrics.h"
+#include "reconcile/reconcile.h"
+
+#define PPOL_GROUP    "profefe.com"
+#define PPOL_VERSION  "v1alpha1"
+#define PPOL_RESOURCE "profilingpolicies"
+#define PPOL_KIND     "ProfilingPolicy"
+
+struct job;
+
+/* Everything the controller knows about one policy key. It outlives the
+ * cached object while captures or a status write still refer to it. */
+struct pstate {
+	struct op_ctl *ctl;
+	char *ns, *name, *key; /* key: "ns/name" */
+	char *uid;
+	struct rec_policy *pol; /* NULL when unparseable or deleted */
+	struct rec_errs errs;
+	int64_t generation; /* last generation planned */
+	struct rec_status st;
+	int st_loaded;
+	int gone; /* deleted from the API server */
+
+	struct loop_timer fire;    /* next round */
+	struct loop_timer requeue; /* reconcile backoff */
+	struct loop_backoff backoff;
+	int dirty;
+	struct pstate *next_dirty;
+
+	/* Round bookkeeping. */
+	int64_t round_ms;
+	uint32_t round_pending; /* jobs of the current round not yet finished */
+	struct job *jobs;       /* every live job of this policy */
+	int64_t targets;
+	uint32_t deliveries_pending; /* submitted to a pusher, no result yet */
+	struct loop_timer grace;     /* writes status if deliveries lag a round */
+
+	int status_dirty, status_inflight;
+	char *warned_spec; /* the invalid-spec message already sent as an Event */
+
+	struct pstate *next;
+};
+
+/* One capture of one profile type from one pod, then its delivery. */
+struct job {
+	struct pstate *ps; /* NULL once the policy is gone */
+	struct job *next, *prev;
+	struct loop_timer start; /* the spread offset */
+	uint64_t fetch_id;
+	int fetching;
+	int64_t round_ms;
+	char *pod;  /* "ns/name" */
+	char *prof; /* "cpu", "allocs", ... */
+	char *url, *target_key, *service, *labels, *instance;
+	enum cap_ptype type;
+	uint32_t seconds, timeout_ms;
+	int64_t created_ms;
+};
+
+/* One profefe sink with its spool; one per distinct URL. */
+struct sink {
+	struct op_ctl *ctl;
+	char *url;
+	struct cap_profefe *client;
+	struct cap_pusher *pusher;
+	struct sink *next;
+};
+
+struct op_ctl {
+	struct loop *l;
+	struct kube_client *kc;
+	struct op_metrics *m;
+	struct op_ctl_opts o;
+	char *ns_copy, *profefe_copy, *spool_copy, *lease_ns_copy, *lease_name_copy, *id_copy;
+
+	struct kube_informer *pols, *pods;
+	struct kube_recorder *rec;
+	struct kube_leader *leader;
+	int leading;
+
+	struct cap_fetcher *fetcher;
+	struct sink *sinks;
+
+	struct pstate *states;
+	struct pstate *dirty_head, *dirty_tail;
+	struct loop_timer drain;
+
+	int shutting_down; /* 1 draining, 2 cancelled and flushing, 3 done waiting */
+	struct loop_timer shutdown_deadline;
+	void (*shutdown_done)(void *arg);
+	void *shutdown_arg;
+
+	struct op_family *f_captures, *f_duration, *f_bytes, *f_inflight, *f_spool_bytes,
+	        *f_spool_files, *f_spool_drops, *f_watch_restarts, *f_status_writes, *f_leader,
+	        *f_policies, *f_targets, *f_pods, *f_deliveries, *f_events;
+};
+
+static void reconcile(struct pstate *ps);
+static void status_flush(struct pstate *ps);
+static void maybe_finish_shutdown(struct op_ctl *c);
+
+/* ------------------------------------------------------------------ */
+/* Policy states and the dirty queue                                   */
+
+static struct pstate *state_find(struct op_ctl *c, const char *ns, const char *name)
+{
+	struct pstate *ps;
+
+	for (ps = c->states; ps; ps = ps->next)
+		if (strcmp(ps->ns, ns) == 0 && strcmp(ps->name, name) == 0)
+			return ps;
+	return NULL;
+}
+
+static void on_fire(struct loop_timer *t);
+static void on_requeue(struct loop_timer *t);
+static void on_grace(struct loop_timer *t);
+static void job_free(struct job *j);
+
+static struct pstate *state_get(struct op_ctl *c, const char *ns, const char *name)
+{
+	struct pstate *ps = state_find(c, ns, name);
+
+	if (ps)
+		return ps;
+	ps = calloc(1, sizeof(*ps));
+	if (!ps)
+		return NULL;
+	ps->ctl = c;
+	ps->ns = strdup(ns);
+	ps->name = strdup(name);
+	if (asprintf(&ps->key, "%s/%s", ns, name) < 0)
+		ps->key = NULL;
+	if (!ps->ns || !ps->name || !ps->key) {
+		free(ps->ns);
+		free(ps->name);
+		free(ps->key);
+		free(ps);
+		return NULL;
+	}
+	rec_status_init(&ps->st);
+	ps->generation = -1;
+	loop_timer_init(&ps->fire, on_fire, ps);
+	loop_timer_init(&ps->requeue, on_requeue, ps);
+	loop_timer_init(&ps->grace, on_grace, ps);
+	ps->backoff = (struct loop_backoff){.base_ms = 500, .max_ms = 60000};
+	ps->next = c->states;
+	c->states = ps;
+	return ps;
+}
+
+static void state_free(struct pstate *ps)
+{
+	struct op_ctl *c = ps->ctl;
+	struct pstate **pp;
+
+	for (pp = &c->states; *pp; pp = &(*pp)->next)
+		if (*pp == ps) {
+			*pp = ps->next;
+			break;
+		}
+	loop_timer_stop(c->l, &ps->fire);
+	loop_timer_stop(c->l, &ps->requeue);
+	loop_timer_stop(c->l, &ps->grace);
+	rec_policy_free(ps->pol);
+	rec_status_free(&ps->st);
+	free(ps->warned_spec);
+	free(ps->uid);
+	free(ps->ns);
+	free(ps->name);
+	free(ps->key);
+	free(ps);
+}
+
+static void on_drain(struct loop_timer *t)
+{
+	struct op_ctl *c = t->arg;
+
+	/* Reconciling may mark more keys dirty; they join this same pass. */
+	while (c->dirty_head) {
+		struct pstate *ps = c->dirty_head;
+		c->dirty_head = ps->next_dirty;
+		if (!c->dirty_head)
+			c->dirty_tail = NULL;
+		ps->next_dirty = NULL;
+		ps->dirty = 0;
+		reconcile(ps);
+	}
+}
+
+/* Marks a policy dirty; the queue deduplicates, and one zero-delay timer
+ * drains it after the current batch of watch events. */
+static void mark_dirty(struct pstate *ps)
+{
+	struct op_ctl *c = ps->ctl;
+
+	if (ps->dirty)
+		return;
+	ps->dirty = 1;
+	if (c->dirty_tail)
+		c->dirty_tail->next_dirty = ps;
+	else
+		c->dirty_head = ps;
+	c->dirty_tail = ps;
+	if (!loop_timer_active(&c->drain))
+		loop_timer_start(c->l, &c->drain, 0);
+}
+
+static void mark_all_dirty(struct op_ctl *c)
+{
+	struct pstate *ps;
+
+	for (ps = c->states; ps; ps = ps->next)
+		mark_dirty(ps);
+}
+
+static void on_requeue(struct loop_timer *t)
+{
+	mark_dirty(t->arg);
+}
+
+/* ------------------------------------------------------------------ */
+/* Informer callbacks: update caches, mark dirty, nothing else.       */
+
+static void pol_add(void *arg, const char *ns, const char *name, void *value)
+{
+	struct pstate *ps = state_get(arg, ns, name);
+
+	(void)value;
+	if (ps)
+		mark_dirty(ps);
+	else
+		log_error("out of memory tracking a policy", "policy", name, NULL);
+}
+
+static void pol_update(void *arg, const char *ns, const char *name, void *old, void *value)
+{
+	(void)old;
+	pol_add(arg, ns, name, value);
+}
+
+static void pol_delete(void *arg, const char *ns, const char *name, void *value)
+{
+	struct pstate *ps = state_find(arg, ns, name);
+
+	(void)value;
+	if (ps)
+		mark_dirty(ps);
+}
+
+static void pol_synced(void *arg)
+{
+	log_info("policy cache synced", NULL);
+	mark_all_dirty(arg);
+}
+
+static int pod_transform(void *arg, struct json_object *obj, void **value)
+{
+	struct rec_pod *p;
+
+	(void)arg;
+	if (rec_pod_from_json(obj, &p) != 0)
+		return -1;
+	*value = p;
+	return 0;
+}
+
+static void pod_free(void *arg, void *value)
+{
+	(void)arg;
+	free(value);
+}
+
+/* A pod changed: every policy that selects its old or new form is dirty. */
+static void pod_touch(struct op_ctl *c, const struct rec_pod *a, const struct rec_pod *b)
+{
+	struct pstate *ps;
+
+	for (ps = c->states; ps; ps = ps->next) {
+		if (!ps->pol)
+			continue;
+		if ((a && rec_pod_selected(ps->pol, a)) || (b && rec_pod_selected(ps->pol, b)))
+			mark_dirty(ps);
+	}
+}
+
+static void pod_add(void *arg, const char *ns, const char *name, void *value)
+{
+	(void)ns;
+	(void)name;
+	pod_touch(arg, NULL, value);
+}
+
+static void pod_update(void *arg, const char *ns, const char *name, void *old, void *value)
+{
+	(void)ns;
+	(void)name;
+	pod_touch(arg, old, value);
+}
+
+static void pod_delete(void *arg, const char *ns, const char *name, void *value)
+{
+	(void)ns;
+	(void)name;
+	pod_touch(arg, value, NULL);
+}
+
+static void pod_synced(void *arg)
+{
+	log_info("pod cache synced", NULL);
+	mark_all_dirty(arg);
+}
+
+/* ------------------------------------------------------------------ */
+/* Events                                                              */
+
+static void policy_event(struct pstate *ps, const char *type, const char *reason, const char *msg)
+{
+	struct op_ctl *c = ps->ctl;
+	struct kube_objref ref = {.api_version = PPOL_GROUP "/" PPOL_VERSION,
+	                          .kind = PPOL_KIND,
+	                          .ns = ps->ns,
+	                          .name = ps->name,
+	                          .uid = ps->uid};
+	const char *v[] = {type, reason};
+
+	if (!c->rec || (c->o.leader_elect && !c->leading))
+		return;
+	if (kube_event(c->rec, &ref, type, reason, msg) == 0)
+		op_metric_add(c->f_events, v, 1);
+}
+
+/* ------------------------------------------------------------------ */
+/* Reconcile                                                           */
+
+static int zone_lookup(void *arg, const char *name, struct rec_zone **out)
+{
+	struct op_ctl *c = arg;
+
+	return rec_zone_load(c->o.zoneinfo_dir, name, out);
+}
+
+struct count_ctx {
+	struct pstate *ps;
+	int64_t n;
+};
+
+static void count_pod(void *arg, const char *ns, const char *name, void *value)
+{
+	struct count_ctx *cc = arg;
+	const struct rec_pod *pod = value;
+
+	(void)ns;
+	(void)name;
+	if (rec_pod_selected(cc->ps->pol, pod) && rec_pod_capturable(pod))
+		cc->n++;
+}
+
+static int64_t count_targets(struct pstate *ps)
+{
+	struct count_ctx cc = {.ps = ps};
+
+	if (!ps->pol)
+		return 0;
+	kube_informer_foreach(ps->ctl->pods, count_pod, &cc);
+	return cc.n;
+}
+
+/* Cancels everything a deleted policy still has in flight. Profiles that
+ * were already captured are still delivered: they are the user's data. */
+static void cancel_jobs(struct pstate *ps)
+{
+	struct job *j, *next;
+
+	for (j = ps->jobs; j; j = next) {
+		next = j->next;
+		j->ps = NULL;
+		j->next = j->prev = NULL;
+		loop_timer_stop(ps->ctl->l, &j->start);
+		if (j->fetching)
+			cap_fetch_cancel(ps->ctl->fetcher, j->fetch_id); /* frees j */
+		else
+			job_free(j); /* waiting on its spread timer */
+	}
+	ps->jobs = NULL;
+	ps->round_pending = 0;
+}
+
+static void forget_policy(struct pstate *ps)
+{
+	struct op_ctl *c = ps->ctl;
+
+	log_info("policy deleted: captures stopped", "policy", ps->key, NULL);
+	cancel_jobs(ps);
+	op_metric_forget(c->f_captures, 0, ps->key);
+	op_metric_forget(c->f_targets, 0, ps->key);
+	if (!ps->status_inflight)
+		state_free(ps);
+	else
+		ps->gone = 1; /* freed when the write returns */
+}
+
+/* (Re)plans the next round from the schedule, now. */
+static void plan_next(struct pstate *ps, int64_t now_ms)
+{
+	struct op_ctl *c = ps->ctl;
+	int64_t next = -1;
+
+	loop_timer_stop(c->l, &ps->fire);
+	if (ps->pol && ps->pol->valid && ps->pol->sched && !ps->pol->suspend)
+		next = rec_schedule_next(ps->pol->sched, now_ms);
+	ps->st.next_schedule_ms = next > 0 ? next : 0;
+	if (next > 0)
+		loop_timer_start(c->l, &ps->fire, (uint64_t)(next - now_ms));
+}
+
+static void reconcile(struct pstate *ps)
+{
+	struct op_ctl *c = ps->ctl;
+	struct json_object *obj = kube_informer_get(c->pols, ps->ns, ps->name);
+	struct json_object *meta, *v;
+	int64_t now = loop_wall_ms(), gen = 0, targets;
+	int spec_changed;
+
+	if (!obj) {
+		forget_policy(ps);
+		return;
+	}
+	if (json_object_object_get_ex(obj, "metadata", &meta)) {
+		if (json_object_object_get_ex(meta, "generation", &v))
+			gen = json_object_get_int64(v);
+		if (json_object_object_get_ex(meta, "uid", &v) &&
+		    (!ps->uid || strcmp(ps->uid, json_object_get_string(v)) != 0)) {
+			/* A new object under an old name starts from scratch. */
+			free(ps->uid);
+			ps->uid = strdup(json_object_get_string(v));
+			ps->generation = -1;
+			ps->st_loaded = 0;
+		}
+	}
+	if (!ps->st_loaded) {
+		struct json_object *st = NULL;
+		rec_status_free(&ps->st);
+		rec_status_init(&ps->st);
+		json_object_object_get_ex(obj, "status", &st);
+		rec_status_from_json(st, &ps->st);
+		ps->st_loaded = 1;
+	}
+	spec_changed = gen != ps->generation;
+	if (spec_changed) {
+		rec_policy_free(ps->pol);
+		ps->pol = NULL;
+		memset(&ps->errs, 0, sizeof(ps->errs));
+		if (rec_policy_parse(obj, zone_lookup, c, &ps->pol, &ps->errs) == -ENOMEM) {
+			loop_timer_start(c->l, &ps->requeue, loop_backoff_next(&ps->backoff));
+			return;
+		}
+		ps->generation = gen;
+		plan_next(ps, now);
+		if (ps->pol && !ps->pol->valid) {
+			char msg[1024];
+			rec_errs_format(&ps->errs, -1, msg, sizeof(msg));
+			log_warn("invalid policy", "policy", ps->key, "error", msg, NULL);
+			if (!ps->warned_spec || strcmp(ps->warned_spec, msg) != 0) {
+				policy_event(
+				        ps, "Warning",
+				        rec_errs_count(&ps->errs, REC_ERR_SCHEDULE) ||
+				                        rec_errs_count(&ps->errs, REC_ERR_TIMEZONE)
+				                ? "InvalidSchedule"
+				                : "InvalidSpec",
+				        msg);
+				free(ps->warned_spec);
+				ps->warned_spec = strdup(msg);
+			}
+		} else {
+			log_info("policy planned", "policy", ps->key, "schedule",
+			         ps->pol ? ps->pol->schedule : "", NULL);
+		}
+	}
+	targets = count_targets(ps);
+	if (targets != ps->targets) {
+		char n[32];
+		const char *lv[] = {ps->key};
+		snprintf(n, sizeof(n), "%" PRId64, targets);
+		log_info("targets changed", "policy", ps->key, "targets", n, NULL);
+		op_metric_set(c->f_targets, lv, (double)targets);
+	}
+	ps->targets = targets;
+	rec_status_compute(&ps->st, ps->pol, &ps->errs, targets,
+	                   ps->st.next_schedule_ms ? ps->st.next_schedule_ms : -1, now);
+	if (spec_changed)
+		ps->status_dirty = 1;
+	status_flush(ps);
+}
+
+/* ------------------------------------------------------------------ */
+/* Status writes                                                       */
+
+static void status_written(void *arg, const struct kube_response *r)
+{
+	struct pstate *ps = arg;
+	struct op_ctl *c = ps->ctl;
+	const char *ok[] = {"success"}, *bad[] = {"error"};
+
+	ps->status_inflight = 0;
+	if (ps->gone) {
+		state_free(ps);
+		maybe_finish_shutdown(c);
+		return;
+	}
+	if (r->status >= 200 && r->status < 300) {
+		op_metric_add(c->f_status_writes, ok, 1);
+		loop_backoff_reset(&ps->backoff);
+	} else if (r->status == 404) {
+		/* Deleted meanwhile: the delete event will clean up. */
+		op_metric_add(c->f_status_writes, bad, 1);
+	} else {
+		char code[16];
+		snprintf(code, sizeof(code), "%ld", r->status);
+		op_metric_add(c->f_status_writes, bad, 1);
+		log_warn("status write failed; retrying", "policy", ps->key, "status", code,
+		         "error", r->message, NULL);
+		ps->status_dirty = 1;
+		loop_timer_start(c->l, &ps->requeue, loop_backoff_next(&ps->backoff));
+	}
+	if (ps->status_dirty && !loop_timer_active(&ps->requeue))
+		status_flush(ps);
+	maybe_finish_shutdown(c);
+}
+
+/* Writes the status if it changed and no write is in flight. Only the
+ * leader writes, so two replicas never fight over the same fields. */
+static void status_flush(struct pstate *ps)
+{
+	struct op_ctl *c = ps->ctl;
+	struct kube_req_opts ro = {.content_type = "application/merge-patch+json"};
+	char path[512];
+	char *body;
+
+	if (!ps->status_dirty || ps->status_inflight || (c->o.leader_elect && !c->leading))
+		return;
+	if (kube_path(path, sizeof(path), PPOL_GROUP, PPOL_VERSION, ps->ns, PPOL_RESOURCE, ps->name,
+	              "status") != 0)
+		return;
+	body = rec_status_patch_body(&ps->st);
+	if (!body)
+		return;
+	if (kube_request_raw(c->kc, "PATCH", path, body, strlen(body), &ro, status_written, ps,
+	                     NULL) == 0) {
+		ps->status_inflight = 1;
+		ps->status_dirty = 0;
+	}
+	free(body);
+}
+
+/* ------------------------------------------------------------------ */
+/* Rounds and captures                                                 */
+
+static void job_unlink(struct job *j)
+{
+	struct pstate *ps = j->ps;
+
+	if (!ps)
+		return;
+	if (j->prev)
+		j->prev->next = j->next;
+	else
+		ps->jobs = j->next;
+	if (j->next)
+		j->next->prev = j->prev;
+	j->next = j->prev = NULL;
+}
+
+static void job_free(struct job *j)
+{
+	free(j->pod);
+	free(j->prof);
+	free(j->url);
+	free(j->target_key);
+	free(j->service);
+	free(j->labels);
+	free(j->instance);
+	free(j);
+}
+
+/* Computes status for the round and writes it: the one write per round. */
+static void round_write(struct pstate *ps)
+{
+	struct op_ctl *c = ps->ctl;
+	struct sink *s;
+	int64_t now = loop_wall_ms();
+
+	loop_timer_stop(c->l, &ps->grace);
+	rec_status_compute(&ps->st, ps->pol, &ps->errs, ps->targets,
+	                   ps->st.next_schedule_ms ? ps->st.next_schedule_ms : -1, now);
+	/* Delivery trouble is degradation, not failure: profiles wait in the
+	 * spool and nothing is lost until it overflows. */
+	ps->st.spool_bytes = 0;
+	ps->st.spool_dropped = 0;
+	for (s = c->sinks; s; s = s->next) {
+		struct cap_pusher_stats st;
+		cap_pusher_stats(s->pusher, &st);
+		ps->st.spool_bytes += (int64_t)st.spool_bytes;
+		ps->st.spool_dropped += (int64_t)st.drops;
+		if (st.profefe_down) {
+			char msg[256];
+			snprintf(msg, sizeof(msg),
+			         "profefe at %s is unreachable; %llu profiles (%llu bytes) are "
+			         "spooled and will be delivered when it returns",
+			         s->url, (unsigned long long)st.spool_files,
+			         (unsigned long long)st.spool_bytes);
+			rec_status_set_condition(&ps->st, "Degraded", "True", "ProfefeUnavailable",
+			                         msg, ps->generation, now);
+		}
+	}
+	ps->status_dirty = 1;
+	status_flush(ps);
+}
+
+static void on_grace(struct loop_timer *t)
+{
+	round_write(t->arg);
+}
+
+/* A job of the round finished capturing. Once all have, the round's status
+ * is written as soon as its deliveries are answered, or after a grace
+ * period when profefe is slow or down (the answers then show up in the
+ * next round's write). */
+static void round_job_done(struct pstate *ps, struct job *j)
+{
+	if (!ps)
+		return;
+	if (j->round_ms != ps->round_ms || ps->round_pending == 0 || --ps->round_pending > 0)
+		return;
+	if (ps->deliveries_pending == 0)
+		round_write(ps);
+	else
+		loop_timer_start(ps->ctl->l, &ps->grace, 5000);
+}
+
+static void record(struct pstate *ps, const char *pod, const char *prof, enum cap_result res,
+                   const char *msg, const char *id)
+{
+	struct op_ctl *c = ps->ctl;
+	const char *lv[3] = {ps->key, prof, cap_result_name(res)};
+	int64_t now = loop_wall_ms();
+
+	op_metric_add(c->f_captures, lv, 1);
+	if (res == CAP_RES_OK) {
+		rec_status_add_success(&ps->st, now, pod, prof, id ? id : "");
+		ps->st.last_capture_ms = now;
+		ps->st.last_round.succeeded++;
+		log_debug("profile stored", "policy", ps->key, "pod", pod, "type", prof, "id", id,
+		          NULL);
+	} else if (res == CAP_RES_EMPTY) {
+		rec_status_add_skipped(&ps->st);
+		ps->st.last_round.skipped++;
+		log_debug("empty profile skipped", "policy", ps->key, "pod", pod, "type", prof,
+		          NULL);
+	} else if (res != CAP_RES_CANCELLED) {
+		char text[1024];
+		rec_status_add_failure(&ps->st, now, pod, prof, msg);
+		ps->st.last_round.failed++;
+		log_warn("capture failed", "policy", ps->key, "pod", pod, "type", prof, "result",
+		         cap_result_name(res), "error", msg, NULL);
+		snprintf(text, sizeof(text), "pod %s, profile %s: %s", pod, prof, msg);
+		policy_event(ps, "Warning", "CaptureFailed", text);
+	}
+}
+
+/* The origin we give each profile, so its delivery result (possibly after
+ * a restart, from the spool) finds its policy: "ns/policy|ns/pod|type|uid".
+ * Kubernetes names never contain '|'. */
+static char *origin_make(const struct pstate *ps, const struct job *j)
+{
+	char *o;
+
+	if (asprintf(&o, "%s|%s|%s|%s", ps->key, j->pod, j->prof, ps->uid ? ps->uid : "") < 0)
+		return NULL;
+	return o;
+}
+
+static void on_push_result(void *arg, const struct cap_push_meta *m, enum cap_result res,
+                           long http_status, const char *message, const char *id)
+{
+	struct sink *s = arg;
+	struct op_ctl *c = s->ctl;
+	const char *rv[] = {cap_result_name(res)};
+	char buf[1024], *f[4], *save = NULL;
+	struct pstate *ps;
+	char *slash;
+	int i;
+
+	(void)http_status;
+	op_metric_add(c->f_deliveries, rv, 1);
+	if (!m->origin || strlen(m->origin) >= sizeof(buf))
+		return;
+	strcpy(buf, m->origin);
+	for (i = 0; i < 4; i++)
+		f[i] = strtok_r(i ? NULL : buf, "|", &save);
+	if (!f[0] || !f[1] || !f[2] || !(slash = strchr(f[0], '/')))
+		return;
+	*slash = '\0';
+	ps = state_find(c, f[0], slash + 1);
+	if (!ps || ps->gone || (f[3] && ps->uid && strcmp(f[3], ps->uid) != 0)) {
+		log_info("profile delivered for a policy that is gone", "origin", m->origin,
+		         "result", cap_result_name(res), NULL);
+		return;
+	}
+	record(ps, f[1], f[2], res, message, id);
+	if (ps->deliveries_pending > 0 && --ps->deliveries_pending == 0 && ps->round_pending == 0 &&
+	    loop_timer_active(&ps->grace))
+		round_write(ps);
+	else if (ps->round_pending == 0 && !loop_timer_active(&ps->grace))
+		ps->status_dirty = 1; /* late news: goes out with the next round */
+}
+
+/* The sink for `url`: one profefe client and pusher (with its own spool
+ * directory under --spool-dir) per distinct URL. */
+static struct sink *sink_for(struct op_ctl *c, const char *url)
+{
+	struct cap_pusher_opts po = {.spool_max_bytes = c->o.spool_max_bytes};
+	char dir[4096];
+	struct sink *s;
+	size_t i, n;
+
+	for (s = c->sinks; s; s = s->next)
+		if (strcmp(s->url, url) == 0)
+			return s;
+	s = calloc(1, sizeof(*s));
+	if (!s || !(s->url = strdup(url)))
+		goto err;
+	s->ctl = c;
+	if (c->o.spool_dir) {
+		n = (size_t)snprintf(dir, sizeof(dir), "%s/", c->o.spool_dir);
+		for (i = 0; url[i] && n + 1 < sizeof(dir); i++)
+			dir[n++] =
+			        (isalnum((unsigned char)url[i]) || url[i] == '.' || url[i] == '-')
+			                ? url[i]
+			                : '_';
+		dir[n] = '\0';
+		po.spool_dir = dir;
+	}
+	if (cap_profefe_new(c->l, url, NULL, &s->client) != 0 ||
+	    cap_pusher_new(c->l, s->client, &po, on_push_result, s, &s->pusher) != 0)
+		goto err;
+	s->next = c->sinks;
+	c->sinks = s;
+	return s;
+err:
+	if (s) {
+		cap_profefe_free(s->client);
+		free(s->url);
+	}
+	free(s);
+	log_error("cannot set up delivery to profefe", "url", url, NULL);
+	return NULL;
+}
+
+/* Hands a captured profile to its sink. The job ends here; the result
+ * comes back through on_push_result(). Takes `body`. */
+static void deliver(struct job *j, char *body, size_t len)
+{
+	struct pstate *ps = j->ps;
+	struct op_ctl *c = ps->ctl;
+	const char *url = ps->pol && ps->pol->profefe_url ? ps->pol->profefe_url : c->o.profefe_url;
+	struct cap_push_meta meta = {.service = j->service,
+	                             .type = cap_ptype_profefe(j->type),
+	                             .labels = j->labels,
+	                             .instance_id = j->instance,
+	                             .created_ms = j->created_ms};
+	struct sink *s;
+	char *origin;
+
+	if (!url) {
+		free(body);
+		record(ps, j->pod, j->prof, CAP_RES_INTERNAL,
+		       "no profefe URL: set spec.profefeURL or --profefe-url", NULL);
+		return;
+	}
+	s = sink_for(c, url);
+	origin = origin_make(ps, j);
+	if (!s || !origin) {
+		free(body);
+		free(origin);
+		record(ps, j->pod, j->prof, CAP_RES_INTERNAL, "cannot set up delivery", NULL);
+		return;
+	}
+	meta.origin = origin;
+	if (cap_pusher_submit_take(s->pusher, &meta, body, len) == 0)
+		ps->deliveries_pending++;
+	else
+		record(ps, j->pod, j->prof, CAP_RES_INTERNAL,
+		       "cannot queue the profile for delivery (spool not writable?)", NULL);
+	free(origin);
+}
+
+static void on_fetched(void *arg, struct cap_fetch_result *r)
+{
+	struct job *j = arg;
+	struct pstate *ps = j->ps;
+	const char *tv[] = {j->prof};
+	char *body;
+	size_t len;
+
+	j->fetching = 0;
+	if (ps) {
+		op_metric_observe(ps->ctl->f_duration, tv, (double)r->elapsed_ms / 1000.0);
+		op_metric_add(ps->ctl->f_bytes, tv, (double)r->body_len);
+	}
+	if (!ps || r->res == CAP_RES_CANCELLED) {
+		if (ps) {
+			job_unlink(j);
+			round_job_done(ps, j);
+		}
+		job_free(j);
+		return;
+	}
+	if (r->res == CAP_RES_OK) {
+		body = cap_fetch_take_body(r, &len);
+		deliver(j, body, len);
+	} else {
+		record(ps, j->pod, j->prof, r->res, r->message, NULL);
+	}
+	job_unlink(j);
+	round_job_done(ps, j);
+	job_free(j);
+}
+
+static void on_job_start(struct loop_timer *t)
+{
+	struct job *j = t->arg;
+	struct pstate *ps = j->ps;
+	struct cap_request req = {.url = j->url,
+	                          .target_key = j->target_key,
+	                          .type = j->type,
+	                          .seconds = j->seconds,
+	                          .timeout_ms = j->timeout_ms,
+	                          .owner = ps};
+
+	j->created_ms = loop_wall_ms();
+	j->fetching = 1;
+	if (cap_fetch_start(ps->ctl->fetcher, &req, on_fetched, j, &j->fetch_id) != 0) {
+		j->fetching = 0;
+		record(ps, j->pod, j->prof, CAP_RES_INTERNAL, "cannot start the capture", NULL);
+		job_unlink(j);
+		round_job_done(ps, j);
+		job_free(j);
+	}
+}
+
+static int job_add(struct pstate *ps, const struct rec_pod *pod, const struct rec_target *t,
+                   const struct rec_profile *prof, uint32_t offset_ms)
+{
+	struct op_ctl *c = ps->ctl;
+	struct job *j = calloc(1, sizeof(*j));
+	struct rec_kvs kvs = {0};
+	char url[REC_URL_MAX], key[128];
+	enum cap_ptype type;
+
+	if (!j)
+		return -ENOMEM;
+	if (rec_target_url(t, prof, url, sizeof(url)) != 0 ||
+	    cap_target_key(t->host, (unsigned)t->port, key, sizeof(key)) != 0 ||
+	    cap_ptype_parse(rec_profile_name(prof->type), &type) != 0 ||
+	    rec_target_labels(ps->pol, pod, prof, &kvs) != 0)
+		goto err;
+	j->labels = rec_labels_encode(kvs.v, kvs.n);
+	rec_kvs_free(&kvs);
+	j->url = strdup(url);
+	j->target_key = strdup(key);
+	j->service = strdup(t->service);
+	j->prof = strdup(rec_profile_name(prof->type));
+	j->instance = strdup(pod->name);
+	if (asprintf(&j->pod, "%s/%s", pod->ns, pod->name) < 0)
+		j->pod = NULL;
+	if (!j->labels || !j->url || !j->target_key || !j->service || !j->prof || !j->instance ||
+	    !j->pod)
+		goto err;
+	j->type = type;
+	j->seconds = prof->type == REC_PROF_CPU ? (uint32_t)prof->seconds : 0;
+	j->timeout_ms = (uint32_t)ps->pol->timeout_seconds * 1000u;
+	j->round_ms = ps->round_ms;
+	j->ps = ps;
+	j->next = ps->jobs;
+	if (ps->jobs)
+		ps->jobs->prev = j;
+	ps->jobs = j;
+	ps->round_pending++;
+	loop_timer_init(&j->start, on_job_start, j);
+	loop_timer_start(c->l, &j->start, offset_ms);
+	return 0;
+err:
+	job_free(j);
+	return -ENOMEM;
+}
+
+struct round_ctx {
+	struct pstate *ps;
+	int64_t n;
+};
+
+static void round_pod(void *arg, const char *ns, const char *name, void *value)
+{
+	struct round_ctx *rc = arg;
+	struct pstate *ps = rc->ps;
+	const struct rec_pod *pod = value;
+	struct rec_target t;
+	char err[256], podkey[512];
+	uint32_t off;
+	size_t i;
+
+	(void)ns;
+	(void)name;
+	if (!rec_pod_selected(ps->pol, pod) || !rec_pod_capturable(pod))
+		return;
+	rc->n++;
+	snprintf(podkey, sizeof(podkey), "%s/%s", pod->ns, pod->name);
+	if (rec_target_resolve(ps->pol, pod, &t, err, sizeof(err)) != 0) {
+		char text[1024];
+		const char *lv[] = {ps->key, "all", "invalid_target"};
+		rec_status_add_failure(&ps->st, loop_wall_ms(), podkey, "all", err);
+		ps->st.last_round.failed++;
+		op_metric_add(ps->ctl->f_captures, lv, 1);
+		log_warn("pod cannot be captured", "policy", ps->key, "pod", podkey, "error", err,
+		         NULL);
+		if (snprintf(text, sizeof(text), "pod %s: %s", podkey, err) < 0)
+			text[0] = 0;
+		policy_event(ps, "Warning", "InvalidTarget", text);
+		return;
+	}
+	off = rec_spread_offset_ms(pod->uid, ps->ctl->o.spread_ms);
+	for (i = 0; i < ps->pol->nprofiles; i++)
+		if (job_add(ps, pod, &t, &ps->pol->profiles[i], off) != 0)
+			log_error("out of memory planning a capture", "policy", ps->key, NULL);
+}
+
+static void on_fire(struct loop_timer *t)
+{
+	struct pstate *ps = t->arg;
+	struct op_ctl *c = ps->ctl;
+	struct round_ctx rc = {.ps = ps};
+	int64_t now = loop_wall_ms();
+
+	plan_next(ps, now + 1);
+	if (!ps->pol || !ps->pol->valid || ps->pol->suspend || c->shutting_down)
+		return;
+	if (c->o.leader_elect && !c->leading)
+		return;
+	ps->round_ms = now;
+	ps->round_pending = 0;
+	rec_status_round_start(&ps->st, now);
+	kube_informer_foreach(c->pods, round_pod, &rc);
+	ps->targets = rc.n;
+	log_info("round started", "policy", ps->key, NULL);
+	if (ps->round_pending == 0) {
+		/* Nothing to capture: still say the round happened. */
+		rec_status_compute(&ps->st, ps->pol, &ps->errs, ps->targets,
+		                   ps->st.next_schedule_ms ? ps->st.next_schedule_ms : -1, now);
+		ps->status_dirty = 1;
+		status_flush(ps);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Leader election                                                     */
+
+static void lead_started(void *arg)
+{
+	struct op_ctl *c = arg;
+
+	c->leading = 1;
+	op_metric_set(c->f_leader, NULL, 1);
+	log_info("became leader: capturing", "identity", c->o.identity, NULL);
+	mark_all_dirty(c);
+	{
+		struct pstate *ps;
+		for (ps = c->states; ps; ps = ps->next)
+			ps->status_dirty = 1;
+	}
+}
+
+static void lead_stopped(void *arg)
+{
+	struct op_ctl *c = arg;
+	struct pstate *ps;
+
+	if (!c->leading)
+		return;
+	c->leading = 0;
+	op_metric_set(c->f_leader, NULL, 0);
+	log_warn("lost leadership: captures stopped", "identity", c->o.identity, NULL);
+	for (ps = c->states; ps; ps = ps->next)
+		cancel_jobs(ps);
+}
+
+/* ------------------------------------------------------------------ */
+/* Life cycle                                                          */
+
+static int register_metrics(struct op_ctl *c)
+{
+	static const char *const pol_type_res[] = {"policy", "type", "result"};
+	static const char *const type_only[] = {"type"};
+	static const char *const res_only[] = {"result"};
+	static const char *const resource[] = {"resource"};
+	static const char *const policy[] = {"policy"};
+	static const char *const ev[] = {"type", "reason"};
+	static const double secs[] = {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120};
+	struct op_metrics *m = c->m;
+
+	c->f_captures = op_metrics_family(m, "profefe_operator_captures_total",
+	                                  "Captures by policy, profile type and result.",
+	                                  OP_COUNTER, pol_type_res, 3, NULL, 0);
+	c->f_duration = op_metrics_family(m, "profefe_operator_capture_duration_seconds",
+	                                  "Time to fetch one profile from a pod.", OP_HISTOGRAM,
+	                                  type_only, 1, secs, sizeof(secs) / sizeof(secs[0]));
+	c->f_bytes = op_metrics_family(m, "profefe_operator_capture_bytes_total",
+	                               "Profile bytes fetched from pods.", OP_COUNTER, type_only, 1,
+	                               NULL, 0);
+	c->f_inflight = op_metrics_family(m, "profefe_operator_captures_inflight",
+	                                  "Captures in flight now.", OP_GAUGE, NULL, 0, NULL, 0);
+	c->f_spool_bytes = op_metrics_family(m, "profefe_operator_spool_bytes",
+	                                     "Bytes of profiles waiting for profefe.", OP_GAUGE,
+	                                     NULL, 0, NULL, 0);
+	c->f_spool_files =
+	        op_metrics_family(m, "profefe_operator_spool_profiles",
+	                          "Profiles waiting for profefe.", OP_GAUGE, NULL, 0, NULL, 0);
+	c->f_spool_drops = op_metrics_family(m, "profefe_operator_spool_dropped_total",
+	                                     "Profiles dropped because the spool was full.",
+	                                     OP_GAUGE, NULL, 0, NULL, 0);
+	c->f_deliveries =
+	        op_metrics_family(m, "profefe_operator_deliveries_total",
+	                          "Pushes to profefe by result.", OP_COUNTER, res_only, 1, NULL, 0);
+	c->f_watch_restarts = op_metrics_family(m, "profefe_operator_watch_restarts_total",
+	                                        "Watches that ended in an error or a drop.",
+	                                        OP_COUNTER, resource, 1, NULL, 0);
+	c->f_status_writes = op_metrics_family(m, "profefe_operator_status_writes_total",
+	                                       "Policy status writes by result.", OP_COUNTER,
+	                                       res_only, 1, NULL, 0);
+	c->f_leader = op_metrics_family(m, "profefe_operator_leader",
+	                                "1 when this replica leads (or runs without election).",
+	                                OP_GAUGE, NULL, 0, NULL, 0);
+	c->f_policies = op_metrics_family(m, "profefe_operator_policies", "Policies known.",
+	                                  OP_GAUGE, NULL, 0, NULL, 0);
+	c->f_targets =
+	        op_metrics_family(m, "profefe_operator_targets", "Pods a policy captures from.",
+	                          OP_GAUGE, policy, 1, NULL, 0);
+	c->f_pods = op_metrics_family(m, "profefe_operator_pods_cached", "Pods in the cache.",
+	                              OP_GAUGE, NULL, 0, NULL, 0);
+	c->f_events = op_metrics_family(m, "profefe_operator_events_total",
+	                                "Kubernetes Events recorded.", OP_COUNTER, ev, 2, NULL, 0);
+	return c->f_captures && c->f_duration && c->f_bytes && c->f_inflight && c->f_spool_bytes &&
+	                       c->f_spool_files && c->f_spool_drops && c->f_deliveries &&
+	                       c->f_watch_restarts && c->f_status_writes && c->f_leader &&
+	                       c->f_policies && c->f_targets && c->f_pods && c->f_events
+	               ? 0
+	               : -ENOMEM;
+}
+
+static char *dup_opt(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+int op_ctl_new(struct loop *l, struct kube_client *kc, struct op_metrics *m,
+               const struct op_ctl_opts *o, struct op_ctl **out, char *err, size_t errlen)
+{
+	struct op_ctl *c = calloc(1, sizeof(*c));
+	struct cap_fetcher_opts fo = {0};
+	int rc;
+
+	if (!c)
+		return -ENOMEM;
+	c->l = l;
+	c->kc = kc;
+	c->m = m;
+	c->o = *o;
+	c->o.ns = c->ns_copy = dup_opt(o->ns);
+	c->o.profefe_url = c->profefe_copy = dup_opt(o->profefe_url);
+	c->o.spool_dir = c->spool_copy = dup_opt(o->spool_dir);
+	c->o.lease_ns = c->lease_ns_copy = dup_opt(o->lease_ns);
+	c->o.lease_name = c->lease_name_copy = dup_opt(o->lease_name);
+	c->o.identity = c->id_copy = dup_opt(o->identity);
+	loop_timer_init(&c->drain, on_drain, c);
+	rc = register_metrics(c);
+	if (rc)
+		goto err;
+	fo.max_inflight = o->max_inflight;
+	fo.max_body_bytes = (size_t)o->max_profile_bytes;
+	rc = cap_fetcher_new(l, &fo, &c->fetcher);
+	if (rc) {
+		snprintf(err, errlen, "cannot create the capture fetcher: %s", strerror(-rc));
+		goto err;
+	}
+	/* Open the default sink now, so profiles spooled by an earlier run
+	 * start replaying at once and a bad spool directory fails start-up. */
+	if (c->o.profefe_url && !sink_for(c, c->o.profefe_url)) {
+		snprintf(err, errlen, "cannot set up delivery to %s (spool directory %s)",
+		         c->o.profefe_url, o->spool_dir ? o->spool_dir : "(memory)");
+		rc = -EIO;
+		goto err;
+	}
+	rc = kube_recorder_new(kc, "profefe-operator", NULL, 0, &c->rec);
+	if (rc) {
+		snprintf(err, errlen, "cannot create the event recorder: %s", strerror(-rc));
+		goto err;
+	}
+	op_metric_set(c->f_leader, NULL, o->leader_elect ? 0 : 1);
+	*out = c;
+	return 0;
+err:
+	if (!err[0])
+		snprintf(err, errlen, "out of memory");
+	op_ctl_free(c);
+	return rc ? rc : -ENOMEM;
+}
+
+int op_ctl_start(struct op_ctl *c)
+{
+	static const struct kube_informer_ops pol_ops = {.on_add = pol_add,
+	                                                 .on_update = pol_update,
+	                                                 .on_delete = pol_delete,
+	                                                 .on_synced = pol_synced};
+	static const struct kube_informer_ops pod_ops = {.transform = pod_transform,
+	                                                 .free_value = pod_free,
+	                                                 .on_add = pod_add,
+	                                                 .on_update = pod_update,
+	                                                 .on_delete = pod_delete,
+	                                                 .on_synced = pod_synced};
+	struct kube_informer_opts po = {.group = PPOL_GROUP,
+	                                .version = PPOL_VERSION,
+	                                .resource = PPOL_RESOURCE,
+	                                .ns = c->o.ns};
+	struct kube_informer_opts pd = {.version = "v1", .resource = "pods", .ns = c->o.ns};
+	int rc;
+
+	rc = kube_informer_start(c->kc, &po, &pol_ops, c, &c->pols);
+	if (rc)
+		return rc;
+	rc = kube_informer_start(c->kc, &pd, &pod_ops, c, &c->pods);
+	if (rc)
+		return rc;
+	if (c->o.leader_elect) {
+		static const struct kube_leader_ops lops = {.started = lead_started,
+		                                            .stopped = lead_stopped};
+		struct kube_leader_opts lo = {
+		        .ns = c->o.lease_ns, .name = c->o.lease_name, .identity = c->o.identity};
+		rc = kube_leader_start(c->kc, &lo, &lops, c, &c->leader);
+	}
+	return rc;
+}
+
+int op_ctl_ready(const struct op_ctl *c)
+{
+	return c->pols && c->pods && kube_informer_synced(c->pols) && kube_informer_synced(c->pods);
+}
+
+/* Refreshes gauges that are cheaper to read than to track. */
+void op_ctl_update_gauges(struct op_ctl *c);
+void op_ctl_update_gauges(struct op_ctl *c)
+{
+	struct cap_fetcher_stats fs;
+	struct kube_informer_stats is;
+	const char *pv[] = {"profilingpolicies"}, *dv[] = {"pods"};
+	size_t n = 0;
+	struct pstate *ps;
+
+	cap_fetcher_stats(c->fetcher, &fs);
+	op_metric_set(c->f_inflight, NULL, (double)fs.inflight);
+	{
+		struct cap_pusher_stats st;
+		struct sink *s;
+		uint64_t bytes = 0, files = 0, drops = 0;
+		for (s = c->sinks; s; s = s->next) {
+			cap_pusher_stats(s->pusher, &st);
+			bytes += st.spool_bytes;
+			files += st.spool_files;
+			drops += st.drops;
+		}
+		op_metric_set(c->f_spool_bytes, NULL, (double)bytes);
+		op_metric_set(c->f_spool_files, NULL, (double)files);
+		op_metric_set(c->f_spool_drops, NULL, (double)drops);
+	}
+	for (ps = c->states; ps; ps = ps->next)
+		n += !ps->gone;
+	op_metric_set(c->f_policies, NULL, (double)n);
+	if (c->pods) {
+		op_metric_set(c->f_pods, NULL, (double)kube_informer_count(c->pods));
+		kube_informer_stats(c->pods, &is);
+		op_metric_set(c->f_watch_restarts, dv, (double)is.restarts);
+	}
+	if (c->pols) {
+		kube_informer_stats(c->pols, &is);
+		op_metric_set(c->f_watch_restarts, pv, (double)is.restarts);
+	}
+}
+
+static int busy(const struct op_ctl *c)
+{
+	const struct pstate *ps;
+
+	for (ps = c->states; ps; ps = ps->next)
+		if (ps->status_inflight || ps->jobs)
+			return 1;
+	return 0;
+}
+
+static void lease_released(void *arg)
+{
+	struct op_ctl *c = arg;
+	void (*done)(void *) = c->shutdown_done;
+
+	c->shutdown_done = NULL;
+	if (done)
+		done(c->shutdown_arg);
+}
+
+static void maybe_finish_shutdown(struct op_ctl *c)
+{
+	if (!c->shutting_down || !c->shutdown_done)
+		return;
+	if (c->shutting_down < 3 && busy(c))
+		return;
+	loop_timer_stop(c->l, &c->shutdown_deadline);
+	if (c->leader && c->leading)
+		kube_leader_release(c->leader, lease_released, c);
+	else
+		lease_released(c);
+}
+
+/* The deadline passed: cancel what is still capturing, flush the status
+ * those cancellations produce, and give the writes a short grace period
+ * before finishing regardless. */
+static void on_shutdown_deadline(struct loop_timer *t)
+{
+	struct op_ctl *c = t->arg;
+	struct pstate *ps;
+
+	if (c->shutting_down == 2) {
+		log_warn("shutdown: status writes still in flight; exiting anyway", NULL);
+		c->shutting_down = 3;
+		maybe_finish_shutdown(c);
+		return;
+	}
+	log_warn("shutdown deadline reached: cancelling captures in flight", NULL);
+	for (ps = c->states; ps; ps = ps->next) {
+		cancel_jobs(ps);
+		ps->status_dirty = 1;
+		status_flush(ps);
+	}
+	c->shutting_down = 2;
+	loop_timer_start(c->l, &c->shutdown_deadline, 2000);
+	if (!busy(c))
+		maybe_finish_shutdown(c);
+}
+
+void op_ctl_shutdown(struct op_ctl *c, uint32_t deadline_ms, void (*done)(void *arg), void *arg)
+{
+	struct pstate *ps;
+
+	c->shutting_down = 1;
+	c->shutdown_done = done;
+	c->shutdown_arg = arg;
+	for (ps = c->states; ps; ps = ps->next) {
+		struct job *j, *next;
+		loop_timer_stop(c->l, &ps->fire);
+		/* Captures not yet started will not be. */
+		for (j = ps->jobs; j; j = next) {
+			next = j->next;
+			if (!j->fetching) {
+				loop_timer_stop(c->l, &j->start);
+				job_unlink(j);
+				round_job_done(ps, j);
+				job_free(j);
+			}
+		}
+		ps->status_dirty = 1;
+		status_flush(ps);
+	}
+	loop_timer_init(&c->shutdown_deadline, on_shutdown_deadline, c);
+	loop_timer_start(c->l, &c->shutdown_deadline, deadline_ms);
+	maybe_finish_shutdown(c);
+}
+
+void op_ctl_free(struct op_ctl *c)
+{
+	struct sink *s, *sn;
+
+	if (!c)
+		return;
+	while (c->states) {
+		cancel_jobs(c->states);
+		state_free(c->states);
+	}
+	loop_timer_stop(c->l, &c->drain);
+	loop_timer_stop(c->l, &c->shutdown_deadline);
+	kube_leader_free(c->leader);
+	kube_informer_free(c->pols);
+	kube_informer_free(c->pods);
+	kube_recorder_free(c->rec);
+	cap_fetcher_free(c->fetcher);
+	for (s = c->sinks; s; s = sn) {
+		sn = s->next;
+		cap_pusher_free(s->pusher);
+		cap_profefe_free(s->client);
+		free(s->url);
+		free(s);
+	}
+	free(c->ns_copy);
+	free(c->profefe_copy);
+	free(c->spool_copy);
+	free(c->lease_ns_copy);
+	free(c->lease_name_copy);
+	free(c->id_copy);
+	free(c);
+}
