@@ -50,8 +50,8 @@ const apiServerIP = "127.0.0.1"
 
 // StartControlPlane starts etcd and kube-apiserver on loopback, the way
 // controller-runtime's envtest does, and waits until /readyz answers ok.
-func StartControlPlane(ctx context.Context, opts ControlPlaneOptions) (cp *ControlPlane, err error) {
-	cp = &ControlPlane{Dir: opts.Dir}
+func StartControlPlane(ctx context.Context, opts ControlPlaneOptions) (_ *ControlPlane, err error) {
+	cp := &ControlPlane{Dir: opts.Dir}
 	if opts.Binaries != nil {
 		cp.Bins = *opts.Binaries
 	} else if cp.Bins, err = FindBinaries(); err != nil {
@@ -62,6 +62,8 @@ func StartControlPlane(ctx context.Context, opts ControlPlaneOptions) (cp *Contr
 			return nil, err
 		}
 		cp.ownDir = true
+	} else if err = os.MkdirAll(cp.Dir, 0o755); err != nil {
+		return nil, err
 	}
 	defer func() {
 		if err != nil {
@@ -333,3 +335,7 @@ func certPool(caPEM []byte) *x509.CertPool {
 	pool.AppendCertsFromPEM(caPEM)
 	return pool
 }
+
+// APIServerProc and EtcdProc are the running processes (nil before start).
+func (cp *ControlPlane) APIServerProc() *Proc { return cp.apiserver }
+func (cp *ControlPlane) EtcdProc() *Proc      { return cp.etcd }

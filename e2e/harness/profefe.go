@@ -31,17 +31,19 @@ type Profefe struct {
 // StartProfefe starts `profefe -addr 127.0.0.1:PORT -storage-type badger
 // -badger.dir DIR/badger` and waits until GET /api/0/version answers.
 // dir == "" makes a temporary folder that Stop removes.
-func StartProfefe(ctx context.Context, dir string) (pf *Profefe, err error) {
+func StartProfefe(ctx context.Context, dir string) (_ *Profefe, err error) {
 	bins, err := FindBinaries()
 	if err != nil {
 		return nil, err
 	}
-	pf = &Profefe{Dir: dir, http: &http.Client{Timeout: 30 * time.Second}}
+	pf := &Profefe{Dir: dir, http: &http.Client{Timeout: 30 * time.Second}}
 	if pf.Dir == "" {
 		if pf.Dir, err = os.MkdirTemp("", "ppop-profefe-"); err != nil {
 			return nil, err
 		}
 		pf.ownDir = true
+	} else if err = os.MkdirAll(pf.Dir, 0o755); err != nil {
+		return nil, err
 	}
 	defer func() {
 		if err != nil {
@@ -71,7 +73,10 @@ func StartProfefe(ctx context.Context, dir string) (pf *Profefe, err error) {
 		}
 		return nil
 	})
-	return pf, err
+	if err != nil {
+		return nil, err
+	}
+	return pf, nil
 }
 
 // TestProfefe starts profefe for t and stops it in t.Cleanup.
