@@ -389,7 +389,7 @@ struct rec_event {
 /* The outcome of one round, fed to rec_status_compute(). */
 struct rec_round {
 	int64_t started_ms;
-	uint32_t attempted, succeeded, failed, skipped;
+	uint32_t succeeded, failed, skipped;
 };
 
 struct rec_status {

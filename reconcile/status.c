@@ -270,6 +270,18 @@ static struct json_object *conds_json(const struct rec_status *st)
 	return arr;
 }
 
+/* The last round's tallies, so Degraded and Ready survive a restart. */
+static int add_round(struct json_object *s, const struct rec_round *r)
+{
+	struct json_object *o = json_object_new_object();
+
+	if (o == NULL || json_object_object_add(s, "lastRound", o))
+		return json_object_put(o), -1;
+	return json_object_object_add(o, "succeeded", json_object_new_int64(r->succeeded)) ||
+	       json_object_object_add(o, "failed", json_object_new_int64(r->failed)) ||
+	       json_object_object_add(o, "skipped", json_object_new_int64(r->skipped));
+}
+
 char *rec_status_patch_body(const struct rec_status *st)
 {
 	struct json_object *root = json_object_new_object(), *s = json_object_new_object();
@@ -299,6 +311,8 @@ char *rec_status_patch_body(const struct rec_status *st)
 	    json_object_object_add(s, "capturesSkipped",
 	                           json_object_new_int64(st->captures_skipped)))
 		goto out;
+	if (add_round(s, &st->last_round))
+		goto out;
 	if (st->spool_bytes >= 0 &&
 	    json_object_object_add(s, "spoolBytes", json_object_new_int64(st->spool_bytes)))
 		goto out;
@@ -319,6 +333,13 @@ static int64_t int_field(const struct json_object *o, const char *key)
 	if (json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_int))
 		return json_object_get_int64(v);
 	return 0;
+}
+
+static uint32_t u32_field(const struct json_object *o, const char *key)
+{
+	int64_t v = int_field(o, key);
+
+	return v < 0 ? 0 : v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
 }
 
 static int64_t time_field(const struct json_object *o, const char *key)
@@ -379,6 +400,13 @@ int rec_status_from_json(const struct json_object *obj, struct rec_status *st)
 	st->captures_succeeded = int_field(obj, "capturesSucceeded");
 	st->captures_failed = int_field(obj, "capturesFailed");
 	st->captures_skipped = int_field(obj, "capturesSkipped");
+	if (json_object_object_get_ex(obj, "lastRound", &v) &&
+	    json_object_is_type(v, json_type_object)) {
+		st->last_round.started_ms = st->last_schedule_ms;
+		st->last_round.succeeded = u32_field(v, "succeeded");
+		st->last_round.failed = u32_field(v, "failed");
+		st->last_round.skipped = u32_field(v, "skipped");
+	}
 	if (json_object_object_get_ex(obj, "lastErrors", &v) &&
 	    events_from_json(v, st->errors, &st->nerrors, "message") < 0)
 		goto out_nomem;
