@@ -345,7 +345,8 @@ static int scan_dir(struct cap_spool *s, uint64_t **seqs, size_t *n)
 		(*seqs)[(*n)++] = seq;
 	}
 	closedir(d);
-	qsort(*seqs, *n, sizeof(**seqs), seq_cmp);
+	if (*n > 1)
+		qsort(*seqs, *n, sizeof(**seqs), seq_cmp);
 	return 0;
 }
 

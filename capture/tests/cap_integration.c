@@ -548,7 +548,10 @@ static void scenario_hostile(void)
 	start_cap(f, &two[1], env("CAP_IT_PLAIN"), CAP_PT_CPU, 1, 5000, NULL);
 	start_cap(f, &two[2], env("CAP_IT_PLAIN"), CAP_PT_HEAP, 0, 5000, NULL);
 	wait_caps(two, 3, 15000);
-	check(two[0].r.res == CAP_RES_OK && two[1].r.res == CAP_RES_OK && two[1].r.queued_ms >= 900,
+	/* An idle process may give a CPU profile without samples: empty. */
+	check((two[0].r.res == CAP_RES_OK || two[0].r.res == CAP_RES_EMPTY) &&
+	              (two[1].r.res == CAP_RES_OK || two[1].r.res == CAP_RES_EMPTY) &&
+	              two[1].r.queued_ms >= 900,
 	      "two cpu captures, same target: %s, %s (second queued %llu ms)",
 	      cap_result_name(two[0].r.res), cap_result_name(two[1].r.res),
 	      (unsigned long long)two[1].r.queued_ms);
