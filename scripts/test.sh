@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# scripts/test.sh: runs every test: C unit tests (normal and ASan+UBSan
+# builds), then the end-to-end tests against a real kube-apiserver, etcd,
+# kubectl, profefe and Go pprof programs. Installs and builds what is missing.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$PPOP_ROOT"
+
+ensure_debs
+
+build_c ci
+step "unit tests (ctest, preset ci)"
+ctest --preset ci
+
+build_c asan-ubsan
+step "unit tests under AddressSanitizer + UndefinedBehaviorSanitizer"
+ctest --preset asan-ubsan
+
+ensure_tools
+
+step "end-to-end tests (go test ./... in e2e/, real parts on 127.0.0.0/8)"
+export PPOP_BUILD_DIR=$PPOP_ROOT/build/ci
+(cd e2e && go vet ./... && go test -count=1 -timeout 40m ./...)
+
+step "checking that no test process was left behind"
+left=$(pgrep -a -f "$PPOP_CACHE/|pproftarget|profefe-operator --" || true)
+if [ -n "$left" ]; then
+	printf '%s\n' "$left"
+	die "processes were left behind"
+fi
+step "all tests passed"
