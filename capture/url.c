@@ -6,6 +6,7 @@
  * key and value, so escaping both is what makes any value round-trip.
  */
 #include "capture/capture.h"
+#include "reconcile/reconcile.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -145,47 +146,32 @@ char *cap_query_escape(const char *s)
 
 static int label_cmp(const void *a, const void *b)
 {
-	const struct cap_label *x = a, *y = b;
+	const struct rec_kv *x = a, *y = b;
 	int c = strcmp(x->key, y->key);
-	if (c != 0)
-		return c;
-	return strcmp(x->value ? x->value : "", y->value ? y->value : "");
+	return c != 0 ? c : strcmp(x->value, y->value);
 }
 
+/* The encoding itself is reconcile's (rec_labels_encode), so the operator,
+ * which encodes a target's labels there, and the plugin, which comes here
+ * with unsorted labels, send byte-identical strings. */
 char *cap_labels_encode(const struct cap_label *labels, size_t n)
 {
-	struct cap_label *sorted = NULL;
-	size_t m = 0, need = 1;
-	char *out, *p;
-	if (n > 0) {
-		sorted = malloc(n * sizeof(*sorted));
-		if (sorted == NULL)
-			return NULL;
-	}
+	struct rec_kv *kv = NULL;
+	size_t m = 0;
+	char *out;
+	if (n > 0 && (kv = malloc(n * sizeof(*kv))) == NULL)
+		return NULL;
 	for (size_t i = 0; i < n; i++) {
 		if (labels[i].key == NULL || labels[i].key[0] == '\0')
 			continue;
-		sorted[m] = labels[i];
-		need += 3 * strlen(labels[i].key) +
-		        3 * strlen(labels[i].value ? labels[i].value : "") + 2;
+		kv[m].key = labels[i].key;
+		kv[m].value = labels[i].value ? labels[i].value : "";
 		m++;
 	}
 	if (m > 1)
-		qsort(sorted, m, sizeof(*sorted), label_cmp);
-	out = malloc(need);
-	if (out == NULL)
-		goto out_free;
-	p = out;
-	*p = '\0';
-	for (size_t i = 0; i < m; i++) {
-		if (i > 0)
-			*p++ = ',';
-		p = escape_into(p, sorted[i].key);
-		*p++ = '=';
-		p = escape_into(p, sorted[i].value ? sorted[i].value : "");
-	}
-out_free:
-	free(sorted);
+		qsort(kv, m, sizeof(*kv), label_cmp);
+	out = rec_labels_encode(kv, m);
+	free(kv);
 	return out;
 }
 

@@ -47,6 +47,10 @@ static void *serve_one(void *arg)
 	unsigned ms = 0, code = 0;
 	if (sscanf(req, "GET /d/%u/", &ms) == 1) {
 		usleep(ms * 1000);
+		/* Leave before the reply: once it is sent the client may start
+		 * the next request before this thread runs again. */
+		atomic_fetch_sub(&active, 1);
+		now = -1;
 		snprintf(hdr, sizeof(hdr),
 		         "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
 		         heap_len);
@@ -71,7 +75,8 @@ static void *serve_one(void *arg)
 		         "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
 		send(fd, hdr, strlen(hdr), MSG_NOSIGNAL);
 	}
-	atomic_fetch_sub(&active, 1);
+	if (now >= 0)
+		atomic_fetch_sub(&active, 1);
 	atomic_fetch_add(&served, 1);
 out:
 	close(fd);
