@@ -768,6 +768,22 @@ static void start_watch(struct kube_informer *inf)
 	inf->st.watches++;
 }
 
+void kube__informer_pause(struct kube_informer *inf)
+{
+	kube_call_cancel(inf->call);
+	inf->call = NULL;
+	loop_timer_stop(kube_client_loop(inf->kc), &inf->timer);
+	loop_timer_stop(kube_client_loop(inf->kc), &inf->drain);
+}
+
+void kube__informer_rewatch_from(struct kube_informer *inf, const char *rv)
+{
+	kube__informer_pause(inf);
+	free(inf->rv);
+	inf->rv = strdup(rv);
+	start_watch(inf);
+}
+
 static int copy_opts(struct kube_informer *inf, const struct kube_informer_opts *o)
 {
 	const char *src[6] = {o->group, o->version,        o->resource,

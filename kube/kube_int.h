@@ -123,6 +123,12 @@ int kube__informer_list_page(struct kube_informer *inf, struct json_object *list
  * Returns the strongest action asked for, or a negative errno. */
 int kube__informer_feed(struct kube_informer *inf, const char *p, size_t n);
 
+/* Integration-test hooks. pause stops the informer's list or watch and
+ * its timers; rewatch_from restarts the watch from `rv` at once, as if
+ * that had been the last resourceVersion seen (a stale one forces 410). */
+void kube__informer_pause(struct kube_informer *inf);
+void kube__informer_rewatch_from(struct kube_informer *inf, const char *rv);
+
 /* Builds the informer's list and watch query strings, for tests. */
 int kube__informer_list_url(const struct kube_informer_opts *o, const char *cont, char *buf,
                             size_t n);
