@@ -384,11 +384,61 @@ int64_t rec_schedule_next(const struct rec_schedule *s, int64_t after_ms)
 	return cron_next(s, after_ms);
 }
 
-/* Enumerates fires in UTC from 2024-01-01 and keeps the smallest gap. */
+/* The smallest cyclic gap between set bits in [0, n), or n for one bit. */
+static int64_t cyclic_gap(uint64_t bits, int n)
+{
+	int first = -1, last = -1, gap = n;
+
+	for (int v = 0; v < n; v++) {
+		if (!((bits >> v) & 1))
+			continue;
+		if (last >= 0 && v - last < gap)
+			gap = v - last;
+		if (first < 0)
+			first = v;
+		last = v;
+	}
+	if (first >= 0 && first + n - last < gap)
+		gap = first + n - last;
+	return gap;
+}
+
+/* A lower bound on the gap between two fires, in ms: a gap is at least the
+ * tightest minute spacing, or with one minute the tightest hour spacing,
+ * or with one minute and one hour the tightest day spacing (weekdays
+ * cyclic over 7, days of the month over the shortest month, 28 days).
+ * Lets cron_period stop as soon as a gap meets it. */
+static int64_t cron_gap_bound(const struct rec_schedule *s)
+{
+	int64_t m = cyclic_gap(s->minute, 60), d = 1;
+
+	if (m < 60)
+		return m * 60000;
+	m = cyclic_gap(s->hour, 24);
+	if (m < 24)
+		return m * 3600000;
+	if (s->dom_star && !s->dow_star) {
+		d = cyclic_gap(s->dow & 0x7f, 7);
+	} else if (s->dow_star && !s->dom_star) {
+		int first = next_bit(s->dom, 1, 31), last = first;
+		d = 28;
+		for (int v = first + 1; v <= 31; v++)
+			if ((s->dom >> v) & 1) {
+				d = v - last < d ? v - last : d;
+				last = v;
+			}
+		d = first + 28 - last < d ? first + 28 - last : d;
+		d = d < 1 ? 1 : d;
+	}
+	return d * 86400000;
+}
+
+/* Enumerates fires in UTC from 2024-01-01 and keeps the smallest gap,
+ * stopping once a gap meets the lower bound. */
 static int64_t cron_period(const struct rec_schedule *s)
 {
 	struct rec_schedule u = *s;
-	int64_t ref = 1704067200000LL, prev, next, best = -1;
+	int64_t ref = 1704067200000LL, prev, next, best = -1, bound = cron_gap_bound(s);
 	int i;
 
 	u.zone = rec_zone_utc();
@@ -399,6 +449,8 @@ static int64_t cron_period(const struct rec_schedule *s)
 			break;
 		if (best < 0 || next - prev < best)
 			best = next - prev;
+		if (best <= bound)
+			break;
 		prev = next;
 	}
 	return best < 0 ? -1 : best / 1000;

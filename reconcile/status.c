@@ -73,6 +73,22 @@ int rec_status_add_success(struct rec_status *st, int64_t now_ms, const char *po
 	return push_event(st->recent, &st->nrecent, now_ms, pod, profile, id);
 }
 
+/* Drops a multi-byte UTF-8 sequence cut short by truncation at the end of
+ * `s`, so a long error body never makes the status patch invalid UTF-8. */
+static void utf8_trim(char *s)
+{
+	size_t n = strlen(s), i = n, need;
+
+	while (i > 0 && n - i < 4 && ((unsigned char)s[i - 1] & 0xC0) == 0x80)
+		i--;
+	if (i == 0 || ((unsigned char)s[i - 1] & 0x80) == 0)
+		return;
+	unsigned char lead = (unsigned char)s[i - 1];
+	need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+	if (n - (i - 1) < need)
+		s[i - 1] = '\0';
+}
+
 int rec_status_add_failure(struct rec_status *st, int64_t now_ms, const char *pod,
                            const char *profile, const char *message)
 {
@@ -81,6 +97,7 @@ int rec_status_add_failure(struct rec_status *st, int64_t now_ms, const char *po
 	bump(&st->captures_failed);
 	st->last_round.failed++;
 	snprintf(msg, sizeof(msg), "%s", message ? message : "");
+	utf8_trim(msg);
 	return push_event(st->errors, &st->nerrors, now_ms, pod, profile, msg);
 }
 

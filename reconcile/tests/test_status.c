@@ -248,6 +248,20 @@ static void test_status_lists_keep_ten_newest_first(void **state)
 	rec_status_free(&st);
 }
 
+static void test_status_long_error_is_cut_on_a_utf8_boundary(void **state)
+{
+	struct rec_status st;
+	char msg[601];
+
+	for (int i = 0; i < 300; i++)
+		memcpy(msg + 2 * i, "\xc3\xa9", 2); /* U+00E9, two bytes */
+	msg[600] = '\0';
+	rec_status_init(&st);
+	rec_status_add_failure(&st, T0, "shop/a", "heap", msg);
+	assert_int_equal(strlen(st.errors[0].text), 510); /* not 511: no half character */
+	rec_status_free(&st);
+}
+
 static void test_status_counters_saturate(void **state)
 {
 	struct rec_status st;
@@ -393,6 +407,7 @@ int main(void)
 	        cmocka_unit_test(test_status_degraded_when_captures_fail),
 	        cmocka_unit_test(test_status_empty_profiles_are_skipped_not_failed),
 	        cmocka_unit_test(test_status_lists_keep_ten_newest_first),
+	        cmocka_unit_test(test_status_long_error_is_cut_on_a_utf8_boundary),
 	        cmocka_unit_test(test_status_counters_saturate),
 	        cmocka_unit_test(test_status_patch_body_is_a_merge_patch),
 	        cmocka_unit_test(test_status_survives_restart_via_json),
