@@ -10,7 +10,7 @@
 # default to all: types hostile outage outage-small kill-restart.
 set -euo pipefail
 
-self=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
+self=$(cd -P "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
 repo=$(cd "$(dirname "$self")/../.." && pwd)
 
 # Internal: start/stop profefe for the driver (CAP_IT_START/CAP_IT_STOP).
@@ -46,10 +46,13 @@ export PPOP_PROFEFE
 tmp=$(mktemp -d /tmp/cap-it-XXXXXX)
 pids=()
 cleanup() {
+  local rc=$?
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  [[ -f $tmp/profefe.pid ]] && kill "$(cat "$tmp/profefe.pid")" 2>/dev/null || true
+  # profefe is not our child (the driver starts it too): wait until it is gone.
+  [[ -f $tmp/profefe.pid ]] && "$self" __stop "$tmp" || true
   wait 2>/dev/null || true
-  rm -rf "$tmp"
+  rm -rf "$tmp" || true
+  exit $rc
 }
 trap cleanup EXIT
 
