@@ -35,6 +35,7 @@ struct kube_client {
 	struct kube__exec_cred cred; /* the exec plugin's cached answer */
 	char *base;                  /* server URL, host swapped for tls-server-name */
 	char *connect_to;            /* CURLOPT_CONNECT_TO entry, or NULL */
+	char *user_agent;            /* NULL: USER_AGENT */
 	struct kube_call *calls;     /* outstanding calls, for kube_client_free() */
 };
 
@@ -180,8 +181,20 @@ void kube_client_free(struct kube_client *kc)
 	kube__exec_cred_free(&kc->cred);
 	free(kc->base);
 	free(kc->connect_to);
+	free(kc->user_agent);
 	kube_config_free(kc->cfg);
 	free(kc);
+}
+
+int kube_client_set_user_agent(struct kube_client *kc, const char *ua)
+{
+	char *n = strdup(ua);
+
+	if (!n)
+		return -ENOMEM;
+	free(kc->user_agent);
+	kc->user_agent = n;
+	return 0;
 }
 
 const char *kube_client_namespace(const struct kube_client *kc)
@@ -376,7 +389,8 @@ static int call_start(struct kube_call *c)
 	free(url);
 	r |= curl_easy_setopt(c->easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	r |= curl_easy_setopt(c->easy, CURLOPT_NOSIGNAL, 1L);
-	r |= curl_easy_setopt(c->easy, CURLOPT_USERAGENT, USER_AGENT);
+	r |= curl_easy_setopt(c->easy, CURLOPT_USERAGENT,
+	                      kc->user_agent ? kc->user_agent : USER_AGENT);
 	r |= curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, c->hdrs);
 	r |= curl_easy_setopt(c->easy, CURLOPT_ACCEPT_ENCODING, "");
 	r |= curl_easy_setopt(c->easy, CURLOPT_TIMEOUT_MS, (long)c->opts.timeout_ms);

@@ -86,6 +86,10 @@ int kube_client_new_take(struct loop *l, struct kube_config *cfg, struct kube_cl
 /* Cancels outstanding calls without their callbacks and frees the client.
  * Safe on NULL. */
 void kube_client_free(struct kube_client *kc);
+/* Sets the User-Agent sent with every request (copied); the API server
+ * also uses it as the field manager of non-apply writes. Default
+ * "kube-c/0.1". Returns 0 or -ENOMEM. */
+int kube_client_set_user_agent(struct kube_client *kc, const char *ua);
 /* The config's default namespace. */
 const char *kube_client_namespace(const struct kube_client *kc);
 /* The loop the client runs on (lent). */
