@@ -22,6 +22,7 @@ import (
 // TestPprofTarget checks that pproftarget does what its flags claim, so the
 // operator tests built on it prove what they say. Every check is bounded.
 func TestPprofTarget(t *testing.T) {
+	t.Parallel()
 	t.Run("normal", func(t *testing.T) {
 		t.Parallel()
 		tg := harness.TestTarget(t, harness.AllocIP(), 6060, "-goroutines=50")

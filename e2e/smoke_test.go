@@ -37,6 +37,7 @@ func crdFile(t *testing.T) string {
 // kubectl, a CRD installs, a no-kubelet pod runs on a loopback IP where a real
 // Go pprof server listens, and profefe stores and returns its heap profile.
 func TestSmoke(t *testing.T) {
+	t.Parallel()
 	t0 := time.Now()
 	cp := harness.TestControlPlane(t)
 	t.Logf("control plane ready in %v (apiserver %s, etcd %s)", time.Since(t0).Round(time.Millisecond), cp.APIServerURL, cp.EtcdURL)

@@ -102,7 +102,7 @@ cleanup() {
   if [[ -n "$tmp" ]]; then rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'log "interrupted; nothing half-built is kept"; exit 130' INT TERM
 
 # build LABEL MODDIR DESTDIR LDFLAGS STAMP PKG... : go build -v with a progress
 # line every 20 s, into a temporary folder renamed to DESTDIR when complete.
@@ -115,13 +115,13 @@ build() {
   log "  (a cold build compiles from source: kube-apiserver+etcd+kubectl take ~10 min on 2 cores;"
   log "   with a warm Go build cache it only links; later runs reuse $dest as is)"
   log "  resolving packages (downloads modules from the Go module proxy the first time)..."
-  total=$(cd "$moddir" && go list -deps "$@" | sort -u | wc -l)
+  total=$(cd "$moddir" && go list -deps "$@" 9>&- | sort -u | wc -l)
   log "  $total packages to compile or take from the Go build cache"
 
   mkdir -p "$cache"
   tmp=$(mktemp -d "$cache/.build-$(basename "$dest").XXXXXX")
   chmod 755 "$tmp"
-  (cd "$moddir" && exec go build -v -ldflags "$ldflags" -o "$tmp/" "$@") >"$tmp/.log" 2>&1 &
+  (cd "$moddir" && exec go build -v -ldflags "$ldflags" -o "$tmp/" "$@") >"$tmp/.log" 2>&1 9>&- &
   build_pid=$!
   while kill -0 "$build_pid" 2>/dev/null; do
     sleep 1
