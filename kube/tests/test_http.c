@@ -1,0 +1,542 @@
+/* kube/tests/test_http.c: requests and the live informer against a
+ * scripted HTTP server on 127.0.0.1, in-process on the same loop:
+ * Retry-After, body caps, timeouts, the 401 token reread, and an informer
+ * through pagination, a dropped watch, a 410 and a relist. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <json-c/json.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "kube/kube_int.h"
+#include "loop/loop.h"
+
+/* ---- the scripted server ------------------------------------------- */
+
+struct conn {
+	struct loop_fd w;
+	char buf[8192];
+	size_t len;
+	int answered;
+	struct conn *next;
+};
+
+struct srv {
+	struct loop *l;
+	struct loop_fd lw;
+	int port;
+	struct conn *conns;
+	/* Requests seen: "METHOD path|Authorization" lines. */
+	char reqs[32][1024];
+	int nreq;
+	/* The test's script: fills `resp` for request number `i`; returns 0
+	 * to leave the connection hanging with no answer. */
+	int (*script)(struct srv *s, int i, const char *method, const char *path, char *resp,
+	              size_t n);
+	int step; /* free for the script */
+};
+
+static void conn_close(struct srv *s, struct conn *c)
+{
+	struct conn **pp;
+
+	loop_fd_stop(s->l, &c->w);
+	close(c->w.fd);
+	for (pp = &s->conns; *pp; pp = &(*pp)->next)
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	free(c);
+}
+
+static void header(const char *req, const char *name, char *out, size_t n)
+{
+	const char *p = strcasestr(req, name);
+
+	out[0] = '\0';
+	if (p) {
+		p += strlen(name);
+		while (*p == ' ')
+			p++;
+		snprintf(out, n, "%.*s", (int)strcspn(p, "\r\n"), p);
+	}
+}
+
+static void on_conn(struct loop_fd *w, uint32_t ev)
+{
+	struct conn *c = (struct conn *)w;
+	struct srv *s = w->arg;
+	static char resp[65536];
+	char method[16], path[900], auth[256];
+	ssize_t r;
+	int i;
+
+	(void)ev;
+	r = read(w->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len);
+	if (r <= 0) {
+		conn_close(s, c);
+		return;
+	}
+	c->len += (size_t)r;
+	c->buf[c->len] = '\0';
+	if (c->answered || !strstr(c->buf, "\r\n\r\n"))
+		return;
+	c->answered = 1;
+	sscanf(c->buf, "%15s %899s", method, path);
+	header(c->buf, "Authorization:", auth, sizeof(auth));
+	i = s->nreq;
+	if (s->nreq < 32)
+		snprintf(s->reqs[s->nreq++], sizeof(s->reqs[0]), "%s %s|%s", method, path, auth);
+	if (!s->script(s, i, method, path, resp, sizeof(resp)))
+		return; /* hang */
+	if (write(w->fd, resp, strlen(resp)) < 0)
+		fail_msg("server write failed");
+	conn_close(s, c);
+}
+
+static void on_accept(struct loop_fd *w, uint32_t ev)
+{
+	struct srv *s = w->arg;
+	struct conn *c;
+	int fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+	(void)ev;
+	if (fd < 0)
+		return;
+	c = calloc(1, sizeof(*c));
+	c->w.fd = fd;
+	c->w.events = EPOLLIN;
+	c->w.cb = on_conn;
+	c->w.arg = s;
+	c->next = s->conns;
+	s->conns = c;
+	assert_int_equal(loop_fd_start(s->l, &c->w), 0);
+}
+
+static void srv_start(struct srv *s, struct loop *l)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	socklen_t al = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(fd, 16), 0);
+	getsockname(fd, (struct sockaddr *)&a, &al);
+	s->l = l;
+	s->port = ntohs(a.sin_port);
+	s->lw.fd = fd;
+	s->lw.events = EPOLLIN;
+	s->lw.cb = on_accept;
+	s->lw.arg = s;
+	assert_int_equal(loop_fd_start(l, &s->lw), 0);
+}
+
+static void srv_stop(struct srv *s)
+{
+	while (s->conns)
+		conn_close(s, s->conns);
+	loop_fd_stop(s->l, &s->lw);
+	close(s->lw.fd);
+}
+
+static void reply(char *resp, size_t n, int status, const char *extra, const char *body)
+{
+	snprintf(resp, n,
+	         "HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+	         "Connection: close\r\n%s\r\n%s",
+	         status, strlen(body), extra ? extra : "", body);
+}
+
+/* ---- a client for the server ---------------------------------------- */
+
+static char tmpdir[64];
+
+static struct kube_client *client(struct loop *l, int port, const char *user)
+{
+	char path[128], text[1024];
+	struct kube_config *cfg;
+	struct kube_client *kc;
+	char err[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/kubeconfig", tmpdir);
+	snprintf(text, sizeof(text),
+	         "current-context: c\nclusters: [{name: k, cluster: {server: "
+	         "'http://127.0.0.1:%d'}}]\nusers: [{name: u, user: {%s}}]\ncontexts: [{name: c, "
+	         "context: {cluster: k, user: u}}]\n",
+	         port, user);
+	f = fopen(path, "w");
+	fputs(text, f);
+	fclose(f);
+	if (kube_config_load_kubeconfig(path, NULL, &cfg, err, sizeof(err)))
+		fail_msg("%s", err);
+	assert_int_equal(kube_client_new_take(l, cfg, &kc), 0);
+	return kc;
+}
+
+struct result {
+	int done;
+	long status;
+	int err;
+	char body[256];
+};
+
+static void on_done(void *arg, const struct kube_response *r)
+{
+	struct result *res = arg;
+
+	res->done = 1;
+	res->status = r->status;
+	res->err = r->err;
+	snprintf(res->body, sizeof(res->body), "%s", r->body);
+}
+
+static void run_until(struct loop *l, int *flag, int ms)
+{
+	uint64_t end;
+
+	loop_update_time(l);
+	end = loop_now_ms(l) + (uint64_t)ms;
+	while (!*flag && loop_now_ms(l) < end)
+		loop_run_once(l, 50);
+}
+
+/* ---- requests ------------------------------------------------------ */
+
+static int script_retry_after(struct srv *s, int i, const char *m, const char *p, char *resp,
+                              size_t n)
+{
+	(void)s;
+	(void)m;
+	(void)p;
+	if (i == 0)
+		reply(resp, n, 429, "Retry-After: 1\r\n", "{\"kind\":\"Status\",\"code\":429}");
+	else if (i == 1)
+		reply(resp, n, 503, "Retry-After: 1\r\n", "{}");
+	else
+		reply(resp, n, 200, NULL, "{\"ok\":true}");
+	return 1;
+}
+
+static void test_retry_after_is_honoured(void **state)
+{
+	struct loop *l;
+	struct srv s = {.script = script_retry_after};
+	struct result res = {0};
+	struct kube_client *kc;
+	uint64_t t0;
+
+	(void)state;
+	assert_int_equal(loop_new(&l), 0);
+	srv_start(&s, l);
+	kc = client(l, s.port, "token: t");
+	t0 = loop_now_ms(l);
+	assert_int_equal(kube_request(kc, "GET", "/api/v1/pods", NULL, NULL, on_done, &res, NULL),
+	                 0);
+	run_until(l, &res.done, 10000);
+	assert_true(res.done);
+	assert_int_equal(res.status, 200);
+	assert_int_equal(s.nreq, 3);
+	assert_true(loop_now_ms(l) - t0 >= 1900);
+	assert_string_equal(s.reqs[0], "GET /api/v1/pods|Bearer t");
+	kube_client_free(kc);
+	srv_stop(&s);
+	loop_free(l);
+}
+
+static int script_503_plain(struct srv *s, int i, const char *m, const char *p, char *resp,
+                            size_t n)
+{
+	(void)s;
+	(void)i;
+	(void)m;
+	(void)p;
+	reply(resp, n, 503, NULL, "{\"kind\":\"Status\",\"message\":\"busy\"}");
+	return 1;
+}
+
+static void test_5xx_without_retry_after_is_returned(void **state)
+{
+	struct loop *l;
+	struct srv s = {.script = script_503_plain};
+	struct result res = {0};
+	struct kube_client *kc;
+
+	(void)state;
+	assert_int_equal(loop_new(&l), 0);
+	srv_start(&s, l);
+	kc = client(l, s.port, "token: t");
+	assert_int_equal(kube_request_raw(kc, "POST", "/x", "{}", 2, NULL, on_done, &res, NULL), 0);
+	run_until(l, &res.done, 5000);
+	assert_int_equal(res.status, 503);
+	assert_int_equal(s.nreq, 1);
+	kube_client_free(kc);
+	srv_stop(&s);
+	loop_free(l);
+}
+
+static int script_big(struct srv *s, int i, const char *m, const char *p, char *resp, size_t n)
+{
+	static char body[3000];
+
+	(void)s;
+	(void)i;
+	(void)m;
+	if (!strcmp(p, "/hang"))
+		return 0;
+	memset(body, 'x', sizeof(body) - 1);
+	reply(resp, n, 200, NULL, body);
+	return 1;
+}
+
+static void test_body_cap_and_timeout(void **state)
+{
+	struct loop *l;
+	struct srv s = {.script = script_big};
+	struct result res = {0}, res2 = {0};
+	struct kube_req_opts capped = {.max_body = 1000}, quick = {.timeout_ms = 300};
+	struct kube_client *kc;
+
+	(void)state;
+	assert_int_equal(loop_new(&l), 0);
+	srv_start(&s, l);
+	kc = client(l, s.port, "token: t");
+	assert_int_equal(kube_request(kc, "GET", "/big", NULL, &capped, on_done, &res, NULL), 0);
+	assert_int_equal(kube_request(kc, "GET", "/hang", NULL, &quick, on_done, &res2, NULL), 0);
+	run_until(l, &res.done, 5000);
+	run_until(l, &res2.done, 5000);
+	assert_int_equal(res.err, -EFBIG);
+	assert_int_equal(res2.err, -ETIMEDOUT);
+	kube_client_free(kc);
+	srv_stop(&s);
+	loop_free(l);
+}
+
+static int script_auth(struct srv *s, int i, const char *m, const char *p, char *resp, size_t n)
+{
+	(void)i;
+	(void)m;
+	(void)p;
+	if (strstr(s->reqs[s->nreq - 1], "Bearer new"))
+		reply(resp, n, 200, NULL, "{}");
+	else
+		reply(resp, n, 401, NULL, "{\"kind\":\"Status\",\"code\":401}");
+	return 1;
+}
+
+static void test_401_rereads_token_file(void **state)
+{
+	struct loop *l;
+	struct srv s = {.script = script_auth};
+	struct result res = {0};
+	struct kube_client *kc;
+	char tf[128], user[200];
+	FILE *f;
+
+	(void)state;
+	snprintf(tf, sizeof(tf), "%s/token", tmpdir);
+	f = fopen(tf, "w");
+	fputs("old\n", f);
+	fclose(f);
+	assert_int_equal(loop_new(&l), 0);
+	srv_start(&s, l);
+	snprintf(user, sizeof(user), "tokenFile: '%s'", tf);
+	kc = client(l, s.port, user);
+	assert_string_equal(kube__client_token(kc), "old");
+	f = fopen(tf, "w");
+	fputs("new\n", f);
+	fclose(f);
+	assert_int_equal(kube_request(kc, "GET", "/x", NULL, NULL, on_done, &res, NULL), 0);
+	run_until(l, &res.done, 5000);
+	assert_int_equal(res.status, 200);
+	assert_int_equal(s.nreq, 2);
+	assert_string_equal(s.reqs[0], "GET /x|Bearer old");
+	assert_string_equal(s.reqs[1], "GET /x|Bearer new");
+	kube_client_free(kc);
+	srv_stop(&s);
+	loop_free(l);
+}
+
+/* ---- the live informer ---------------------------------------------- */
+
+#define POD(name, rv)                                                                              \
+	"{\"metadata\":{\"namespace\":\"ns\",\"name\":\"" name "\",\"resourceVersion\":\"" rv "\"" \
+	                                                                                      "}}"
+
+/* list page 1 (continue) -> page 2 -> watch that drops mid-stream -> watch
+ * from the last RV answered 410 -> relist -> watch that hangs. */
+static int script_informer(struct srv *s, int i, const char *m, const char *p, char *resp, size_t n)
+{
+	(void)s;
+	(void)m;
+	(void)p;
+	switch (i) {
+	case 0:
+		reply(resp, n, 200, NULL,
+		      "{\"kind\":\"PodList\",\"metadata\":{\"resourceVersion\":\"10\",\"continue\":"
+		      "\"c1\"},\"items\":[" POD("a", "5") "]}");
+		return 1;
+	case 1:
+		reply(resp, n, 200, NULL,
+		      "{\"kind\":\"PodList\",\"metadata\":{\"resourceVersion\":\"10\"},\"items\":"
+		      "[" POD("b", "6") "]}");
+		return 1;
+	case 2: /* chunked, split mid-event, then the connection drops */
+		snprintf(resp, n,
+		         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: "
+		         "chunked\r\n\r\n%x\r\n%s\r\n%x\r\n%s\r\n",
+		         (unsigned)strlen(
+		                 "{\"type\":\"ADDED\",\"object\":" POD("c", "11") "}\n{\"ty"),
+		         "{\"type\":\"ADDED\",\"object\":" POD("c", "11") "}\n{\"ty",
+		         (unsigned)strlen("pe\":\"DELETED\",\"object\":" POD("a", "12") "}\n"),
+		         "pe\":\"DELETED\",\"object\":" POD("a", "12") "}\n");
+		return 1;
+	case 3:
+		reply(resp, n, 410, NULL,
+		      "{\"kind\":\"Status\",\"code\":410,\"reason\":\"Expired\"}");
+		return 1;
+	case 4:
+		reply(resp, n, 200, NULL,
+		      "{\"kind\":\"PodList\",\"metadata\":{\"resourceVersion\":\"20\"},\"items\":"
+		      "[" POD("c", "11") "," POD("d", "19") "]}");
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+struct inf_log {
+	int adds, updates, deletes, synced;
+	char deleted[8][16];
+};
+
+static void l_add(void *arg, const char *ns, const char *name, void *v)
+{
+	(void)ns;
+	(void)name;
+	(void)v;
+	((struct inf_log *)arg)->adds++;
+}
+
+static void l_update(void *arg, const char *ns, const char *name, void *o, void *v)
+{
+	(void)ns;
+	(void)name;
+	(void)o;
+	(void)v;
+	((struct inf_log *)arg)->updates++;
+}
+
+static void l_delete(void *arg, const char *ns, const char *name, void *v)
+{
+	struct inf_log *lg = arg;
+
+	(void)ns;
+	(void)v;
+	if (lg->deletes < 8)
+		snprintf(lg->deleted[lg->deletes], 16, "%s", name);
+	lg->deletes++;
+}
+
+static void l_synced(void *arg)
+{
+	((struct inf_log *)arg)->synced++;
+}
+
+static void test_informer_drop_410_relist(void **state)
+{
+	struct kube_informer_ops ops = {NULL, NULL, l_add, l_update, l_delete, l_synced};
+	struct kube_informer_opts o = {.version = "v1",
+	                               .resource = "pods",
+	                               .ns = "ns",
+	                               .page_size = 1,
+	                               .label_selector = "app=x"};
+	struct srv s = {.script = script_informer};
+	struct inf_log lg = {0};
+	struct kube_informer_stats st;
+	struct kube_informer *inf;
+	struct kube_client *kc;
+	struct loop *l;
+	int five = 0;
+
+	(void)state;
+	assert_int_equal(loop_new(&l), 0);
+	srv_start(&s, l);
+	kc = client(l, s.port, "token: t");
+	assert_int_equal(kube_informer_start(kc, &o, &ops, &lg, &inf), 0);
+	for (int i = 0; i < 200 && !five; i++) {
+		loop_run_once(l, 50);
+		five = s.nreq >= 6 && lg.synced == 2;
+	}
+	assert_true(five);
+	assert_string_equal(
+	        s.reqs[0], "GET /api/v1/namespaces/ns/pods?limit=1&labelSelector=app%3Dx|Bearer t");
+	assert_string_equal(s.reqs[1], "GET /api/v1/namespaces/ns/pods?limit=1&continue=c1"
+	                               "&labelSelector=app%3Dx|Bearer t");
+	assert_non_null(strstr(s.reqs[2], "?watch=1&resourceVersion=10&allowWatchBookmarks=true"
+	                                  "&timeoutSeconds="));
+	/* After the drop: re-watch from the last RV seen in the stream. */
+	assert_non_null(strstr(s.reqs[3], "?watch=1&resourceVersion=12&"));
+	/* After the 410: a fresh list with no resourceVersion. */
+	assert_string_equal(
+	        s.reqs[4], "GET /api/v1/namespaces/ns/pods?limit=1&labelSelector=app%3Dx|Bearer t");
+	assert_non_null(strstr(s.reqs[5], "resourceVersion=20&"));
+	/* Cache: a, b listed; c added, a deleted by the stream; relist {c, d}
+	 * deletes b and adds d, and leaves c alone (same resourceVersion). */
+	assert_int_equal(lg.adds, 4);
+	assert_int_equal(lg.updates, 0);
+	assert_int_equal(lg.deletes, 2);
+	assert_string_equal(lg.deleted[0], "a");
+	assert_string_equal(lg.deleted[1], "b");
+	assert_int_equal(kube_informer_count(inf), 2);
+	assert_non_null(kube_informer_get(inf, "ns", "c"));
+	assert_non_null(kube_informer_get(inf, "ns", "d"));
+	kube_informer_stats(inf, &st);
+	assert_int_equal(st.lists, 2);
+	assert_int_equal(st.relists_410, 1);
+	assert_int_equal(st.restarts, 1);
+	assert_int_equal(st.watches, 3);
+	kube_informer_free(inf);
+	kube_client_free(kc);
+	srv_stop(&s);
+	loop_free(l);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(test_retry_after_is_honoured),
+	        cmocka_unit_test(test_5xx_without_retry_after_is_returned),
+	        cmocka_unit_test(test_body_cap_and_timeout),
+	        cmocka_unit_test(test_401_rereads_token_file),
+	        cmocka_unit_test(test_informer_drop_410_relist),
+	};
+	int rc;
+
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/kube-test-http-XXXXXX");
+	if (!mkdtemp(tmpdir))
+		return 1;
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	{
+		char cmd[128];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+		if (system(cmd))
+			rc = rc ? rc : 1;
+	}
+	return rc;
+}
