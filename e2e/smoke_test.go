@@ -185,6 +185,24 @@ func TestSmoke(t *testing.T) {
 		}
 	})
 
+	// Outage tests stop and restart profefe; stored profiles survive.
+	t.Run("profefe-restart", func(t *testing.T) {
+		if err := pf.StopServer(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pf.Push(ctx, "smoke", "heap", nil, heap); err == nil {
+			t.Fatal("push to a stopped profefe succeeded")
+		}
+		if err := pf.StartServer(ctx); err != nil {
+			t.Fatal(err)
+		}
+		list, err := pf.List(ctx, harness.ListQuery{Service: "smoke", Type: "heap",
+			From: time.Now().Add(-time.Hour), To: time.Now().Add(time.Minute)})
+		if err != nil || len(list) != 1 {
+			t.Fatalf("after restart: %d profiles (%v), want the 1 pushed before", len(list), err)
+		}
+	})
+
 	// DESIGN section 4: a mutex profile of a program that did not enable the
 	// mutex profiler has no samples, and profefe rejects it.
 	t.Run("profefe-rejects-empty-profile", func(t *testing.T) {

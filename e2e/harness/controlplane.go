@@ -86,7 +86,8 @@ func StartControlPlane(ctx context.Context, opts ControlPlaneOptions) (_ *Contro
 // On failure the tails of the etcd and kube-apiserver logs are logged.
 func TestControlPlane(t testing.TB) *ControlPlane {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	// Generous: on a loaded 2-core machine kube-apiserver can take a minute.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cp, err := StartControlPlane(ctx, ControlPlaneOptions{Dir: t.TempDir()})
 	if err != nil {

@@ -25,6 +25,7 @@ type Profefe struct {
 	Proc *Proc
 
 	http   *http.Client
+	bin    string
 	ownDir bool
 }
 
@@ -56,13 +57,29 @@ func StartProfefe(ctx context.Context, dir string) (_ *Profefe, err error) {
 	}
 	pf.Addr = fmt.Sprintf("127.0.0.1:%d", port)
 	pf.URL = "http://" + pf.Addr
-	pf.Proc, err = StartProc("profefe", filepath.Join(pf.Dir, "profefe.log"), os.Environ(), bins.Profefe,
+	pf.bin = bins.Profefe
+	if err = pf.StartServer(ctx); err != nil {
+		return nil, err
+	}
+	return pf, nil
+}
+
+// StartServer starts the profefe process (again, after StopServer) on the
+// same address and badger folder, and waits until it answers.
+func (pf *Profefe) StartServer(ctx context.Context) error {
+	if pf.Proc != nil {
+		if exited, _ := pf.Proc.Exited(); !exited {
+			return errors.New("profefe is already running")
+		}
+	}
+	var err error
+	pf.Proc, err = StartProc("profefe", filepath.Join(pf.Dir, "profefe.log"), os.Environ(), pf.bin,
 		"-addr", pf.Addr, "-storage-type", "badger", "-badger.dir", filepath.Join(pf.Dir, "badger"),
 		"-log.level", "warn")
 	if err != nil {
-		return nil, err
+		return err
 	}
-	err = waitFor(ctx, "profefe /api/0/version", pf.Proc, 50*time.Millisecond, func() error {
+	return waitFor(ctx, "profefe /api/0/version", pf.Proc, 50*time.Millisecond, func() error {
 		resp, err := pf.http.Get(pf.URL + "/api/0/version")
 		if err != nil {
 			return err
@@ -73,10 +90,15 @@ func StartProfefe(ctx context.Context, dir string) (_ *Profefe, err error) {
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
+}
+
+// StopServer stops the profefe process only (an outage); stored profiles
+// survive in the badger folder for StartServer.
+func (pf *Profefe) StopServer() error {
+	if pf.Proc == nil {
+		return nil
 	}
-	return pf, nil
+	return pf.Proc.Stop(15 * time.Second)
 }
 
 // TestProfefe starts profefe for t and stops it in t.Cleanup.
