@@ -30,6 +30,8 @@ static void done(void *arg, const struct kube_response *r)
 
 	if (s->n < 8)
 		s->status[s->n] = r->status;
+	if (r->status == 0 || r->status >= 300)
+		integ_note("write answered %ld: %s", r->status, r->message);
 	s->n++;
 }
 
@@ -99,7 +101,7 @@ static void status_writes(void)
 /* Appends one "x" to data.v: concurrent callers conflict on resourceVersion. */
 static struct json_object *append_x(void *arg, struct json_object *cur)
 {
-	struct json_object *want, *d, *v;
+	struct json_object *want = NULL, *d, *v;
 	char buf[64];
 
 	(void)arg;

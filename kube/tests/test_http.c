@@ -38,7 +38,7 @@ struct srv {
 	int port;
 	struct conn *conns;
 	/* Requests seen: "METHOD path|Authorization" lines. */
-	char reqs[32][1024];
+	char reqs[32][1200];
 	int nreq;
 	/* The test's script: fills `resp` for request number `i`; returns 0
 	 * to leave the connection hanging with no answer. */
