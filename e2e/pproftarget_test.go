@@ -117,13 +117,13 @@ func TestPprofTarget(t *testing.T) {
 
 	t.Run("slow", func(t *testing.T) {
 		t.Parallel()
-		tg := harness.TestTarget(t, harness.AllocIP(), 6060, "-mode=slow", "-slow-rate=64")
-		ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+		tg := harness.TestTarget(t, harness.AllocIP(), 6060, "-mode=slow", "-slow-rate=32")
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		req, _ := http.NewRequestWithContext(ctx, "GET", tg.URL+"/debug/pprof/heap", nil)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			t.Fatalf("slow: no response headers within 1.5s: %v", err)
+			t.Fatalf("slow: no response headers within 3s: %v", err)
 		}
 		defer resp.Body.Close()
 		b, err := io.ReadAll(resp.Body)
@@ -146,7 +146,7 @@ func TestPprofTarget(t *testing.T) {
 			t.Fatalf("hung: got HTTP %d, want no answer", resp.StatusCode)
 		}
 		var ne net.Error
-		if !errors.As(err, &ne) || !ne.Timeout() || time.Since(start) > 3*time.Second {
+		if !errors.As(err, &ne) || !ne.Timeout() || time.Since(start) > 10*time.Second {
 			t.Errorf("hung: %v after %v, want a client timeout after 1s", err, time.Since(start))
 		}
 	})

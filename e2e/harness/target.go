@@ -47,7 +47,7 @@ func PprofTargetBinary() (string, error) {
 			return
 		}
 		tmp := filepath.Join(bin, fmt.Sprintf(".pproftarget.%d", os.Getpid()))
-		cmd := exec.Command("go", "build", "-o", tmp, "./cmd/pproftarget")
+		cmd := exec.Command("go", "build", "-buildvcs=false", "-o", tmp, "./cmd/pproftarget")
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
