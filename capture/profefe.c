@@ -42,6 +42,7 @@ struct cap_profefe {
 	struct cap_profefe_opts o;
 	struct preq *head;
 	size_t n;
+	int closing; /* in cap_profefe_free: callbacks may not start new requests */
 };
 
 int cap_profefe_new(struct loop *l, const char *base_url, const struct cap_profefe_opts *o,
@@ -169,6 +170,10 @@ static int start(struct cap_profefe *c, char *url, const void *body, size_t len,
                  enum reply_kind kind, cap_profefe_fn fn, void *arg)
 {
 	int rc = -ENOMEM;
+	if (c->closing) {
+		free(url);
+		return -ESHUTDOWN;
+	}
 	if (url == NULL)
 		return -ENOMEM;
 	struct preq *q = calloc(1, sizeof(*q));
@@ -411,6 +416,7 @@ void cap_profefe_free(struct cap_profefe *c)
 {
 	if (c == NULL)
 		return;
+	c->closing = 1;
 	while (c->head != NULL)
 		cancel_one(c, c->head);
 	free(c->base);

@@ -52,7 +52,9 @@ typedef void (*cap_profefe_fn)(void *arg, struct cap_profefe_reply *r);
 int cap_profefe_new(struct loop *l, const char *base_url, const struct cap_profefe_opts *o,
                     struct cap_profefe **out);
 
-/* Cancels all requests (callbacks see CANCELLED) and frees the client. */
+/* Cancels all requests (callbacks see CANCELLED; a request they start
+ * fails with -ESHUTDOWN) and frees the client. Free a pusher before the
+ * client it uses. */
 void cap_profefe_free(struct cap_profefe *c);
 
 /* POST /api/0/profiles?service&type&labels&created_at&instance_id with

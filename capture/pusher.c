@@ -30,6 +30,7 @@ struct push {
 	struct push *prev, *next;
 	struct cap_pusher *p;
 	struct cap_spool_entry *e; /* a replay: the checked-out entry */
+	uint64_t seq;              /* a direct push: its place in the spool's order */
 	/* A direct push owns its copy of the metadata and body. */
 	struct cap_push_meta meta;
 	char *strs[5];
@@ -168,7 +169,7 @@ static void on_push_done(void *arg, struct cap_profefe_reply *r)
 	if (r->res == CAP_RES_CANCELLED || retryable(r)) {
 		if (x->e != NULL) {
 			cap_spool_release(p->spool, x->e);
-		} else if (cap_spool_put(p->spool, &x->meta, x->body, x->len) < 0) {
+		} else if (cap_spool_put_seq(p->spool, x->seq, &x->meta, x->body, x->len) < 0) {
 			log_error("cannot spool a profile: lost", "service", x->meta.service,
 			          "origin", x->meta.origin, NULL);
 			struct cap_profefe_reply lost = *r;
@@ -305,12 +306,13 @@ int cap_pusher_submit_take(struct cap_pusher *p, const struct cap_push_meta *m, 
 	}
 	x->body = body;
 	x->len = len;
+	x->seq = cap_spool_reserve(p->spool);
 	body = NULL;
 	push_link(p, x);
 	rc = cap_profefe_push(p->c, &x->meta, x->body, x->len, on_push_done, x);
 	if (rc < 0) {
 		push_unlink(p, x);
-		rc = cap_spool_put(p->spool, m, x->body, x->len);
+		rc = cap_spool_put_seq(p->spool, x->seq, m, x->body, x->len);
 		goto out_free;
 	}
 	return 0;

@@ -244,6 +244,27 @@ static void list_append(struct cap_spool *s, struct sent *x)
 	s->st.bytes += x->bytes;
 }
 
+/* Inserts `x` in sequence order; new entries usually belong at the tail. */
+static void list_insert(struct cap_spool *s, struct sent *x)
+{
+	struct sent *after = s->tail;
+	while (after != NULL && after->e.seq > x->e.seq)
+		after = after->prev;
+	if (after == s->tail) {
+		list_append(s, x);
+		return;
+	}
+	x->prev = after;
+	x->next = after ? after->next : s->head;
+	x->next->prev = x;
+	if (after)
+		after->next = x;
+	else
+		s->head = x;
+	s->st.files++;
+	s->st.bytes += x->bytes;
+}
+
 static void list_remove(struct cap_spool *s, struct sent *x)
 {
 	if (x->prev)
@@ -456,7 +477,18 @@ static int write_file(struct cap_spool *s, uint64_t seq, const char *hdr, size_t
 	return rc;
 }
 
+uint64_t cap_spool_reserve(struct cap_spool *s)
+{
+	return s->next_seq++;
+}
+
 int cap_spool_put(struct cap_spool *s, const struct cap_push_meta *m, const void *body, size_t len)
+{
+	return cap_spool_put_seq(s, cap_spool_reserve(s), m, body, len);
+}
+
+int cap_spool_put_seq(struct cap_spool *s, uint64_t seq, const struct cap_push_meta *m,
+                      const void *body, size_t len)
 {
 	char *hdr;
 	size_t hlen;
@@ -468,7 +500,7 @@ int cap_spool_put(struct cap_spool *s, const struct cap_push_meta *m, const void
 		rc = -ENOMEM;
 		goto out_free;
 	}
-	x->e.seq = s->next_seq++;
+	x->e.seq = seq;
 	x->bytes = hlen + len;
 	if (make_room(s, x->bytes) < 0) {
 		/* Too big for the spool even when emptied of idle entries. */
@@ -492,7 +524,7 @@ int cap_spool_put(struct cap_spool *s, const struct cap_push_meta *m, const void
 		x->e.len = len;
 	}
 	free(hdr);
-	list_append(s, x);
+	list_insert(s, x);
 	return 0;
 out_free:
 	if (x != NULL) {

@@ -58,6 +58,17 @@ void cap_spool_close(struct cap_spool *s);
  * negative errno when the file cannot be written. */
 int cap_spool_put(struct cap_spool *s, const struct cap_push_meta *m, const void *body, size_t len);
 
+/* Reserves the next sequence number, for a profile that may be spooled
+ * later with cap_spool_put_seq(): the pusher takes one per submitted
+ * profile, so profiles that fail out of order still replay in the order
+ * they were submitted. */
+uint64_t cap_spool_reserve(struct cap_spool *s);
+
+/* As cap_spool_put(), with a number from cap_spool_reserve(); the entry
+ * takes its place in sequence order. */
+int cap_spool_put_seq(struct cap_spool *s, uint64_t seq, const struct cap_push_meta *m,
+                      const void *body, size_t len);
+
 /* Checks out the oldest entry not checked out, reading it from disk when
  * needed. Returns 0, -ENOENT when there is none, or a negative errno (the
  * unreadable entry is then dropped). */

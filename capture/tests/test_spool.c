@@ -223,6 +223,29 @@ static void test_spool_corrupt_file_dropped(void **state)
 	cap_spool_close(s);
 }
 
+static void test_spool_reserved_seq_keeps_submit_order(void **state)
+{
+	struct cap_spool *s;
+	struct cap_spool_entry *e;
+	struct cap_push_meta m = {.service = "svc", .type = "heap", .origin = "x"};
+	assert_int_equal(cap_spool_open(*state, 0, NULL, NULL, &s), 0);
+	/* Three pushes in flight fail in the order 3, 1, 2. */
+	uint64_t s1 = cap_spool_reserve(s), s2 = cap_spool_reserve(s), s3 = cap_spool_reserve(s);
+	m.origin = "3";
+	assert_int_equal(cap_spool_put_seq(s, s3, &m, "c", 1), 0);
+	m.origin = "1";
+	assert_int_equal(cap_spool_put_seq(s, s1, &m, "a", 1), 0);
+	put(s, "4", "d");
+	m.origin = "2";
+	assert_int_equal(cap_spool_put_seq(s, s2, &m, "b", 1), 0);
+	const char *want[] = {"1", "2", "3", "4"}, *body[] = {"a", "b", "c", "d"};
+	for (int i = 0; i < 4; i++) {
+		e = expect_next(s, want[i], body[i]);
+		cap_spool_ack(s, e);
+	}
+	cap_spool_close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -232,6 +255,8 @@ int main(void)
 	                                        teardown),
 	        cmocka_unit_test_setup_teardown(test_spool_survives_restart, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_spool_corrupt_file_dropped, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_spool_reserved_seq_keeps_submit_order, setup,
+	                                        teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
