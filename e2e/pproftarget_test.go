@@ -8,6 +8,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -185,6 +188,37 @@ func TestPprofTarget(t *testing.T) {
 		code, b := fetch(t, tg.URL+"/debug/pprof/heap", 5*time.Second)
 		if code != 500 || !strings.Contains(string(b), "injected failure") {
 			t.Errorf("500: HTTP %d %q", code, b)
+		}
+	})
+
+	// A target whose parent dies exits by itself (no strays burning CPU).
+	t.Run("exit-with-parent", func(t *testing.T) {
+		t.Parallel()
+		bin, err := harness.PprofTargetBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := harness.AllocIP() + ":6060"
+		// The parent shell lives a second, so the target sees it before it dies.
+		out, err := exec.Command("bash", "-c", `"$0" -addr "$1" >/dev/null 2>&1 & echo $!; sleep 1`, bin, addr).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(out)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			if err != nil || strings.Contains(string(st), ") Z ") {
+				break // gone, or a zombie waiting for init to reap it
+			}
+			if time.Now().After(deadline) {
+				syscall.Kill(pid, syscall.SIGKILL)
+				t.Fatalf("orphaned pproftarget (pid %d) still running after 10s", pid)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 	})
 

@@ -43,6 +43,7 @@ type ControlPlane struct {
 	etcd      *Proc
 	apiserver *Proc
 	apiArgs   []string
+	admin     KeyPair
 	ownDir    bool
 }
 
@@ -70,16 +71,43 @@ func StartControlPlane(ctx context.Context, opts ControlPlaneOptions) (_ *Contro
 			cp.Stop()
 		}
 	}()
-	if err = cp.startEtcd(ctx); err != nil {
+	// A port from FreePort can be taken by someone else before the server
+	// binds it; such a start is retried on fresh ports.
+	for attempt := 1; ; attempt++ {
+		if err = cp.startEtcd(ctx); err == nil || attempt == 3 || !lostPortRace(cp.etcd) {
+			break
+		}
+		cp.etcd.Stop(time.Second)
+		os.RemoveAll(filepath.Join(cp.Dir, "etcd"))
+	}
+	if err != nil {
 		return nil, err
 	}
 	if err = cp.writeCredentials(opts.ExtraAPIServerFlags); err != nil {
 		return nil, err
 	}
-	if err = cp.StartAPIServer(ctx); err != nil {
+	for attempt := 1; ; attempt++ {
+		if err = cp.StartAPIServer(ctx); err == nil || attempt == 3 || !lostPortRace(cp.apiserver) {
+			break
+		}
+		cp.apiserver.Stop(time.Second)
+		if err = cp.listenOn(0); err != nil {
+			break
+		}
+	}
+	if err != nil {
 		return nil, err
 	}
 	return cp, nil
+}
+
+// lostPortRace tells whether p exited because its port was taken.
+func lostPortRace(p *Proc) bool {
+	if p == nil {
+		return false
+	}
+	exited, _ := p.Exited()
+	return exited && strings.Contains(p.Tail(40), "address already in use")
 }
 
 // TestControlPlane starts a control plane for t and stops it in t.Cleanup.
@@ -152,12 +180,7 @@ func (cp *ControlPlane) startEtcd(ctx context.Context) error {
 
 // writeCredentials makes the CA, the serving and admin certificates, the
 // ServiceAccount keys, the admin kubeconfig and the apiserver command line.
-func (cp *ControlPlane) writeCredentials(extra []string) error {
-	port, err := FreePort(apiServerIP)
-	if err != nil {
-		return err
-	}
-	cp.APIServerURL = fmt.Sprintf("https://%s:%d", apiServerIP, port)
+func (cp *ControlPlane) writeCredentials(extra []string) (err error) {
 	pki := filepath.Join(cp.Dir, "pki")
 	if err := os.MkdirAll(pki, 0o700); err != nil {
 		return err
@@ -187,24 +210,13 @@ func (cp *ControlPlane) writeCredentials(extra []string) error {
 	if err := writeServiceAccountKeys(filepath.Join(pki, "sa.key"), filepath.Join(pki, "sa.pub")); err != nil {
 		return err
 	}
+	cp.admin = admin
 	cp.AdminKubeconfig = filepath.Join(cp.Dir, "admin.kubeconfig")
-	if err := WriteKubeconfig(cp.AdminKubeconfig, KubeconfigParams{
-		Server: cp.APIServerURL, CAPEM: cp.CA.CertPEM, User: "admin",
-		ClientCertPEM: admin.CertPEM, ClientKeyPEM: admin.KeyPEM, Namespace: "default",
-	}); err != nil {
-		return err
-	}
-	pair, err := tls.X509KeyPair(admin.CertPEM, admin.KeyPEM)
-	if err != nil {
-		return err
-	}
-	cp.Kube = newKube(cp.APIServerURL, cp.CA.CertPEM, &pair, "")
-
 	cp.apiArgs = append([]string{
 		"--etcd-servers=" + cp.EtcdURL,
 		"--bind-address=" + apiServerIP,
 		"--advertise-address=" + apiServerIP,
-		"--secure-port=" + strconv.Itoa(port),
+		"--secure-port=0", // set by listenOn
 		"--cert-dir=" + pki,
 		"--tls-cert-file=" + filepath.Join(pki, "serving.crt"),
 		"--tls-private-key-file=" + filepath.Join(pki, "serving.key"),
@@ -218,6 +230,34 @@ func (cp *ControlPlane) writeCredentials(extra []string) error {
 		"--service-cluster-ip-range=10.0.0.0/24",
 		"--allow-privileged=true",
 	}, extra...)
+	return cp.listenOn(0)
+}
+
+// listenOn sets the apiserver's port (0: a free one) in its flags, the admin
+// kubeconfig and the admin client.
+func (cp *ControlPlane) listenOn(port int) (err error) {
+	if port == 0 {
+		if port, err = FreePort(apiServerIP); err != nil {
+			return err
+		}
+	}
+	cp.APIServerURL = fmt.Sprintf("https://%s:%d", apiServerIP, port)
+	for i, a := range cp.apiArgs {
+		if strings.HasPrefix(a, "--secure-port=") {
+			cp.apiArgs[i] = "--secure-port=" + strconv.Itoa(port)
+		}
+	}
+	if err := WriteKubeconfig(cp.AdminKubeconfig, KubeconfigParams{
+		Server: cp.APIServerURL, CAPEM: cp.CA.CertPEM, User: "admin",
+		ClientCertPEM: cp.admin.CertPEM, ClientKeyPEM: cp.admin.KeyPEM, Namespace: "default",
+	}); err != nil {
+		return err
+	}
+	pair, err := tls.X509KeyPair(cp.admin.CertPEM, cp.admin.KeyPEM)
+	if err != nil {
+		return err
+	}
+	cp.Kube = newKube(cp.APIServerURL, cp.CA.CertPEM, &pair, "")
 	return nil
 }
 

@@ -14,6 +14,8 @@
 //	huge     200 with an endless body starting with the gzip magic (-huge-size caps it)
 //	500      always HTTP 500 with a message
 //
+// By default the program exits when its parent dies (-exit-with-parent).
+//
 // -write-timeout sets the server's WriteTimeout. Go up to 1.22 answered
 // /profile?seconds=N with N >= WriteTimeout with HTTP 400 "profile duration
 // exceeds server's WriteTimeout"; newer Go (this program's) extends the write
@@ -54,6 +56,7 @@ type config struct {
 	slowRate     int
 	garbageSize  int
 	hugeSize     int64
+	withParent   bool
 }
 
 func main() {
@@ -71,6 +74,7 @@ func main() {
 	flag.IntVar(&c.slowRate, "slow-rate", 16, "slow mode: bytes per second")
 	flag.IntVar(&c.garbageSize, "garbage-size", 4096, "garbage mode: body size in bytes")
 	flag.Int64Var(&c.hugeSize, "huge-size", 0, "huge mode: body size in bytes (0 = endless)")
+	flag.BoolVar(&c.withParent, "exit-with-parent", true, "exit when the process that started this one dies (no strays after a killed test run)")
 	flag.Parse()
 
 	var h http.Handler
@@ -94,6 +98,9 @@ func main() {
 		log.Fatalf("pproftarget: unknown -mode %q", c.mode)
 	}
 
+	if c.withParent {
+		go exitWithParent()
+	}
 	startWorkload(c)
 
 	ln, err := net.Listen("tcp", c.addr)
@@ -110,6 +117,19 @@ func main() {
 	log.Printf("pproftarget: mode=%s serving %s on http://%s", c.mode, c.path, ln.Addr())
 	if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
 		log.Fatalf("pproftarget: %v", err)
+	}
+}
+
+// exitWithParent exits once this process is orphaned (re-parented to init or
+// a subreaper), so a test runner that dies or forgets to stop its targets
+// leaves no process burning CPU behind.
+func exitWithParent() {
+	parent := os.Getppid()
+	for range time.Tick(500 * time.Millisecond) {
+		if os.Getppid() != parent {
+			log.Printf("pproftarget: parent %d is gone; exiting", parent)
+			os.Exit(0)
+		}
 	}
 }
 
