@@ -113,12 +113,12 @@ struct cap_label {
 	const char *value;
 };
 
-/* Encodes labels for profefe's `labels` parameter: sorted by key (then
- * value), each key and value query-escaped (so ',' and '=' inside survive
- * profefe's split), joined as "k=v,k2=v2", never a leading or trailing comma.
- * Labels with an empty key are skipped. The result is the parameter's value;
- * it is escaped once more when it goes into a URL. Returns a malloc'd string
- * (the caller frees it; "" for no labels) or NULL when out of memory. */
+/* Encodes labels for profefe's `labels` parameter with reconcile's
+ * rec_labels_encode(), after sorting them by key (then value), each key and value query-escaped (so
+ * ',' and '=' inside survive profefe's split), joined as "k=v,k2=v2", never a leading or trailing
+ * comma. Labels with an empty key are skipped. The result is the parameter's value; it is escaped
+ * once more when it goes into a URL. Returns a malloc'd string (the caller frees it; "" for no
+ * labels) or NULL when out of memory. */
 char *cap_labels_encode(const struct cap_label *labels, size_t n);
 
 /* Query-escapes `s`: RFC 3986 unreserved bytes are kept, every other byte
