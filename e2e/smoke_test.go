@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -18,19 +17,13 @@ import (
 
 const k8sVersion = "v1.34.4"
 
-// crdFile is the ProfilingPolicy CRD from crd/, or the placeholder in
-// testdata/ while crd/ has none.
+// crdFile is the ProfilingPolicy CRD users install: crd/profilingpolicies.profefe.com.yaml.
 func crdFile(t *testing.T) string {
 	root, err := harness.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	real := filepath.Join(root, "crd", "profilingpolicies.profefe.com.yaml")
-	if _, err := os.Stat(real); err == nil {
-		return real
-	}
-	t.Logf("%s does not exist yet: using the placeholder CRD in testdata/", real)
-	return filepath.Join(root, "e2e", "testdata", "profilingpolicies-placeholder.yaml")
+	return filepath.Join(root, "crd", "profilingpolicies.profefe.com.yaml")
 }
 
 // TestSmoke proves every real part once: the control plane answers the real
