@@ -665,12 +665,19 @@ func TestPluginViaAPIServer(t *testing.T) {
 		t.Skipf("cannot create a network namespace here: %v", err)
 	}
 	t.Cleanup(func() { _ = run("netns", "del", name) })
-	for _, args := range [][]string{
-		{"-n", name, "link", "set", "lo", "up"},
-		{"-n", name, "link", "add", "kp0", "type", "dummy"},
-		{"-n", name, "addr", "add", ip + "/24", "dev", "kp0"},
-		{"-n", name, "link", "set", "kp0", "up"},
-	} {
+	// The pod address lives on a dummy interface or, where the dummy driver
+	// is missing, on a veth pair whose two ends both stay in the namespace.
+	if err := run("-n", name, "link", "set", "lo", "up"); err != nil {
+		t.Skipf("cannot set up the network namespace: %v", err)
+	}
+	var setup [][]string
+	if run("-n", name, "link", "add", "kp0", "type", "dummy") != nil {
+		setup = [][]string{{"-n", name, "link", "add", "kp0", "type", "veth", "peer", "name", "kp1"},
+			{"-n", name, "link", "set", "kp1", "up"}}
+	}
+	setup = append(setup, []string{"-n", name, "addr", "add", ip + "/24", "dev", "kp0"},
+		[]string{"-n", name, "link", "set", "kp0", "up"})
+	for _, args := range setup {
 		if err := run(args...); err != nil {
 			t.Skipf("cannot set up the network namespace: %v", err)
 		}

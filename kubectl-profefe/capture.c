@@ -125,6 +125,16 @@ out_free:
 	free(pod);
 }
 
+/* kube/'s one-line summary of an answer, without the "403: " it starts
+ * with when we print the status ourselves. */
+static const char *kube_msg(const struct kube_response *r)
+{
+	const char *m = r->message ? r->message : "";
+	size_t d = strspn(m, "0123456789");
+
+	return d > 0 && m[d] == ':' && m[d + 1] == ' ' ? m + d + 2 : m;
+}
+
 /* A GET of one named pod. */
 struct podreq {
 	struct cx *cx;
@@ -147,7 +157,8 @@ static void on_pod(void *arg, const struct kube_response *r)
 		} else if (r->status == 404)
 			kp_err("pod \"%s\" not found in namespace \"%s\"", pr->name, cx->rt.ns);
 		else
-			kp_err("getting pod \"%s\": %s", pr->name, r->message);
+			kp_err("getting pod \"%s\": HTTP %ld: %s", pr->name, r->status,
+			       kube_msg(r));
 	}
 	free(pr);
 }
@@ -165,8 +176,10 @@ static void on_list(void *arg, const struct kube_response *r)
 	    !json_object_is_type(items, json_type_array)) {
 		if (r->err)
 			kp_err("cannot reach the API server: %s", r->message);
+		else if (r->status == 200)
+			kp_err("listing pods: the API server sent no pod list");
 		else
-			kp_err("listing pods: %s", r->message);
+			kp_err("listing pods: HTTP %ld: %s", r->status, kube_msg(r));
 		cx->list_failed = 1;
 		return;
 	}
@@ -441,7 +454,7 @@ static void on_proxied(void *arg, const struct kube_response *r)
 		snprintf(line, sizeof(line), "%.*s", (int)(n < 159 ? n : 159), r->body);
 		snprintf(what, sizeof(what), "capture through the API server failed (HTTP %ld)",
 		         r->status);
-		fail(j, what, r->json ? r->message : line);
+		fail(j, what, r->json ? kube_msg(r) : line);
 		job_done(j);
 	} else {
 		switch (cap_pprof_check(r->body, r->body_len)) {
