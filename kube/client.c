@@ -320,8 +320,7 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *ud)
 	size_t n = size * nmemb;
 	long status = 0;
 
-	if (c->stream) {
-		curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
+	if (c->stream && curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK) {
 		if (status == 200) {
 			if (c->stream(c->sarg, ptr, n)) {
 				c->stream_failed = 1;
@@ -461,7 +460,8 @@ static void fill_response(struct kube_call *c, CURLcode rc, struct kube_response
 {
 	struct json_object *v;
 
-	curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &r->status);
+	if (curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &r->status) != CURLE_OK)
+		r->status = 0;
 	r->err = curl_to_errno(rc, c);
 	r->body = c->resp.data ? c->resp.data : "";
 	r->body_len = c->resp.len;
@@ -521,7 +521,8 @@ static void on_done(void *arg, CURL *easy, CURLcode rc)
 	long status = 0, delay;
 
 	(void)easy;
-	curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
+	if (curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
+		status = 0;
 	delay = retry_delay(c, rc, status);
 	if (delay >= 0) {
 		log_debug("kube: retrying request", "method", c->method, "path", c->path, NULL);

@@ -92,13 +92,7 @@ void kube_recorder_counts(const struct kube_recorder *rec, uint64_t *creates, ui
 	*patches = rec->patches;
 }
 
-static void add_str(struct json_object *o, const char *k, const char *v)
-{
-	if (v)
-		json_object_object_add(o, k, json_object_new_string(v));
-}
-
-/* Builds the Event object for a new series. */
+/* Builds the Event object for a new series, or NULL without memory. */
 static struct json_object *build_event(struct kube_recorder *rec, struct series *s,
                                        const struct kube_objref *obj, const char *type,
                                        const char *reason, const char *message)
@@ -106,31 +100,36 @@ static struct json_object *build_event(struct kube_recorder *rec, struct series 
 	struct json_object *ev = json_object_new_object(), *meta = json_object_new_object();
 	struct json_object *inv = json_object_new_object(), *src = json_object_new_object();
 	char ts[40];
+	int rc = 0;
 
 	kube__format_time(s->first_ms, 0, ts, sizeof(ts));
-	add_str(ev, "apiVersion", "v1");
-	add_str(ev, "kind", "Event");
-	add_str(meta, "name", s->name);
-	add_str(meta, "namespace", s->ns);
-	json_object_object_add(ev, "metadata", meta);
-	add_str(inv, "apiVersion", obj->api_version);
-	add_str(inv, "kind", obj->kind);
-	add_str(inv, "namespace", obj->ns);
-	add_str(inv, "name", obj->name);
-	add_str(inv, "uid", obj->uid);
-	add_str(inv, "resourceVersion", obj->resource_version);
-	json_object_object_add(ev, "involvedObject", inv);
-	add_str(ev, "type", type);
-	add_str(ev, "reason", reason);
-	add_str(ev, "message", message);
-	add_str(src, "component", rec->component);
-	add_str(src, "host", rec->host);
-	json_object_object_add(ev, "source", src);
-	add_str(ev, "reportingComponent", rec->component);
-	add_str(ev, "reportingInstance", rec->host ? rec->host : rec->component);
-	add_str(ev, "firstTimestamp", ts);
-	add_str(ev, "lastTimestamp", ts);
-	json_object_object_add(ev, "count", json_object_new_int(1));
+	rc |= kube__jadd_str(meta, "name", s->name);
+	rc |= kube__jadd_str(meta, "namespace", s->ns);
+	rc |= kube__jadd_str(inv, "apiVersion", obj->api_version);
+	rc |= kube__jadd_str(inv, "kind", obj->kind);
+	rc |= kube__jadd_str(inv, "namespace", obj->ns);
+	rc |= kube__jadd_str(inv, "name", obj->name);
+	rc |= kube__jadd_str(inv, "uid", obj->uid);
+	rc |= kube__jadd_str(inv, "resourceVersion", obj->resource_version);
+	rc |= kube__jadd_str(src, "component", rec->component);
+	rc |= kube__jadd_str(src, "host", rec->host);
+	rc |= kube__jadd_str(ev, "apiVersion", "v1");
+	rc |= kube__jadd_str(ev, "kind", "Event");
+	rc |= kube__jadd(ev, "metadata", meta);
+	rc |= kube__jadd(ev, "involvedObject", inv);
+	rc |= kube__jadd(ev, "source", src);
+	rc |= kube__jadd_str(ev, "type", type);
+	rc |= kube__jadd_str(ev, "reason", reason);
+	rc |= kube__jadd_str(ev, "message", message);
+	rc |= kube__jadd_str(ev, "reportingComponent", rec->component);
+	rc |= kube__jadd_str(ev, "reportingInstance", rec->host ? rec->host : rec->component);
+	rc |= kube__jadd_str(ev, "firstTimestamp", ts);
+	rc |= kube__jadd_str(ev, "lastTimestamp", ts);
+	rc |= kube__jadd(ev, "count", json_object_new_int(1));
+	if (rc) {
+		json_object_put(ev);
+		return NULL;
+	}
 	return ev;
 }
 
@@ -167,19 +166,20 @@ static void series_send(struct series *s)
 	int rc;
 
 	kube__format_time(s->last_ms, 0, ts, sizeof(ts));
+	body = s->created ? json_object_new_object() : json_object_get(s->ev);
+	if (kube__jadd(body, "count", json_object_new_int((int32_t)s->count)) ||
+	    kube__jadd_str(body, "lastTimestamp", ts)) {
+		json_object_put(body);
+		log_warn("kube: cannot build event", "name", s->name, NULL);
+		return;
+	}
 	if (!s->created) {
-		body = json_object_get(s->ev);
-		json_object_object_add(body, "count", json_object_new_int((int32_t)s->count));
-		json_object_object_add(body, "lastTimestamp", json_object_new_string(ts));
 		kube_path(path, sizeof(path), "", "v1", s->ns, "events", NULL, NULL);
 		rc = kube_request(rec->kc, "POST", path, body, NULL, written, s, &s->call);
 		rec->creates++;
 	} else {
 		struct kube_req_opts o = {.content_type = "application/merge-patch+json"};
 
-		body = json_object_new_object();
-		json_object_object_add(body, "count", json_object_new_int((int32_t)s->count));
-		json_object_object_add(body, "lastTimestamp", json_object_new_string(ts));
 		kube_path(path, sizeof(path), "", "v1", s->ns, "events", s->name, NULL);
 		rc = kube_request(rec->kc, "PATCH", path, body, &o, written, s, &s->call);
 		rec->patches++;

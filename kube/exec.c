@@ -35,45 +35,51 @@ static int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The spec.cluster of KUBERNETES_EXEC_INFO, for provideClusterInfo. */
+static struct json_object *cluster_info(const struct kube_config *cfg)
+{
+	struct json_object *cl = json_object_new_object();
+	int rc = 0;
+
+	rc |= kube__jadd_str(cl, "server", cfg->server);
+	rc |= kube__jadd_str(cl, "tls-server-name", cfg->tls_server_name);
+	if (cfg->insecure)
+		rc |= kube__jadd(cl, "insecure-skip-tls-verify", json_object_new_boolean(1));
+	if (cfg->ca.data && cfg->ca.len < (1u << 22)) {
+		char *b64 = malloc(cfg->ca.len / 3 * 4 + 8);
+
+		if (b64)
+			EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)cfg->ca.data,
+			                (int)cfg->ca.len);
+		rc |= b64 ? kube__jadd_str(cl, "certificate-authority-data", b64) : -ENOMEM;
+		free(b64);
+	}
+	if (rc) {
+		json_object_put(cl);
+		return NULL;
+	}
+	return cl;
+}
+
 /* Builds the KUBERNETES_EXEC_INFO JSON. Returns a malloc'd string. */
 static char *exec_info(const struct kube__exec *ex, const struct kube_config *cfg)
 {
 	struct json_object *o = json_object_new_object(), *spec = json_object_new_object();
+	const char *txt;
 	char *s = NULL;
+	int rc = 0;
 
-	if (!o || !spec)
-		goto out;
-	json_object_object_add(o, "apiVersion", json_object_new_string(ex->api_version));
-	json_object_object_add(o, "kind", json_object_new_string("ExecCredential"));
-	json_object_object_add(spec, "interactive", json_object_new_boolean(0));
-	if (ex->provide_cluster_info && cfg) {
-		struct json_object *cl = json_object_new_object();
-
-		json_object_object_add(cl, "server", json_object_new_string(cfg->server));
-		if (cfg->tls_server_name)
-			json_object_object_add(cl, "tls-server-name",
-			                       json_object_new_string(cfg->tls_server_name));
-		if (cfg->insecure)
-			json_object_object_add(cl, "insecure-skip-tls-verify",
-			                       json_object_new_boolean(1));
-		if (cfg->ca.data && cfg->ca.len < (1u << 22)) {
-			char *b64 = malloc(cfg->ca.len / 3 * 4 + 8);
-
-			if (b64) {
-				EVP_EncodeBlock((unsigned char *)b64,
-				                (const unsigned char *)cfg->ca.data,
-				                (int)cfg->ca.len);
-				json_object_object_add(cl, "certificate-authority-data",
-				                       json_object_new_string(b64));
-				free(b64);
-			}
-		}
-		json_object_object_add(spec, "cluster", cl);
-	}
-	json_object_object_add(o, "spec", json_object_get(spec));
-	s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-	                                                     JSON_C_TO_STRING_NOSLASHESCAPE));
-out:
+	rc |= kube__jadd_str(o, "apiVersion", ex->api_version);
+	rc |= kube__jadd_str(o, "kind", "ExecCredential");
+	rc |= kube__jadd(spec, "interactive", json_object_new_boolean(0));
+	if (ex->provide_cluster_info && cfg)
+		rc |= kube__jadd(spec, "cluster", cluster_info(cfg));
+	rc |= kube__jadd(o, "spec", json_object_get(spec));
+	txt = rc ? NULL
+	         : json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+	                                                     JSON_C_TO_STRING_NOSLASHESCAPE);
+	if (txt)
+		s = strdup(txt);
 	json_object_put(spec);
 	json_object_put(o);
 	return s;

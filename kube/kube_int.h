@@ -61,6 +61,13 @@ int kube__kubeconfig_parse(const char *const *names, const char *const *bufs, co
 /* Base64 (standard alphabet, padding optional, whitespace ignored).
  * Returns 0 and a malloc'd buffer, or -EINVAL / -ENOMEM. */
 int kube__b64_decode(const char *in, size_t n, struct kube__blob *out);
+/* Adds `v_take` to object `o` under `k`, taking ownership of it either
+ * way. Returns 0, or -ENOMEM when `v_take` is NULL or the add fails, so a
+ * builder can OR the results together and check once. */
+int kube__jadd(struct json_object *o, const char *k, struct json_object *v_take);
+/* As kube__jadd() with a new string; a NULL `s` adds nothing. */
+int kube__jadd_str(struct json_object *o, const char *k, const char *s);
+
 /* Reads a whole file up to `cap` bytes into a NUL-terminated blob. */
 int kube__read_file(const char *path, size_t cap, struct kube__blob *out);
 void kube__blob_free(struct kube__blob *b);

@@ -110,23 +110,24 @@ static struct json_object *our_spec(struct kube_leader *le, struct json_object *
 {
 	struct json_object *s = json_object_new_object();
 	const char *holder = old ? spec_str(old, "holderIdentity") : NULL;
+	const char *acquired = old ? spec_str(old, "acquireTime") : NULL;
 	int ours = holder && !strcmp(holder, le->identity);
 	int64_t trans = old ? spec_int(old, "leaseTransitions", 0) : 0;
 	char now[40];
+	int rc = 0;
 
 	kube__format_time(loop_wall_ms(), 1, now, sizeof(now));
-	json_object_object_add(s, "holderIdentity",
-	                       json_object_new_string(release ? "" : le->identity));
-	json_object_object_add(s, "leaseDurationSeconds",
-	                       json_object_new_int(release ? 1 : (int32_t)(le->lease_ms / 1000)));
-	if (ours && spec_str(old, "acquireTime") && !release)
-		json_object_object_add(s, "acquireTime",
-		                       json_object_new_string(spec_str(old, "acquireTime")));
-	else
-		json_object_object_add(s, "acquireTime", json_object_new_string(now));
-	json_object_object_add(s, "renewTime", json_object_new_string(now));
-	json_object_object_add(s, "leaseTransitions",
-	                       json_object_new_int64(old && !ours && !release ? trans + 1 : trans));
+	rc |= kube__jadd_str(s, "holderIdentity", release ? "" : le->identity);
+	rc |= kube__jadd(s, "leaseDurationSeconds",
+	                 json_object_new_int(release ? 1 : (int32_t)(le->lease_ms / 1000)));
+	rc |= kube__jadd_str(s, "acquireTime", ours && acquired && !release ? acquired : now);
+	rc |= kube__jadd_str(s, "renewTime", now);
+	rc |= kube__jadd(s, "leaseTransitions",
+	                 json_object_new_int64(old && !ours && !release ? trans + 1 : trans));
+	if (rc) {
+		json_object_put(s);
+		return NULL;
+	}
 	return s;
 }
 
@@ -163,13 +164,19 @@ static void write_lease(struct kube_leader *le, struct json_object *lease_take, 
 static void create_lease(struct kube_leader *le)
 {
 	struct json_object *l = json_object_new_object(), *m = json_object_new_object();
+	int rc = 0;
 
-	json_object_object_add(l, "apiVersion", json_object_new_string("coordination.k8s.io/v1"));
-	json_object_object_add(l, "kind", json_object_new_string("Lease"));
-	json_object_object_add(m, "name", json_object_new_string(le->name));
-	json_object_object_add(m, "namespace", json_object_new_string(le->ns));
-	json_object_object_add(l, "metadata", m);
-	json_object_object_add(l, "spec", our_spec(le, NULL, 0));
+	rc |= kube__jadd_str(m, "name", le->name);
+	rc |= kube__jadd_str(m, "namespace", le->ns);
+	rc |= kube__jadd_str(l, "apiVersion", "coordination.k8s.io/v1");
+	rc |= kube__jadd_str(l, "kind", "Lease");
+	rc |= kube__jadd(l, "metadata", m);
+	rc |= kube__jadd(l, "spec", our_spec(le, NULL, 0));
+	if (rc) {
+		json_object_put(l);
+		arm(le);
+		return;
+	}
 	write_lease(le, l, 1);
 }
 
@@ -205,7 +212,11 @@ static void got(void *arg, const struct kube_response *r)
 		arm(le);
 		return;
 	}
-	json_object_object_add(copy, "spec", our_spec(le, spec, 0));
+	if (kube__jadd(copy, "spec", our_spec(le, spec, 0))) {
+		json_object_put(copy);
+		arm(le);
+		return;
+	}
 	write_lease(le, copy, 0);
 }
 
@@ -296,8 +307,8 @@ void kube_leader_release(struct kube_leader *le, void (*done)(void *arg), void *
 		return;
 	}
 	json_object_object_get_ex(le->cur, "spec", &spec);
-	json_object_object_add(copy, "spec", our_spec(le, spec, 1));
-	if (kube_request(le->kc, "PUT", le->item, copy, &o, released, le, &le->call)) {
+	if (kube__jadd(copy, "spec", our_spec(le, spec, 1)) ||
+	    kube_request(le->kc, "PUT", le->item, copy, &o, released, le, &le->call)) {
 		le->call = NULL;
 		if (done)
 			done(arg);

@@ -4,6 +4,7 @@
 #include "kube/kube_int.h"
 
 #include <errno.h>
+#include <json-c/json.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -312,4 +313,20 @@ int kube_path(char *buf, size_t n, const char *group, const char *version, const
 		}
 	}
 	return 0;
+}
+
+int kube__jadd(struct json_object *o, const char *k, struct json_object *v_take)
+{
+	if (!o || !v_take)
+		goto err;
+	if (json_object_object_add(o, k, v_take) == 0)
+		return 0;
+err:
+	json_object_put(v_take);
+	return -ENOMEM;
+}
+
+int kube__jadd_str(struct json_object *o, const char *k, const char *s)
+{
+	return s ? kube__jadd(o, k, json_object_new_string(s)) : 0;
 }
