@@ -314,7 +314,12 @@ func TestPlugin(t *testing.T) {
 
 	t.Run("capture-by-namespace-all-default-types", func(t *testing.T) {
 		dir := t.TempDir()
-		r := mustKP(t, nil, kc, "capture", "-n", ns1, "--seconds", "1", "--output-dir", dir)
+		t0 := time.Now()
+		r := mustKP(t, nil, kc, "capture", "-n", ns1, "--seconds", "3", "--output-dir", dir)
+		// Three pods' 3 s CPU profiles one after another would take 9 s.
+		if el := time.Since(t0); el > 7*time.Second {
+			t.Errorf("capturing 3 pods with --seconds 3 took %v: not in parallel", el)
+		}
 		cs := parseCaptured(t, r)
 		var want []string
 		for _, pod := range []string{"custom", "web-5d4c8-aaaaa", "web-5d4c8-bbbbb"} {
@@ -328,8 +333,8 @@ func TestPlugin(t *testing.T) {
 		}
 		for _, c := range cs {
 			p := parseProfileFile(t, c.File)
-			if c.Type == "cpu" && (p.DurationNanos < int64(900*time.Millisecond) || p.DurationNanos > int64(5*time.Second)) {
-				t.Errorf("%s: CPU profile of %v, want about --seconds 1", c.File, time.Duration(p.DurationNanos))
+			if c.Type == "cpu" && (p.DurationNanos < int64(2900*time.Millisecond) || p.DurationNanos > int64(6*time.Second)) {
+				t.Errorf("%s: CPU profile of %v, want about --seconds 3", c.File, time.Duration(p.DurationNanos))
 			}
 		}
 	})
@@ -623,6 +628,23 @@ func TestPlugin(t *testing.T) {
 		wantOneError(t, runKP(t, nil, "capture", "--type", "wall"), `invalid --type "wall"`)
 		wantOneError(t, runKP(t, nil, "frobnicate"), `unknown command "frobnicate"`)
 		wantOneError(t, runKP(t, nil, "capture", "-n"), "flag needs an argument")
+	})
+
+	// Once the binary is on PATH, the real kubectl runs it as `kubectl profefe`.
+	t.Run("kubectl-runs-the-plugin", func(t *testing.T) {
+		cmd := exec.CommandContext(ctx, cp.Bins.Kubectl, "profefe", "capture", "web-5d4c8-aaaaa", "-n", ns1,
+			"--type", "heap", "--output-dir", t.TempDir(), kc)
+		var env []string
+		for _, e := range os.Environ() {
+			if !strings.HasPrefix(e, "PATH=") && !strings.HasPrefix(e, "HOME=") && !strings.HasPrefix(e, "KUBECONFIG=") {
+				env = append(env, e)
+			}
+		}
+		cmd.Env = append(env, "HOME="+t.TempDir(), "PATH="+filepath.Dir(pluginBinary(t))+":"+os.Getenv("PATH"))
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(out), ns1+"/web-5d4c8-aaaaa heap ") {
+			t.Fatalf("kubectl profefe capture: %v\n%s", err, out)
+		}
 	})
 
 	t.Run("help-on-every-command", func(t *testing.T) {
