@@ -155,7 +155,7 @@ static void report(struct cap_pusher *p, const struct cap_push_meta *m,
 {
 	if (r->res == CAP_RES_OK)
 		p->delivered++;
-	else
+	else if (r->res == CAP_RES_HTTP)
 		p->rejected++;
 	if (p->fn)
 		p->fn(p->arg, m, r->res, r->http_status, r->message, r->id);
