@@ -388,117 +388,142 @@ static int apply(struct kp_opts *o, const struct seen *s, char *err, size_t errl
 	return 0;
 }
 
-/* Checks what only makes sense once every flag is known. */
-static int validate(struct kp_opts *o, char *err, size_t errlen)
+/* The profefe type given with --type, if any, must be one profefe knows
+ * (load also takes allocs, stored as heap). */
+static int validate_type(const struct kp_opts *o, char *err, size_t errlen)
 {
 	static const char *const pf_types[] = {"cpu",       "heap",         "block", "mutex",
 	                                       "goroutine", "threadcreate", "other"};
-	int type_ok = o->type == NULL;
 
-	for (size_t i = 0; !type_ok && i < sizeof(pf_types) / sizeof(pf_types[0]); i++)
-		type_ok = strcmp(o->type, pf_types[i]) == 0 ||
-		          (o->cmd == KP_CMD_LOAD && strcmp(o->type, "allocs") == 0);
-	if (!type_ok) {
+	if (o->type == NULL || (o->cmd == KP_CMD_LOAD && strcmp(o->type, "allocs") == 0))
+		return 0;
+	for (size_t i = 0; i < sizeof(pf_types) / sizeof(pf_types[0]); i++)
+		if (strcmp(o->type, pf_types[i]) == 0)
+			return 0;
+	errf(err, errlen,
+	     "invalid --type \"%s\": want cpu, heap, block, mutex, goroutine, threadcreate or "
+	     "other%s",
+	     o->type, o->cmd == KP_CMD_LOAD ? " (or allocs)" : "");
+	return -EINVAL;
+}
+
+/* capture: pods by name or selector, one sink, and the defaults. */
+static int validate_capture(struct kp_opts *o, char *err, size_t errlen)
+{
+	if (o->all_ns && o->nargs > 0) {
 		errf(err, errlen,
-		     "invalid --type \"%s\": want cpu, heap, block, mutex, goroutine, threadcreate "
-		     "or other%s",
-		     o->type, o->cmd == KP_CMD_LOAD ? " (or allocs)" : "");
+		     "a pod cannot be chosen by name across all namespaces (drop -A, "
+		     "or use -l)");
 		return -EINVAL;
 	}
-	switch (o->cmd) {
-	case KP_CMD_CAPTURE:
-		if (o->all_ns && o->nargs > 0) {
-			errf(err, errlen,
-			     "a pod cannot be chosen by name across all namespaces "
-			     "(drop -A, or use -l)");
-			return -EINVAL;
-		}
-		if (o->nargs > 0 && o->selector) {
-			errf(err, errlen, "choose pods by name or by -l selector, not both");
-			return -EINVAL;
-		}
-		if (o->output_dir && o->profefe_url) {
-			errf(err, errlen, "--output-dir and --profefe-url exclude each other");
-			return -EINVAL;
-		}
-		if (o->ntypes == 0) {
-			o->types[o->ntypes++] = REC_PROF_CPU;
-			o->types[o->ntypes++] = REC_PROF_HEAP;
-			o->types[o->ntypes++] = REC_PROF_GOROUTINE;
-		}
-		if (o->seconds == 0)
-			o->seconds = REC_DEFAULT_CPU_SECONDS;
-		break;
-	case KP_CMD_GET_PROFILES:
-	case KP_CMD_GET_SERVICES:
-		if (o->nargs > 0) {
-			errf(err, errlen, "unexpected argument \"%s\" for %s", o->args[0],
-			     kp_cmd_name(o->cmd));
-			return -EINVAL;
-		}
-		if (o->output == NULL || strcmp(o->output, "") == 0)
-			o->fmt = KP_FMT_TABLE;
-		else if (strcmp(o->output, "wide") == 0)
-			o->fmt = KP_FMT_WIDE;
-		else if (strcmp(o->output, "json") == 0)
-			o->fmt = KP_FMT_JSON;
-		else if (strcmp(o->output, "yaml") == 0)
-			o->fmt = KP_FMT_YAML;
-		else {
-			errf(err, errlen,
-			     "unable to match a printer for -o \"%s\": want json, yaml or "
-			     "wide",
-			     o->output);
-			return -EINVAL;
-		}
-		if (o->cmd == KP_CMD_GET_PROFILES && (o->service == NULL || !o->service[0])) {
-			errf(err, errlen,
-			     "get profiles needs --service (see kubectl profefe get "
-			     "services)");
-			return -EINVAL;
-		}
-		break;
-	case KP_CMD_LOAD:
-		if (o->nargs == 0) {
-			errf(err, errlen, "load needs at least one FILE");
-			return -EINVAL;
-		}
-		if (o->service == NULL || !o->service[0]) {
-			errf(err, errlen,
-			     "load needs --service, the profefe service to store under");
-			return -EINVAL;
-		}
-		break;
-	case KP_CMD_PPROF:
-		if (o->nargs == 0) {
-			errf(err, errlen,
-			     "pprof needs at least one profile ID (see kubectl profefe "
-			     "get profiles)");
-			return -EINVAL;
-		}
-		for (size_t i = 0; i < o->nargs; i++)
-			if (o->args[i][0] == '\0' || strpbrk(o->args[i], "+/?#% ")) {
-				errf(err, errlen, "invalid profile ID \"%s\"", o->args[i]);
-				return -EINVAL;
-			}
-		break;
-	case KP_CMD_MERGE:
-		if (o->nargs > 0) {
-			errf(err, errlen,
-			     "unexpected argument \"%s\" for merge (to merge IDs, use "
-			     "pprof ID...)",
-			     o->args[0]);
-			return -EINVAL;
-		}
-		if (o->service == NULL || !o->service[0] || o->type == NULL) {
-			errf(err, errlen, "merge needs --service and --type");
-			return -EINVAL;
-		}
-		break;
-	default:
-		break;
+	if (o->nargs > 0 && o->selector) {
+		errf(err, errlen, "choose pods by name or by -l selector, not both");
+		return -EINVAL;
+	}
+	if (o->output_dir && o->profefe_url) {
+		errf(err, errlen, "--output-dir and --profefe-url exclude each other");
+		return -EINVAL;
+	}
+	if (o->ntypes == 0) {
+		o->types[o->ntypes++] = REC_PROF_CPU;
+		o->types[o->ntypes++] = REC_PROF_HEAP;
+		o->types[o->ntypes++] = REC_PROF_GOROUTINE;
+	}
+	if (o->seconds == 0)
+		o->seconds = REC_DEFAULT_CPU_SECONDS;
+	return 0;
+}
+
+/* get profiles / get services: no arguments, a known -o, and a service. */
+static int validate_get(struct kp_opts *o, char *err, size_t errlen)
+{
+	static const struct {
+		const char *name;
+		enum kp_fmt fmt;
+	} fmts[] = {{"", KP_FMT_TABLE},
+	            {"wide", KP_FMT_WIDE},
+	            {"json", KP_FMT_JSON},
+	            {"yaml", KP_FMT_YAML}};
+	size_t i;
+
+	if (o->nargs > 0) {
+		errf(err, errlen, "unexpected argument \"%s\" for %s", o->args[0],
+		     kp_cmd_name(o->cmd));
+		return -EINVAL;
+	}
+	for (i = 0; i < sizeof(fmts) / sizeof(fmts[0]); i++)
+		if (strcmp(o->output ? o->output : "", fmts[i].name) == 0)
+			break;
+	if (i == sizeof(fmts) / sizeof(fmts[0])) {
+		errf(err, errlen,
+		     "unable to match a printer for -o \"%s\": want json, yaml or wide", o->output);
+		return -EINVAL;
+	}
+	o->fmt = fmts[i].fmt;
+	if (o->cmd == KP_CMD_GET_PROFILES && (o->service == NULL || !o->service[0])) {
+		errf(err, errlen,
+		     "get profiles needs --service (see kubectl profefe get services)");
+		return -EINVAL;
 	}
 	return 0;
+}
+
+/* load, pprof and merge: what each must be given. */
+static int validate_transfer(const struct kp_opts *o, char *err, size_t errlen)
+{
+	int has_service = o->service && o->service[0];
+
+	if (o->cmd == KP_CMD_LOAD && o->nargs == 0) {
+		errf(err, errlen, "load needs at least one FILE");
+		return -EINVAL;
+	}
+	if (o->cmd == KP_CMD_LOAD && !has_service) {
+		errf(err, errlen, "load needs --service, the profefe service to store under");
+		return -EINVAL;
+	}
+	if (o->cmd == KP_CMD_PPROF && o->nargs == 0) {
+		errf(err, errlen,
+		     "pprof needs at least one profile ID (see kubectl profefe get "
+		     "profiles)");
+		return -EINVAL;
+	}
+	for (size_t i = 0; o->cmd == KP_CMD_PPROF && i < o->nargs; i++)
+		if (o->args[i][0] == '\0' || strpbrk(o->args[i], "+/?#% ")) {
+			errf(err, errlen, "invalid profile ID \"%s\"", o->args[i]);
+			return -EINVAL;
+		}
+	if (o->cmd == KP_CMD_MERGE && o->nargs > 0) {
+		errf(err, errlen,
+		     "unexpected argument \"%s\" for merge (to merge IDs, use pprof "
+		     "ID...)",
+		     o->args[0]);
+		return -EINVAL;
+	}
+	if (o->cmd == KP_CMD_MERGE && (!has_service || o->type == NULL)) {
+		errf(err, errlen, "merge needs --service and --type");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Checks what only makes sense once every flag is known. */
+static int validate(struct kp_opts *o, char *err, size_t errlen)
+{
+	if (validate_type(o, err, errlen) < 0)
+		return -EINVAL;
+	switch (o->cmd) {
+	case KP_CMD_CAPTURE:
+		return validate_capture(o, err, errlen);
+	case KP_CMD_GET_PROFILES:
+	case KP_CMD_GET_SERVICES:
+		return validate_get(o, err, errlen);
+	case KP_CMD_LOAD:
+	case KP_CMD_PPROF:
+	case KP_CMD_MERGE:
+		return validate_transfer(o, err, errlen);
+	default:
+		return 0;
+	}
 }
 
 int kp_parse_args(int argc, char **argv, struct kp_opts *o, char *err, size_t errlen)
