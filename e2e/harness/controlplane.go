@@ -149,13 +149,13 @@ func (cp *ControlPlane) startEtcd(ctx context.Context) error {
 	pu := fmt.Sprintf("http://%s:%d", apiServerIP, peer)
 	cp.EtcdURL = cu
 	args := []string{
-		"--name=default",
+		"--name=e2e",
 		"--data-dir=" + filepath.Join(cp.Dir, "etcd"),
 		"--listen-client-urls=" + cu,
 		"--advertise-client-urls=" + cu,
 		"--listen-peer-urls=" + pu,
 		"--initial-advertise-peer-urls=" + pu,
-		"--initial-cluster=default=" + pu,
+		"--initial-cluster=e2e=" + pu,
 		"--unsafe-no-fsync=true", // throwaway data; fsync dominates on slow disks
 		"--log-level=warn",
 	}
