@@ -108,7 +108,9 @@ struct rec_selector {
 
 /* Parses a metav1.LabelSelector object (lent; NULL = empty selector).
  * Problems go to `errs` with paths under `path` (e.g. "spec.selector").
- * Returns 0 (check errs->n), -EINVAL when errors were added, or -ENOMEM. */
+ * Returns 0, -EINVAL when errors were added (the valid requirements are
+ * kept), or -ENOMEM. *out is always initialised and owned by the caller:
+ * free it with rec_selector_free() whatever the result. */
 int rec_selector_parse(const struct json_object *obj, const char *path, struct rec_selector *out,
                        struct rec_errs *errs);
 /* True when `labels` satisfies every requirement. In: key present with a
@@ -128,8 +130,9 @@ void rec_selector_free(struct rec_selector *s);
  * footer, so times past the last listed transition follow the footer rule.
  * We parse TZif ourselves rather than switching TZ and calling
  * localtime_r(): setenv("TZ") is process-global state in a program with
- * one event loop, and tzset() rereads files behind our back. Zones are
- * reference counted and immutable, so any number of schedules share one. */
+ * one event loop, and tzset() rereads files behind our back. A zone's data
+ * never changes after parsing and zones are reference counted, so any
+ * number of schedules share one. */
 
 struct rec_zone;
 

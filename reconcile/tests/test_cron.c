@@ -10,7 +10,7 @@
 #include <errno.h>
 #include <cmocka.h>
 
-#include "reconcile/reconcile.h"
+#include "reconcile/internal.h"
 
 static int64_t T(const char *s)
 {
@@ -427,6 +427,107 @@ static void test_time_format_and_parse_roundtrip(void **state)
 	assert_int_equal(rec_time_parse("2024-01-01T00:00:00", &ms), -EINVAL);
 }
 
+/* A deterministic generator for the property test below. */
+static uint32_t prng(uint32_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 17;
+	*x ^= *x << 5;
+	return *x;
+}
+
+/* Writes a random field over [lo, hi] into buf and its value set into
+ * *bits; returns 1 when the field counts as unrestricted ("*"). */
+static int random_field(uint32_t *r, int lo, int hi, char *buf, uint64_t *bits)
+{
+	int star = 0, n = 1 + (int)(prng(r) % 3);
+
+	*bits = 0;
+	buf[0] = '\0';
+	for (int i = 0; i < n; i++) {
+		int a = lo + (int)(prng(r) % (unsigned)(hi - lo + 1)), b = a, step = 1;
+		switch (prng(r) % 5) {
+		case 0:
+			a = lo, b = hi, star = 1;
+			sprintf(buf + strlen(buf), "%s*", i ? "," : "");
+			break;
+		case 1:
+			a = lo, b = hi, step = 2 + (int)(prng(r) % 6);
+			sprintf(buf + strlen(buf), "%s*/%d", i ? "," : "", step);
+			break;
+		case 2:
+			b = a + (int)(prng(r) % (unsigned)(hi - a + 1));
+			sprintf(buf + strlen(buf), "%s%d-%d", i ? "," : "", a, b);
+			break;
+		default:
+			sprintf(buf + strlen(buf), "%s%d", i ? "," : "", a);
+			break;
+		}
+		for (int v = a; v <= b; v += step)
+			*bits |= 1ULL << v;
+	}
+	return star;
+}
+
+/* Brute force: steps minute by minute through local wall-clock time and
+ * applies CronJob's matching rules directly. */
+static int64_t brute_next(const struct rec_zone *z, const uint64_t *f, int dom_star, int dow_star,
+                          int64_t after_ms, int days)
+{
+	int64_t t = (after_ms / 60000) * 60 + 60;
+
+	for (int64_t k = 0; k < (int64_t)days * 1440; k++, t += 60) {
+		int64_t l = t + rec_zone_offset(z, t), d = l / 86400, y;
+		unsigned mo, dd, sod = (unsigned)(l - d * 86400);
+		rec__civil_from_days(d, &y, &mo, &dd);
+		if (!((f[0] >> (sod / 60 % 60)) & 1) || !((f[1] >> (sod / 3600)) & 1) ||
+		    !((f[3] >> mo) & 1) || sod % 60)
+			continue;
+		int dm = (f[2] >> dd) & 1, wm = (f[4] >> rec__weekday(d)) & 1;
+		if ((dom_star || dow_star) ? (dm && wm) : (dm || wm))
+			return t * 1000;
+	}
+	return -1;
+}
+
+static void test_cron_next_matches_brute_force(void **state)
+{
+	static const char *const zones[] = {"America/New_York", "Europe/Berlin", "Pacific/Chatham",
+	                                    "Australia/Lord_Howe", "UTC"};
+	static const int lo[5] = {0, 0, 1, 1, 0}, hi[5] = {59, 23, 31, 12, 6};
+	uint32_t r = 12345;
+
+	for (int i = 0; i < 400; i++) {
+		char fields[5][64], spec[340], err[200];
+		uint64_t bits[5];
+		int star[5];
+		struct rec_zone *z;
+		struct rec_schedule *s;
+		for (int k = 0; k < 5; k++)
+			star[k] = random_field(&r, lo[k], hi[k], fields[k], &bits[k]);
+		snprintf(spec, sizeof(spec), "%s %s %s %s %s", fields[0], fields[1], fields[2],
+		         fields[3], fields[4]);
+		assert_int_equal(rec_zone_load(NULL, zones[i % 5], &z), 0);
+		if (rec_schedule_parse(spec, z, &s, err, sizeof(err)) != 0) {
+			rec_zone_unref(z);
+			continue; /* e.g. never fires */
+		}
+		/* Around the 2024 DST changes of both hemispheres. */
+		int64_t after = 1704067200000LL + (int64_t)(prng(&r) % 366) * 86400000LL +
+		                (int64_t)(prng(&r) % 86400000);
+		int64_t want = brute_next(z, bits, star[2], star[4], after, 62);
+		int64_t got = rec_schedule_next(s, after);
+		if (want >= 0 && got != want)
+			fail_msg("\"%s\" in %s after %lld: got %lld, want %lld", spec, zones[i % 5],
+			         (long long)after, (long long)got, (long long)want);
+		if (want < 0 && got >= 0 && got < after + 62 * 86400000LL)
+			fail_msg("\"%s\" in %s: got %lld, brute force found none", spec,
+			         zones[i % 5], (long long)got);
+		rec_schedule_free(s);
+		rec_zone_unref(z);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -449,6 +550,7 @@ int main(void)
 	        cmocka_unit_test(test_schedule_period),
 	        cmocka_unit_test(test_go_duration),
 	        cmocka_unit_test(test_time_format_and_parse_roundtrip),
+	        cmocka_unit_test(test_cron_next_matches_brute_force),
 	};
 	return cmocka_run_group_tests_name("reconcile_cron", tests, NULL, NULL);
 }
