@@ -610,6 +610,14 @@ func TestPlugin(t *testing.T) {
 			t.Fatalf("capture to an unreachable profefe: %s", r)
 		}
 
+		// --request-timeout bounds a profefe that accepts and never answers.
+		hung := harness.TestTarget(t, harness.AllocIP(), 6060, "-mode=hung")
+		t0 := time.Now()
+		wantOneError(t, runKP(t, nil, "get", "services", "--profefe-url", hung.URL, "--request-timeout=1s"), "timed out")
+		if el := time.Since(t0); el > 10*time.Second {
+			t.Errorf("--request-timeout=1s gave up after %v", el)
+		}
+
 		// An API server nobody listens on.
 		dead := filepath.Join(t.TempDir(), "dead.kubeconfig")
 		if err := harness.WriteKubeconfig(dead, harness.KubeconfigParams{Server: fmt.Sprintf("https://127.0.0.1:%d", port),
