@@ -24,7 +24,10 @@
 #define TOKEN_REREAD_MS     60000u
 #define EXEC_TIMEOUT_MS     30000
 #define EXEC_EXPIRY_SLACK_S 10
-#define USER_AGENT          "profefe-operator/0.1 (kube)"
+/* A watch with bookmarks hears from the apiserver about once a minute
+ * even when nothing changes; silence this long means a dead connection. */
+#define WATCH_IDLE_S 180L
+#define USER_AGENT   "profefe-operator/0.1 (kube)"
 
 struct kube_client {
 	struct loop *loop;
@@ -60,6 +63,7 @@ struct kube_call {
 	kube__stream_fn stream; /* non-NULL: stream a 200 body here */
 	void *sarg;
 	int stream_failed;
+	long low_speed_s; /* nonzero: abort after this long without a byte */
 	char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -398,6 +402,10 @@ static int call_start(struct kube_call *c)
 	r |= curl_easy_setopt(c->easy, CURLOPT_TCP_KEEPIDLE, 30L);
 	r |= curl_easy_setopt(c->easy, CURLOPT_TCP_KEEPINTVL, 15L);
 	r |= curl_easy_setopt(c->easy, CURLOPT_ERRORBUFFER, c->errbuf);
+	if (c->low_speed_s) {
+		r |= curl_easy_setopt(c->easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
+		r |= curl_easy_setopt(c->easy, CURLOPT_LOW_SPEED_TIME, c->low_speed_s);
+	}
 	r |= curl_easy_setopt(c->easy, CURLOPT_WRITEFUNCTION, write_cb);
 	r |= curl_easy_setopt(c->easy, CURLOPT_WRITEDATA, c);
 	if (strcmp(c->method, "GET"))
@@ -640,5 +648,6 @@ int kube__request_stream(struct kube_client *kc, const char *path, uint32_t time
 		return -ENOMEM;
 	c->stream = fn;
 	c->sarg = sarg;
+	c->low_speed_s = WATCH_IDLE_S;
 	return call_go(c, out);
 }
