@@ -76,6 +76,27 @@ bad:
 	return -EINVAL;
 }
 
+/* The positive step after the '/' at `slash` in the element s[0..n). */
+static int parse_step(const struct field_def *f, const char *s, size_t n, const char *slash,
+                      int *step, char *err, size_t errlen)
+{
+	size_t sn = n - (size_t)(slash - s) - 1, i;
+	int v = 0;
+
+	for (i = 0; i < sn && i < 4; i++) {
+		if (slash[1 + i] < '0' || slash[1 + i] > '9')
+			break;
+		v = v * 10 + (slash[1 + i] - '0');
+	}
+	if (sn == 0 || i < sn || v == 0) {
+		snprintf(err, errlen, "%s field: step must be a positive number in \"%.*s\"",
+		         f->name, (int)n, s);
+		return -EINVAL;
+	}
+	*step = v;
+	return 0;
+}
+
 /* One comma-separated element: "*", "?", "N", "N-M", each with "/step". */
 static int parse_range(const struct field_def *f, const char *s, size_t n, uint64_t *bits,
                        int *star, char *err, size_t errlen)
@@ -109,19 +130,8 @@ static int parse_range(const struct field_def *f, const char *s, size_t n, uint6
 		single = 1;
 	}
 	if (slash) {
-		size_t sn = n - rn - 1, i;
-		step = 0;
-		for (i = 0; i < sn; i++) {
-			if (slash[1 + i] < '0' || slash[1 + i] > '9' || i >= 4)
-				break;
-			step = step * 10 + (slash[1 + i] - '0');
-		}
-		if (sn == 0 || i < sn || step == 0) {
-			snprintf(err, errlen,
-			         "%s field: step must be a positive number in \"%.*s\"", f->name,
-			         (int)n, s);
+		if (parse_step(f, s, n, slash, &step, err, errlen))
 			return -EINVAL;
-		}
 		if (single)
 			end = start > f->star_max ? start : f->star_max; /* "N/step" = N-max */
 		if (step > 1)

@@ -123,6 +123,33 @@ static int parse_match_labels(const struct json_object *ml, const char *path,
 	return bad ? -EINVAL : 0;
 }
 
+/* Copies one validated expression into the selector. */
+static int store_expression(struct rec_selector *out, const char *key, enum rec_sel_op op,
+                            const struct json_object *jv, size_t nv)
+{
+	char **values = NULL, *k;
+	size_t i;
+
+	if (nv && (values = calloc(nv, sizeof(*values))) == NULL)
+		return -ENOMEM;
+	for (i = 0; i < nv; i++) {
+		values[i] = strdup(json_object_get_string(json_object_array_get_idx(jv, i)));
+		if (values[i] == NULL)
+			goto out_free;
+	}
+	k = strdup(key);
+	if (k == NULL || add_req(out, k, op, values, nv) < 0) {
+		free(k);
+		goto out_free;
+	}
+	return 0;
+out_free:
+	for (i = 0; i < nv; i++)
+		free(values[i]);
+	free(values);
+	return -ENOMEM;
+}
+
 /* Parses matchExpressions[i]; returns -EINVAL after adding its errors. */
 static int parse_expression(const struct json_object *e, const char *path, struct rec_selector *out,
                             struct rec_errs *errs)
@@ -130,7 +157,6 @@ static int parse_expression(const struct json_object *e, const char *path, struc
 	struct json_object *jk = NULL, *jop = NULL, *jv = NULL;
 	const char *key, *opn;
 	char p[128];
-	char **values = NULL;
 	size_t nv = 0, i;
 	int op = -1, bad = 0;
 
@@ -184,25 +210,7 @@ static int parse_expression(const struct json_object *e, const char *path, struc
 			bad = 1;
 		}
 	}
-	if (bad)
-		return -EINVAL;
-	if (nv && (values = calloc(nv, sizeof(*values))) == NULL)
-		return -ENOMEM;
-	for (i = 0; i < nv; i++)
-		if ((values[i] = strdup(
-		             json_object_get_string(json_object_array_get_idx(jv, i)))) == NULL)
-			goto out_free;
-	char *k = strdup(key);
-	if (k == NULL || add_req(out, k, (enum rec_sel_op)op, values, nv) < 0) {
-		free(k);
-		goto out_free;
-	}
-	return 0;
-out_free:
-	for (i = 0; i < nv; i++)
-		free(values[i]);
-	free(values);
-	return -ENOMEM;
+	return bad ? -EINVAL : store_expression(out, key, (enum rec_sel_op)op, jv, nv);
 }
 
 int rec_selector_parse(const struct json_object *obj, const char *path, struct rec_selector *out,
