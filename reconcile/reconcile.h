@@ -147,6 +147,8 @@ int rec_zone_from_tzif(const char *name, const void *data, size_t len, struct re
 int rec_zone_load(const char *dir, const char *name, struct rec_zone **out);
 /* Syntax check for an IANA name, without touching a file. */
 int rec_zone_name_valid(const char *name);
+/* Takes a reference, which the caller drops with rec_zone_unref(). Returns z.
+ * Both are safe on NULL and no-ops on the static UTC zone. */
 struct rec_zone *rec_zone_ref(const struct rec_zone *z);
 void rec_zone_unref(const struct rec_zone *z);
 const char *rec_zone_name(const struct rec_zone *z);
@@ -183,8 +185,8 @@ struct rec_schedule;
 int rec_schedule_parse(const char *spec, const struct rec_zone *zone, struct rec_schedule **out,
                        char *err, size_t errlen);
 /* The first fire time strictly after `after_ms`, in ms, or -1 when there is
- * none within nine years (enough for Feb 29 across 2100). Cron fires on whole minutes; @every fires
- * at after (floored to the second) + period. */
+ * none within nine years (enough for Feb 29 across 2100). Cron fires on
+ * whole minutes; @every fires at after (floored to the second) + period. */
 int64_t rec_schedule_next(const struct rec_schedule *s, int64_t after_ms);
 /* The shortest gap in seconds between two fires, for checking a CPU
  * profile's duration against it (computed in UTC, so DST is ignored). */
