@@ -40,6 +40,7 @@ struct kube_client {
 	char *connect_to;            /* CURLOPT_CONNECT_TO entry, or NULL */
 	char *user_agent;            /* NULL: USER_AGENT */
 	struct kube_call *calls;     /* outstanding calls, for kube_client_free() */
+	struct kube__op *ops;        /* outstanding operations, likewise */
 };
 
 struct kube_call {
@@ -179,6 +180,8 @@ void kube_client_free(struct kube_client *kc)
 {
 	if (!kc)
 		return;
+	while (kc->ops)
+		kc->ops->cancel(kc->ops); /* unlinks itself */
 	while (kc->calls)
 		call_free(kc->calls);
 	free(kc->token);
@@ -188,6 +191,26 @@ void kube_client_free(struct kube_client *kc)
 	free(kc->user_agent);
 	kube_config_free(kc->cfg);
 	free(kc);
+}
+
+void kube__op_link(struct kube_client *kc, struct kube__op *op)
+{
+	op->prev = NULL;
+	op->next = kc->ops;
+	if (kc->ops)
+		kc->ops->prev = op;
+	kc->ops = op;
+}
+
+void kube__op_unlink(struct kube_client *kc, struct kube__op *op)
+{
+	if (op->prev)
+		op->prev->next = op->next;
+	else if (kc->ops == op)
+		kc->ops = op->next;
+	if (op->next)
+		op->next->prev = op->prev;
+	op->prev = op->next = NULL;
 }
 
 int kube_client_set_user_agent(struct kube_client *kc, const char *ua)

@@ -151,6 +151,16 @@ int kube__request_stream(struct kube_client *kc, const char *path, uint32_t time
                          kube__stream_fn fn, void *sarg, kube_done_fn done, void *arg,
                          struct kube_call **out);
 
+/* A multi-request operation (create-or-update) the client must be able to
+ * abandon when it is freed. Embed it; `cancel` frees the operation
+ * without calling its callback. */
+struct kube__op {
+	struct kube__op *prev, *next;
+	void (*cancel)(struct kube__op *op);
+};
+void kube__op_link(struct kube_client *kc, struct kube__op *op);
+void kube__op_unlink(struct kube_client *kc, struct kube__op *op);
+
 /* Milliseconds from a Retry-After the server sent, for tests. */
 uint32_t kube__retry_delay_ms(long retry_after_s);
 

@@ -53,7 +53,9 @@ int kube_apply_status(struct kube_client *kc, const char *obj_path, struct json_
 
 /* One create-or-update in progress. */
 struct cou {
+	struct kube__op op; /* first: the client may cancel us */
 	struct kube_client *kc;
+	struct kube_call *call;
 	char *collection;
 	char *item;
 	kube_mutate_fn mutate;
@@ -66,12 +68,29 @@ struct cou {
 
 static void cou_get(struct cou *u);
 
-static void cou_finish(struct cou *u, const struct kube_response *r)
+static void cou_free(struct cou *u)
 {
-	u->done(u->arg, r);
+	kube__op_unlink(u->kc, &u->op);
+	kube_call_cancel(u->call);
+	loop_timer_stop(kube_client_loop(u->kc), &u->retry);
 	free(u->collection);
 	free(u->item);
 	free(u);
+}
+
+static void cou_cancel(struct kube__op *op)
+{
+	cou_free((struct cou *)op);
+}
+
+static void cou_finish(struct cou *u, const struct kube_response *r)
+{
+	kube_done_fn done = u->done;
+	void *arg = u->arg;
+
+	u->call = NULL;
+	cou_free(u);
+	done(arg, r);
 }
 
 static void cou_fail(struct cou *u, int err, const char *msg)
@@ -91,6 +110,7 @@ static void cou_written(void *arg, const struct kube_response *r)
 	struct cou *u = arg;
 	struct loop_backoff bo = {.base_ms = 50, .max_ms = 1000, .attempt = (uint32_t)u->attempts};
 
+	u->call = NULL;
 	if (r->status == 409 && u->attempts < CONFLICT_RETRIES) {
 		u->attempts++;
 		if (!loop_timer_start(kube_client_loop(u->kc), &u->retry, loop_backoff_next(&bo)))
@@ -105,6 +125,7 @@ static void cou_got(void *arg, const struct kube_response *r)
 	struct json_object *cur = NULL, *want;
 	int rc;
 
+	u->call = NULL;
 	if (r->status == 200 && r->json)
 		cur = r->json;
 	else if (r->status != 404) {
@@ -117,9 +138,10 @@ static void cou_got(void *arg, const struct kube_response *r)
 		return;
 	}
 	if (cur)
-		rc = kube_request(u->kc, "PUT", u->item, want, NULL, cou_written, u, NULL);
+		rc = kube_request(u->kc, "PUT", u->item, want, NULL, cou_written, u, &u->call);
 	else
-		rc = kube_request(u->kc, "POST", u->collection, want, NULL, cou_written, u, NULL);
+		rc = kube_request(u->kc, "POST", u->collection, want, NULL, cou_written, u,
+		                  &u->call);
 	json_object_put(want);
 	if (rc)
 		cou_fail(u, rc, strerror(-rc));
@@ -127,7 +149,7 @@ static void cou_got(void *arg, const struct kube_response *r)
 
 static void cou_get(struct cou *u)
 {
-	int rc = kube_request(u->kc, "GET", u->item, NULL, NULL, cou_got, u, NULL);
+	int rc = kube_request(u->kc, "GET", u->item, NULL, NULL, cou_got, u, &u->call);
 
 	if (rc)
 		cou_fail(u, rc, strerror(-rc));
@@ -147,17 +169,18 @@ int kube_create_or_update(struct kube_client *kc, const char *collection, const 
 	u->done = done;
 	u->arg = arg;
 	loop_timer_init(&u->retry, cou_retry, u);
+	u->op.cancel = cou_cancel;
+	kube__op_link(kc, &u->op);
 	u->collection = strdup(collection);
 	if (!u->collection || asprintf(&u->item, "%s/%s", collection, name) < 0) {
-		free(u->collection);
-		free(u);
+		u->item = NULL;
+		cou_free(u);
 		return -ENOMEM;
 	}
-	rc = kube_request(kc, "GET", u->item, NULL, NULL, cou_got, u, NULL);
+	rc = kube_request(kc, "GET", u->item, NULL, NULL, cou_got, u, &u->call);
 	if (rc) {
-		free(u->collection);
-		free(u->item);
-		free(u);
+		u->call = NULL;
+		cou_free(u);
 	}
 	return rc;
 }

@@ -371,11 +371,63 @@ static void test_401_rereads_token_file(void **state)
 	loop_free(l);
 }
 
+static int script_hang(struct srv *s, int i, const char *m, const char *p, char *resp, size_t n)
+{
+	(void)s;
+	(void)i;
+	(void)m;
+	(void)p;
+	(void)resp;
+	(void)n;
+	return 0;
+}
+
+static struct json_object *never_called(void *arg, struct json_object *cur)
+{
+	(void)arg;
+	(void)cur;
+	fail_msg("mutate ran");
+	return NULL;
+}
+
+static void must_not_run(void *arg, const struct kube_response *r)
+{
+	(void)arg;
+	(void)r;
+	fail_msg("callback ran after the client was freed");
+}
+
+/* Freeing the client abandons calls and multi-request operations without
+ * their callbacks, and leaks nothing (checked under ASan). */
+static void test_client_free_abandons_everything(void **state)
+{
+	struct loop *l;
+	struct srv s = {.script = script_hang};
+	struct kube_client *kc;
+
+	(void)state;
+	assert_int_equal(loop_new(&l), 0);
+	srv_start(&s, l);
+	kc = client(l, s.port, "token: t");
+	assert_int_equal(kube_request(kc, "GET", "/a", NULL, NULL, must_not_run, NULL, NULL), 0);
+	assert_int_equal(kube_create_or_update(kc, "/api/v1/namespaces/n/configmaps", "x",
+	                                       never_called, NULL, must_not_run, NULL),
+	                 0);
+	for (int i = 0; i < 20 && s.nreq < 2; i++)
+		loop_run_once(l, 50);
+	assert_int_equal(s.nreq, 2);
+	kube_client_free(kc);
+	for (int i = 0; i < 5; i++)
+		loop_run_once(l, 10);
+	srv_stop(&s);
+	loop_free(l);
+}
+
 /* ---- the live informer ---------------------------------------------- */
 
 #define POD(name, rv)                                                                              \
 	"{\"metadata\":{\"namespace\":\"ns\",\"name\":\"" name "\",\"resourceVersion\":\"" rv "\"" \
-	                                                                                      "}}"
+	"}}"
 
 /* list page 1 (continue) -> page 2 -> watch that drops mid-stream -> watch
  * from the last RV answered 410 -> relist -> watch that hangs. */
@@ -523,6 +575,7 @@ int main(void)
 	        cmocka_unit_test(test_5xx_without_retry_after_is_returned),
 	        cmocka_unit_test(test_body_cap_and_timeout),
 	        cmocka_unit_test(test_401_rereads_token_file),
+	        cmocka_unit_test(test_client_free_abandons_everything),
 	        cmocka_unit_test(test_informer_drop_410_relist),
 	};
 	int rc;
