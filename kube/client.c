@@ -12,6 +12,11 @@
 #include "loop/loop.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +28,7 @@
 #define RETRY_AFTER_CAP_S   60
 #define TOKEN_REREAD_MS     60000u
 #define EXEC_TIMEOUT_MS     30000
+#define EXEC_MAX_OUTPUT     (1u << 20)
 #define EXEC_EXPIRY_SLACK_S 10
 /* A watch with bookmarks hears from the apiserver about once a minute
  * even when nothing changes; silence this long means a dead connection. */
@@ -41,6 +47,9 @@ struct kube_client {
 	char *user_agent;            /* NULL: USER_AGENT */
 	struct kube_call *calls;     /* outstanding calls, for kube_client_free() */
 	struct kube__op *ops;        /* outstanding operations, likewise */
+	struct exec_job *job;        /* the exec plugin run under way, or NULL */
+	struct kube_call *parked;    /* calls waiting for it */
+	char exec_err[512];          /* why the last run failed */
 };
 
 struct kube_call {
@@ -57,6 +66,9 @@ struct kube_call {
 	struct kube_req_opts opts;
 	struct loop_buf resp;
 	struct loop_timer retry;
+	struct kube_call *park_next; /* waiting for the exec plugin */
+	int parked;
+	int fail_rc; /* nonzero: the retry timer completes the call with it */
 	int attempts;
 	int auth_retried;
 	kube_done_fn done;
@@ -67,6 +79,9 @@ struct kube_call {
 	long low_speed_s; /* nonzero: abort after this long without a byte */
 	char errbuf[CURL_ERROR_SIZE];
 };
+
+struct exec_job;
+static void job_free(struct exec_job *j);
 
 static void call_unlink(struct kube_call *c)
 {
@@ -94,8 +109,23 @@ static void call_release_easy(struct kube_call *c)
 	c->connect_to = NULL;
 }
 
+static void call_unpark(struct kube_call *c)
+{
+	struct kube_call **pp;
+
+	if (!c->parked)
+		return;
+	for (pp = &c->kc->parked; *pp; pp = &(*pp)->park_next)
+		if (*pp == c) {
+			*pp = c->park_next;
+			break;
+		}
+	c->parked = 0;
+}
+
 static void call_free(struct kube_call *c)
 {
+	call_unpark(c);
 	call_release_easy(c);
 	loop_timer_stop(c->kc->loop, &c->retry);
 	call_unlink(c);
@@ -184,6 +214,8 @@ void kube_client_free(struct kube_client *kc)
 		kc->ops->cancel(kc->ops); /* unlinks itself */
 	while (kc->calls)
 		call_free(kc->calls);
+	if (kc->job)
+		job_free(kc->job);
 	free(kc->token);
 	kube__exec_cred_free(&kc->cred);
 	free(kc->base);
@@ -260,7 +292,223 @@ static void reload_token_file(struct kube_client *kc)
 	kc->token_loaded = 1;
 }
 
-/* Runs the exec plugin when nothing is cached or the credential is about
+/* One asynchronous run of the exec plugin: its pipes are loop fd watches,
+ * and a timer enforces the deadline and polls for the exit status. */
+struct exec_job {
+	struct kube_client *kc;
+	pid_t pid;
+	struct loop_fd out, err;
+	struct kube__blob output;
+	size_t alloc;
+	char errtxt[512];
+	size_t errlen;
+	struct loop_timer timer;
+	uint64_t deadline_ms;
+	int status;
+};
+
+static void job_close_fd(struct exec_job *j, struct loop_fd *w)
+{
+	if (w->fd < 0)
+		return;
+	loop_fd_stop(j->kc->loop, w);
+	close(w->fd);
+	w->fd = -1;
+}
+
+/* Frees the job; kills and reaps the child if it still runs. */
+static void job_free(struct exec_job *j)
+{
+	job_close_fd(j, &j->out);
+	job_close_fd(j, &j->err);
+	loop_timer_stop(j->kc->loop, &j->timer);
+	if (j->pid > 0) {
+		kill(j->pid, SIGKILL);
+		while (waitpid(j->pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	}
+	kube__blob_free(&j->output);
+	free(j);
+}
+
+/* Wakes every parked call: each restarts (or fails) from its own zero
+ * timer, so a callback that frees the client cannot pull the list out
+ * from under us. */
+static void unpark_all(struct kube_client *kc, int fail_rc)
+{
+	while (kc->parked) {
+		struct kube_call *c = kc->parked;
+
+		kc->parked = c->park_next;
+		c->park_next = NULL;
+		c->parked = 0;
+		c->fail_rc = fail_rc;
+		if (loop_timer_start(kc->loop, &c->retry, 0))
+			c->fail_rc = -ENOMEM; /* stays idle; freed with the client */
+	}
+}
+
+/* Ends the run: judges the output, caches the credential, wakes calls. */
+static void job_done(struct exec_job *j, int rc)
+{
+	struct kube_client *kc = j->kc;
+	struct kube__exec_cred c;
+
+	if (rc == 0) {
+		j->pid = 0;
+		rc = kube__exec_finish(kc->cfg->exec, j->status, &j->output, j->errtxt, &c,
+		                       kc->exec_err, sizeof(kc->exec_err));
+	} else {
+		snprintf(kc->exec_err, sizeof(kc->exec_err), "exec plugin %s: %s",
+		         kc->cfg->exec->command, rc == -ETIMEDOUT ? "timed out" : strerror(-rc));
+	}
+	kc->job = NULL;
+	job_free(j);
+	if (rc) {
+		log_error("kube: exec credential plugin failed", "error", kc->exec_err, NULL);
+		unpark_all(kc, -EACCES);
+		return;
+	}
+	kube__exec_cred_free(&kc->cred);
+	kc->cred = c;
+	free(kc->token);
+	kc->token = c.token ? strdup(c.token) : NULL;
+	kc->token_loaded = 1;
+	unpark_all(kc, 0);
+}
+
+/* Reaps the child once both pipes are closed, polling until the deadline. */
+static void job_try_reap(struct exec_job *j)
+{
+	pid_t r = waitpid(j->pid, &j->status, WNOHANG);
+
+	if (r == j->pid) {
+		job_done(j, 0);
+		return;
+	}
+	if (loop_now_ms(j->kc->loop) >= j->deadline_ms) {
+		job_done(j, -ETIMEDOUT);
+		return;
+	}
+	loop_timer_start(j->kc->loop, &j->timer, 10);
+}
+
+static void job_on_timer(struct loop_timer *t)
+{
+	struct exec_job *j = t->arg;
+
+	if (j->out.fd < 0 && j->err.fd < 0)
+		job_try_reap(j);
+	else
+		job_done(j, -ETIMEDOUT);
+}
+
+static void job_on_fd(struct loop_fd *w, uint32_t events)
+{
+	struct exec_job *j = w->arg;
+	char buf[4096];
+	ssize_t r;
+
+	(void)events;
+	r = read(w->fd, buf, sizeof(buf));
+	if (r < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (r <= 0) {
+		job_close_fd(j, w);
+		if (j->out.fd < 0 && j->err.fd < 0)
+			job_try_reap(j);
+		return;
+	}
+	if (w == &j->err) {
+		size_t take = (size_t)r < sizeof(j->errtxt) - 1 - j->errlen
+		                      ? (size_t)r
+		                      : sizeof(j->errtxt) - 1 - j->errlen;
+
+		memcpy(j->errtxt + j->errlen, buf, take);
+		j->errlen += take;
+		j->errtxt[j->errlen] = '\0';
+		return;
+	}
+	if (j->output.len + (size_t)r > EXEC_MAX_OUTPUT) {
+		job_done(j, -EFBIG);
+		return;
+	}
+	if (j->output.len + (size_t)r + 1 > j->alloc) {
+		char *nb = realloc(j->output.data, (j->output.len + (size_t)r + 1) * 2);
+
+		if (!nb) {
+			job_done(j, -ENOMEM);
+			return;
+		}
+		j->output.data = nb;
+		j->alloc = (j->output.len + (size_t)r + 1) * 2;
+	}
+	memcpy(j->output.data + j->output.len, buf, (size_t)r);
+	j->output.len += (size_t)r;
+	j->output.data[j->output.len] = '\0';
+}
+
+/* Starts the plugin with its pipes on the loop. */
+static int job_start(struct kube_client *kc)
+{
+	struct exec_job *j = calloc(1, sizeof(*j));
+	int rc;
+
+	if (!j)
+		return -ENOMEM;
+	j->kc = kc;
+	j->out.fd = j->err.fd = -1;
+	loop_timer_init(&j->timer, job_on_timer, j);
+	rc = kube__exec_spawn(kc->cfg->exec, kc->cfg, &j->pid, &j->out.fd, &j->err.fd);
+	if (rc) {
+		j->pid = 0;
+		job_free(j);
+		return rc;
+	}
+	for (struct loop_fd *w = &j->out; w; w = w == &j->out ? &j->err : NULL) {
+		fcntl(w->fd, F_SETFL, fcntl(w->fd, F_GETFL) | O_NONBLOCK);
+		w->events = EPOLLIN;
+		w->cb = job_on_fd;
+		w->arg = j;
+		rc = loop_fd_start(kc->loop, w);
+		if (rc) {
+			job_free(j);
+			return rc;
+		}
+	}
+	loop_update_time(kc->loop);
+	j->deadline_ms = loop_now_ms(kc->loop) + EXEC_TIMEOUT_MS;
+	loop_timer_start(kc->loop, &j->timer, EXEC_TIMEOUT_MS);
+	kc->job = j;
+	return 0;
+}
+
+/* True when the exec plugin's credential can be used now. */
+static int exec_cred_fresh(struct kube_client *kc)
+{
+	return kc->token_loaded &&
+	       (!kc->cred.expires ||
+	        (int64_t)kc->cred.expires - EXEC_EXPIRY_SLACK_S > loop_wall_ms() / 1000);
+}
+
+/* Parks `c` until the plugin has answered, starting it if needed. */
+static int park(struct kube_call *c)
+{
+	struct kube_client *kc = c->kc;
+	int rc = kc->job ? 0 : job_start(kc);
+
+	if (rc) {
+		snprintf(kc->exec_err, sizeof(kc->exec_err), "exec plugin %s: %s",
+		         kc->cfg->exec->command, strerror(-rc));
+		return rc;
+	}
+	c->park_next = kc->parked;
+	kc->parked = c;
+	c->parked = 1;
+	return 0;
+}
+
+/* Runs the exec plugin synchronously when nothing is cached or the credential is about
  * to expire. Returns 0 or a negative errno (logged). */
 static int refresh_exec(struct kube_client *kc)
 {
@@ -268,9 +516,7 @@ static int refresh_exec(struct kube_client *kc)
 	struct kube__exec_cred c;
 	int rc;
 
-	if (kc->token_loaded &&
-	    (!kc->cred.expires ||
-	     (int64_t)kc->cred.expires - EXEC_EXPIRY_SLACK_S > loop_wall_ms() / 1000))
+	if (exec_cred_fresh(kc))
 		return 0;
 	rc = kube__exec_run(kc->cfg->exec, kc->cfg, EXEC_TIMEOUT_MS, &c, err, sizeof(err));
 	loop_update_time(kc->loop);
@@ -289,11 +535,8 @@ static int refresh_exec(struct kube_client *kc)
 /* The bearer token to send now, or NULL for none. */
 static const char *current_token(struct kube_client *kc)
 {
-	if (kc->cfg->exec) {
-		if (refresh_exec(kc))
-			return NULL;
-		return kc->token;
-	}
+	if (kc->cfg->exec)
+		return kc->token_loaded ? kc->token : NULL;
 	if (kc->cfg->token_file) {
 		if (!kc->token_loaded ||
 		    loop_now_ms(kc->loop) - kc->token_read_ms >= TOKEN_REREAD_MS)
@@ -306,7 +549,11 @@ static const char *current_token(struct kube_client *kc)
 
 const char *kube__client_token(struct kube_client *kc)
 {
-	const char *t = current_token(kc);
+	const char *t;
+
+	if (kc->cfg->exec && refresh_exec(kc))
+		return "";
+	t = current_token(kc);
 
 	return t ? t : "";
 }
@@ -402,6 +649,8 @@ static int call_start(struct kube_call *c)
 	CURLcode r = CURLE_OK;
 	int rc;
 
+	if (kc->cfg->exec && !exec_cred_fresh(kc))
+		return park(c);
 	loop_buf_reset(&c->resp);
 	c->stream_failed = 0;
 	c->errbuf[0] = '\0';
@@ -512,10 +761,14 @@ static void fill_response(struct kube_call *c, CURLcode rc, struct kube_response
 static void retry_fire(struct loop_timer *t)
 {
 	struct kube_call *c = t->arg;
-	int rc = call_start(c);
+	int rc = c->fail_rc ? c->fail_rc : call_start(c);
 
 	if (rc) {
-		struct kube_response r = {.err = rc, .body = "", .message = strerror(-rc)};
+		struct kube_response r = {.err = rc,
+		                          .body = "",
+		                          .message = rc == -EACCES && c->kc->cfg->exec
+		                                             ? c->kc->exec_err
+		                                             : strerror(-rc)};
 		kube_done_fn done = c->done;
 		void *arg = c->arg;
 

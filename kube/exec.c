@@ -5,10 +5,9 @@
  * KUBERNETES_EXEC_INFO describing the request (never interactive: our
  * stdin is /dev/null). Its stdout must be one ExecCredential.
  *
- * Trade-off: the plugin runs synchronously, bounded by a timeout, so the
- * loop stalls while it runs. Plugins answer in well under a second and the
- * client caches the credential until expirationTimestamp, so this happens
- * rarely; an asynchronous runner on a loop_fd is the upgrade path.
+ * The client runs plugins asynchronously (kube__exec_spawn() plus its own
+ * fd watches); kube__exec_run() is the synchronous form, for tests and
+ * tools.
  */
 #include "kube/kube_int.h"
 
@@ -244,61 +243,84 @@ out:
 	return rc;
 }
 
-int kube__exec_run(const struct kube__exec *ex, const struct kube_config *cfg, int timeout_ms,
-                   struct kube__exec_cred *out, char *err, size_t errlen)
+int kube__exec_spawn(const struct kube__exec *ex, const struct kube_config *cfg, pid_t *pid,
+                     int *out_fd, int *err_fd)
 {
-	int po[2] = {-1, -1}, pe[2] = {-1, -1}, status = 0, rc;
-	struct kube__blob output = {0};
-	char errtxt[512] = "";
+	int po[2] = {-1, -1}, pe[2] = {-1, -1}, rc = 0;
 	char *info = exec_info(ex, cfg);
-	pid_t pid;
 
-	memset(out, 0, sizeof(*out));
 	if (!info)
 		return -ENOMEM;
 	if (pipe2(po, O_CLOEXEC) || pipe2(pe, O_CLOEXEC)) {
 		rc = -errno;
-		goto out_close;
+		goto err;
 	}
-	pid = fork();
-	if (pid < 0) {
+	*pid = fork();
+	if (*pid < 0) {
 		rc = -errno;
-		goto out_close;
+		goto err;
 	}
-	if (pid == 0)
+	if (*pid == 0)
 		child(ex, info, po[1], pe[1]);
 	close(po[1]);
 	close(pe[1]);
-	po[1] = pe[1] = -1;
-	rc = collect(po[0], pe[0], timeout_ms, &output, errtxt, sizeof(errtxt));
-	if (rc)
-		kill(pid, SIGKILL);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	if (rc) {
-		snprintf(err, errlen, "exec plugin %s: %s", ex->command,
-		         rc == -ETIMEDOUT ? "timed out" : strerror(-rc));
-		goto out_close;
-	}
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		for (char *p = errtxt; *p; p++)
-			if (*p == '\n' || *p == '\r')
-				*p = ' ';
-		snprintf(err, errlen, "exec plugin %s: exited with status %d: %s", ex->command,
-		         WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), errtxt);
-		rc = -EPERM;
-		goto out_close;
-	}
-	rc = parse_cred(ex, &output, out, err, errlen);
-out_close:
+	*out_fd = po[0];
+	*err_fd = pe[0];
+	free(info);
+	return 0;
+err:
 	for (int i = 0; i < 2; i++) {
 		if (po[i] >= 0)
 			close(po[i]);
 		if (pe[i] >= 0)
 			close(pe[i]);
 	}
-	kube__blob_free(&output);
 	free(info);
+	return rc;
+}
+
+int kube__exec_finish(const struct kube__exec *ex, int status, const struct kube__blob *out,
+                      char *errtxt, struct kube__exec_cred *cred, char *err, size_t errlen)
+{
+	memset(cred, 0, sizeof(*cred));
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		for (char *p = errtxt; *p; p++)
+			if (*p == '\n' || *p == '\r')
+				*p = ' ';
+		snprintf(err, errlen, "exec plugin %s: exited with status %d: %s", ex->command,
+		         WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), errtxt);
+		return -EPERM;
+	}
+	return parse_cred(ex, out, cred, err, errlen);
+}
+
+int kube__exec_run(const struct kube__exec *ex, const struct kube_config *cfg, int timeout_ms,
+                   struct kube__exec_cred *out, char *err, size_t errlen)
+{
+	struct kube__blob output = {0};
+	char errtxt[512] = "";
+	int out_fd, err_fd, status = 0, rc;
+	pid_t pid;
+
+	memset(out, 0, sizeof(*out));
+	rc = kube__exec_spawn(ex, cfg, &pid, &out_fd, &err_fd);
+	if (rc) {
+		snprintf(err, errlen, "exec plugin %s: %s", ex->command, strerror(-rc));
+		return rc;
+	}
+	rc = collect(out_fd, err_fd, timeout_ms, &output, errtxt, sizeof(errtxt));
+	if (rc)
+		kill(pid, SIGKILL);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	close(out_fd);
+	close(err_fd);
+	if (rc)
+		snprintf(err, errlen, "exec plugin %s: %s", ex->command,
+		         rc == -ETIMEDOUT ? "timed out" : strerror(-rc));
+	else
+		rc = kube__exec_finish(ex, status, &output, errtxt, out, err, errlen);
+	kube__blob_free(&output);
 	return rc;
 }
 

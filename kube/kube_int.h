@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 struct json_object;
@@ -91,6 +92,16 @@ struct kube__exec_cred {
 int kube__exec_run(const struct kube__exec *ex, const struct kube_config *cfg, int timeout_ms,
                    struct kube__exec_cred *out, char *err, size_t errlen);
 void kube__exec_cred_free(struct kube__exec_cred *c);
+/* Starts the plugin without waiting: the child's pid and the read ends of
+ * its stdout and stderr (close-on-exec; the caller closes them and reaps
+ * the child). Returns 0 or a negative errno. */
+int kube__exec_spawn(const struct kube__exec *ex, const struct kube_config *cfg, pid_t *pid,
+                     int *out_fd, int *err_fd);
+/* Judges a finished run from its wait status, stdout and stderr text (which
+ * it may rewrite). Returns 0 and the credential, or a negative errno and a
+ * line in `err`. */
+int kube__exec_finish(const struct kube__exec *ex, int status, const struct kube__blob *out,
+                      char *errtxt, struct kube__exec_cred *cred, char *err, size_t errlen);
 
 /* The watch-stream framer: turns a byte stream of concatenated JSON
  * values (newline-delimited in practice) into whole objects, whatever the

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "kube/kube_int.h"
@@ -423,6 +424,98 @@ static void test_client_free_abandons_everything(void **state)
 	loop_free(l);
 }
 
+static int script_echo_ok(struct srv *s, int i, const char *m, const char *p, char *resp, size_t n)
+{
+	(void)s;
+	(void)i;
+	(void)m;
+	(void)p;
+	reply(resp, n, 200, NULL, "{}");
+	return 1;
+}
+
+static void tick(struct loop_timer *t)
+{
+	(*(int *)t->arg)++;
+}
+
+/* The exec plugin runs without blocking the loop: a timer fires while the
+ * (slow) plugin works, requests wait for its credential, and all of them
+ * share one run. */
+static void test_exec_plugin_is_asynchronous(void **state)
+{
+	static const char script[] =
+	        "#!/bin/sh\nsleep 0.5\necho run >> \"$(dirname \"$0\")/runs\"\n"
+	        "echo '{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":"
+	        "\"ExecCredential\",\"status\":{\"token\":\"from-plugin\"}}'\n";
+	struct loop *l;
+	struct srv s = {.script = script_echo_ok};
+	struct result a = {0}, b = {0};
+	struct loop_timer t;
+	struct kube_client *kc;
+	char path[128], user[300];
+	int ticks = 0;
+	FILE *f;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/plugin.sh", tmpdir);
+	f = fopen(path, "w");
+	fputs(script, f);
+	fclose(f);
+	chmod(path, 0700);
+	assert_int_equal(loop_new(&l), 0);
+	srv_start(&s, l);
+	snprintf(user, sizeof(user),
+	         "exec: {apiVersion: client.authentication.k8s.io/v1, command: '%s'}", path);
+	kc = client(l, s.port, user);
+	loop_timer_init(&t, tick, &ticks);
+	loop_timer_start(l, &t, 100);
+	assert_int_equal(kube_request(kc, "GET", "/a", NULL, NULL, on_done, &a, NULL), 0);
+	assert_int_equal(kube_request(kc, "GET", "/b", NULL, NULL, on_done, &b, NULL), 0);
+	assert_int_equal(ticks, 0);
+	run_until(l, &b.done, 10000);
+	run_until(l, &a.done, 10000);
+	assert_int_equal(ticks, 1);
+	assert_int_equal(a.status, 200);
+	assert_int_equal(b.status, 200);
+	assert_int_equal(s.nreq, 2);
+	assert_non_null(strstr(s.reqs[0], "|Bearer from-plugin"));
+	assert_non_null(strstr(s.reqs[1], "|Bearer from-plugin"));
+	snprintf(path, sizeof(path), "%s/runs", tmpdir);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(user, sizeof(user), f));
+	assert_null(fgets(user, sizeof(user), f)); /* exactly one run */
+	fclose(f);
+	kube_client_free(kc);
+	srv_stop(&s);
+	loop_free(l);
+}
+
+static void test_exec_plugin_failure_fails_requests(void **state)
+{
+	struct loop *l;
+	struct srv s = {.script = script_echo_ok};
+	struct result a = {0};
+	struct kube_client *kc;
+	char user[300];
+
+	(void)state;
+	assert_int_equal(loop_new(&l), 0);
+	srv_start(&s, l);
+	snprintf(user, sizeof(user),
+	         "exec: {apiVersion: client.authentication.k8s.io/v1, command: /bin/false}");
+	kc = client(l, s.port, user);
+	assert_int_equal(kube_request(kc, "GET", "/a", NULL, NULL, on_done, &a, NULL), 0);
+	run_until(l, &a.done, 10000);
+	assert_true(a.done);
+	assert_int_equal(a.err, -EACCES);
+	assert_int_equal(s.nreq, 0);
+	kube_client_free(kc);
+	srv_stop(&s);
+	loop_free(l);
+}
+
 /* ---- the live informer ---------------------------------------------- */
 
 #define POD(name, rv)                                                                              \
@@ -576,6 +669,8 @@ int main(void)
 	        cmocka_unit_test(test_body_cap_and_timeout),
 	        cmocka_unit_test(test_401_rereads_token_file),
 	        cmocka_unit_test(test_client_free_abandons_everything),
+	        cmocka_unit_test(test_exec_plugin_is_asynchronous),
+	        cmocka_unit_test(test_exec_plugin_failure_fails_requests),
 	        cmocka_unit_test(test_informer_drop_410_relist),
 	};
 	int rc;
