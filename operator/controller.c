@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "capture/capture.h"
@@ -195,6 +196,11 @@ static void on_drain(struct loop_timer *t)
 {
 	struct op_ctl *c = t->arg;
 
+	/* Plans made from half-filled caches would be wrong (no targets yet),
+	 * so nothing is reconciled before both caches have synced; the synced
+	 * callbacks restart the drain. */
+	if (!op_ctl_ready(c))
+		return;
 	/* Reconciling may mark more keys dirty; they join this same pass. */
 	while (c->dirty_head) {
 		struct pstate *ps = c->dirty_head;
@@ -231,6 +237,8 @@ static void mark_all_dirty(struct op_ctl *c)
 
 	for (ps = c->states; ps; ps = ps->next)
 		mark_dirty(ps);
+	if (c->dirty_head && !loop_timer_active(&c->drain))
+		loop_timer_start(c->l, &c->drain, 0);
 }
 
 static void on_requeue(struct loop_timer *t)
@@ -653,7 +661,7 @@ static void round_job_done(struct pstate *ps, struct job *j)
 		return;
 	if (ps->deliveries_pending == 0)
 		round_write(ps);
-	else
+	else if (!loop_timer_active(&ps->grace))
 		loop_timer_start(ps->ctl->l, &ps->grace, 5000);
 }
 
@@ -742,6 +750,7 @@ static struct sink *sink_for(struct op_ctl *c, const char *url)
 	char dir[4096];
 	struct sink *s;
 	size_t i, n;
+	int rc = 0;
 
 	for (s = c->sinks; s; s = s->next)
 		if (strcmp(s->url, url) == 0)
@@ -760,8 +769,10 @@ static struct sink *sink_for(struct op_ctl *c, const char *url)
 		dir[n] = '\0';
 		po.spool_dir = dir;
 	}
-	if (cap_profefe_new(c->l, url, NULL, &s->client) != 0 ||
-	    cap_pusher_new(c->l, s->client, &po, on_push_result, s, &s->pusher) != 0)
+	rc = cap_profefe_new(c->l, url, NULL, &s->client);
+	if (rc == 0)
+		rc = cap_pusher_new(c->l, s->client, &po, on_push_result, s, &s->pusher);
+	if (rc != 0)
 		goto err;
 	s->next = c->sinks;
 	c->sinks = s;
@@ -772,7 +783,9 @@ err:
 		free(s->url);
 	}
 	free(s);
-	log_error("cannot set up delivery to profefe", "url", url, NULL);
+	log_error("cannot set up delivery to profefe", "url", url, "spool",
+	          po.spool_dir ? po.spool_dir : "(memory)", "error", strerror(rc ? -rc : ENOMEM),
+	          NULL);
 	return NULL;
 }
 
@@ -966,12 +979,16 @@ static void on_fire(struct loop_timer *t)
 		return;
 	if (c->o.leader_elect && !c->leading)
 		return;
+	/* The previous round still waits on deliveries (profefe slow or
+	 * down): write its status now, so every round gets its one write. */
+	if (loop_timer_active(&ps->grace))
+		round_write(ps);
 	ps->round_ms = now;
 	ps->round_pending = 0;
 	rec_status_round_start(&ps->st, now);
 	kube_informer_foreach(c->pods, round_pod, &rc);
 	ps->targets = rc.n;
-	log_info("round started", "policy", ps->key, NULL);
+	log_debug("round started", "policy", ps->key, NULL);
 	if (ps->round_pending == 0) {
 		/* Nothing to capture: still say the round happened. */
 		rec_status_compute(&ps->st, ps->pol, &ps->errs, ps->targets,
@@ -1076,6 +1093,26 @@ static int register_metrics(struct op_ctl *c)
 	               : -ENOMEM;
 }
 
+/* Creates `path` and its missing parents (0700: profiles are user data). */
+static int mkdir_p(const char *path)
+{
+	char buf[4096];
+	size_t i, n = strlen(path);
+
+	if (n == 0 || n >= sizeof(buf))
+		return -ENAMETOOLONG;
+	memcpy(buf, path, n + 1);
+	for (i = 1; i <= n; i++) {
+		if (buf[i] != '/' && buf[i] != '\0')
+			continue;
+		buf[i] = '\0';
+		if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+			return -errno;
+		buf[i] = path[i];
+	}
+	return 0;
+}
+
 static char *dup_opt(const char *s)
 {
 	return s ? strdup(s) : NULL;
@@ -1109,6 +1146,11 @@ int op_ctl_new(struct loop *l, struct kube_client *kc, struct op_metrics *m,
 	rc = cap_fetcher_new(l, &fo, &c->fetcher);
 	if (rc) {
 		snprintf(err, errlen, "cannot create the capture fetcher: %s", strerror(-rc));
+		goto err;
+	}
+	if (o->spool_dir && (rc = mkdir_p(o->spool_dir)) != 0) {
+		snprintf(err, errlen, "cannot create the spool directory %s: %s", o->spool_dir,
+		         strerror(-rc));
 		goto err;
 	}
 	/* Open the default sink now, so profiles spooled by an earlier run
