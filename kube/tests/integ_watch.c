@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 /* What the test keeps per ConfigMap: a compact struct, not JSON. */
 struct cm {
@@ -236,15 +238,33 @@ static int watch_restarted(void *arg)
 	return st.watches >= 3;
 }
 
+static int child_status;
+
+static int child_exited(void *arg)
+{
+	pid_t *pid = arg;
+
+	return waitpid(*pid, &child_status, WNOHANG) == *pid;
+}
+
 static void restart(struct kube_informer *inf, const char *cmd)
 {
 	struct kube_informer_stats before, after;
 	long st = 0;
+	pid_t child;
 
 	kube_informer_stats(inf, &before);
-	integ_note("restarting the apiserver: %s", cmd);
-	integ_check(system(cmd) == 0, "apiserver restarted");
-	loop_update_time(L);
+	integ_note("restarting the apiserver in the background: %s", cmd);
+	/* The loop keeps running meanwhile, so the informer really sees the
+	 * drop and the refused reconnects, and backs off. */
+	child = fork();
+	if (child == 0) {
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	integ_check(child > 0 && integ_wait(L, child_exited, &child, 120000) &&
+	                    WIFEXITED(child_status) && WEXITSTATUS(child_status) == 0,
+	            "apiserver restarted");
 	for (int i = 0; i < 40 && st != 201; i++) {
 		st = put_cm("POST", "d", "1", NULL);
 		if (st != 201)
@@ -263,6 +283,9 @@ static void restart(struct kube_informer *inf, const char *cmd)
 	/* A restarted apiserver's watch cache starts at its current revision,
 	 * so the last resourceVersion we saw may already be "too old": then
 	 * the informer relists (as client-go does); else it just re-watches. */
+	integ_check(after.restarts > before.restarts,
+	            "the drop and the refused reconnects were retried with backoff (%llu)",
+	            (unsigned long long)(after.restarts - before.restarts));
 	integ_check(after.watches > before.watches, "a new watch was started after the drop (%s)",
 	            after.relists_410 > before.relists_410
 	                    ? "the old resourceVersion was 410 Gone, so it relisted"
