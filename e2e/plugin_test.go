@@ -36,7 +36,7 @@ func (r kpResult) String() string {
 }
 
 // lines returns the non-empty lines of s.
-func lines(s string) []string {
+func kpLines(s string) []string {
 	var out []string
 	for _, l := range strings.Split(s, "\n") {
 		if strings.TrimSpace(l) != "" {
@@ -46,7 +46,7 @@ func lines(s string) []string {
 	return out
 }
 
-func pluginBinary(t testing.TB) string {
+func kpBinary(t testing.TB) string {
 	t.Helper()
 	dir, err := harness.BuildDir()
 	if err != nil {
@@ -65,7 +65,7 @@ func runKP(t testing.TB, env []string, args ...string) kpResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, pluginBinary(t), args...)
+	cmd := exec.CommandContext(ctx, kpBinary(t), args...)
 	var base []string
 	for _, e := range os.Environ() {
 		if !strings.HasPrefix(e, "KUBECONFIG=") && !strings.HasPrefix(e, "PROFEFE_URL=") && !strings.HasPrefix(e, "HOME=") {
@@ -98,36 +98,36 @@ func mustKP(t testing.TB, env []string, args ...string) kpResult {
 	return r
 }
 
-// wantOneError requires exit 1, nothing on stdout and exactly one stderr
+// kpWantOneError requires exit 1, nothing on stdout and exactly one stderr
 // line "error: ..." containing want.
-func wantOneError(t testing.TB, r kpResult, want string) {
+func kpWantOneError(t testing.TB, r kpResult, want string) {
 	t.Helper()
-	errs := lines(r.Stderr)
+	errs := kpLines(r.Stderr)
 	if r.Code != 1 || len(errs) != 1 || !strings.HasPrefix(errs[0], "error: ") || !strings.Contains(errs[0], want) || r.Stdout != "" {
 		t.Fatalf("want exit 1 and one stderr line \"error: ...%s...\": %s", want, r)
 	}
 	t.Logf("%s -> %s", strings.Join(r.Args, " "), errs[0])
 }
 
-// captured is one summary line of `capture`.
-type captured struct {
+// kpCaptured is one summary line of `capture`.
+type kpCaptured struct {
 	NS, Pod, Type string
 	File          string // with --output-dir
 	ID, Service   string // with --profefe-url
 }
 
-// parseCaptured parses capture's stdout: "ns/pod type FILE" or
+// kpParseCaptured parses capture's stdout: "ns/pod type FILE" or
 // "ns/pod type id=ID service=S" per profile.
-func parseCaptured(t testing.TB, r kpResult) []captured {
+func kpParseCaptured(t testing.TB, r kpResult) []kpCaptured {
 	t.Helper()
-	var out []captured
-	for _, l := range lines(r.Stdout) {
+	var out []kpCaptured
+	for _, l := range kpLines(r.Stdout) {
 		f := strings.Fields(l)
 		nsPod := strings.SplitN(f[0], "/", 2)
 		if len(f) < 3 || len(nsPod) != 2 {
 			t.Fatalf("unexpected capture line %q in %s", l, r)
 		}
-		c := captured{NS: nsPod[0], Pod: nsPod[1], Type: f[1]}
+		c := kpCaptured{NS: nsPod[0], Pod: nsPod[1], Type: f[1]}
 		if strings.HasPrefix(f[2], "id=") && len(f) == 4 && strings.HasPrefix(f[3], "service=") {
 			c.ID, c.Service = strings.TrimPrefix(f[2], "id="), strings.TrimPrefix(f[3], "service=")
 		} else if len(f) == 3 {
@@ -140,8 +140,8 @@ func parseCaptured(t testing.TB, r kpResult) []captured {
 	return out
 }
 
-// podsOf returns the sorted "ns/pod type" keys of captures.
-func podsOf(cs []captured) []string {
+// kpPodsOf returns the sorted "ns/pod type" keys of captures.
+func kpPodsOf(cs []kpCaptured) []string {
 	var s []string
 	for _, c := range cs {
 		s = append(s, c.NS+"/"+c.Pod+" "+c.Type)
@@ -150,7 +150,7 @@ func podsOf(cs []captured) []string {
 	return s
 }
 
-func parseProfileFile(t testing.TB, path string) *profile.Profile {
+func kpParseProfileFile(t testing.TB, path string) *profile.Profile {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -197,11 +197,11 @@ func (p *kpPod) start(t *testing.T, cp *harness.ControlPlane) {
 	}
 }
 
-var enabled = map[string]string{"profefe.com/enable": "true"}
+var kpEnabled = map[string]string{"profefe.com/enable": "true"}
 
-// contextKubeconfig writes a copy of the admin kubeconfig whose context
+// kpContextKubeconfig writes a copy of the admin kubeconfig whose context
 // names namespace ns.
-func contextKubeconfig(t *testing.T, cp *harness.ControlPlane, ns string) string {
+func kpContextKubeconfig(t *testing.T, cp *harness.ControlPlane, ns string) string {
 	t.Helper()
 	crt, err := os.ReadFile(filepath.Join(cp.Dir, "pki", "admin.crt"))
 	if err != nil {
@@ -245,8 +245,8 @@ func TestPlugin(t *testing.T) {
 		webPodLabels[k] = v
 	}
 	pods := []*kpPod{
-		{NS: ns1, Name: "web-5d4c8-aaaaa", Labels: webPodLabels, Annotations: enabled, Owner: &web, Port: 6060},
-		{NS: ns1, Name: "web-5d4c8-bbbbb", Labels: webPodLabels, Annotations: enabled, Owner: &web, Port: 6060},
+		{NS: ns1, Name: "web-5d4c8-aaaaa", Labels: webPodLabels, Annotations: kpEnabled, Owner: &web, Port: 6060},
+		{NS: ns1, Name: "web-5d4c8-bbbbb", Labels: webPodLabels, Annotations: kpEnabled, Owner: &web, Port: 6060},
 		// port, path and service annotations, all honoured
 		{NS: ns1, Name: "custom", Labels: map[string]string{"app": "custom"}, Port: 7070,
 			Flags: []string{"-path", "/custom/pprof"},
@@ -254,10 +254,10 @@ func TestPlugin(t *testing.T) {
 				"profefe.com/path": "/custom/pprof", "profefe.com/service": "custom-svc"}},
 		// matched by app=web but not annotated, and annotated but Pending
 		{NS: ns1, Name: "web-unannotated", Labels: map[string]string{"app": "web"}, Port: 6060},
-		{NS: ns1, Name: "web-pending", Labels: map[string]string{"app": "web"}, Annotations: enabled},
-		{NS: ns2, Name: "api-0", Labels: map[string]string{"app": "api", "tier": "backend"}, Annotations: enabled, Owner: &api, Port: 6060},
-		{NS: ns3, Name: "good", Labels: map[string]string{"app": "mixed"}, Annotations: enabled, Port: 6060},
-		{NS: ns3, Name: "broken", Labels: map[string]string{"app": "mixed"}, Annotations: enabled, Port: 6060, Flags: []string{"-mode=500"}},
+		{NS: ns1, Name: "web-pending", Labels: map[string]string{"app": "web"}, Annotations: kpEnabled},
+		{NS: ns2, Name: "api-0", Labels: map[string]string{"app": "api", "tier": "backend"}, Annotations: kpEnabled, Owner: &api, Port: 6060},
+		{NS: ns3, Name: "good", Labels: map[string]string{"app": "mixed"}, Annotations: kpEnabled, Port: 6060},
+		{NS: ns3, Name: "broken", Labels: map[string]string{"app": "mixed"}, Annotations: kpEnabled, Port: 6060, Flags: []string{"-mode=500"}},
 	}
 	for _, p := range pods {
 		p.start(t, cp)
@@ -266,8 +266,8 @@ func TestPlugin(t *testing.T) {
 	t.Run("capture-by-name-to-directory", func(t *testing.T) {
 		dir := t.TempDir()
 		r := mustKP(t, nil, kc, "capture", "web-5d4c8-aaaaa", "-n", ns1, "--type", "heap", "--type=goroutine", "--output-dir", dir)
-		cs := parseCaptured(t, r)
-		if got, want := podsOf(cs), []string{ns1 + "/web-5d4c8-aaaaa goroutine", ns1 + "/web-5d4c8-aaaaa heap"}; !slices.Equal(got, want) {
+		cs := kpParseCaptured(t, r)
+		if got, want := kpPodsOf(cs), []string{ns1 + "/web-5d4c8-aaaaa goroutine", ns1 + "/web-5d4c8-aaaaa heap"}; !slices.Equal(got, want) {
 			t.Fatalf("captured %v, want %v", got, want)
 		}
 		for _, c := range cs {
@@ -276,7 +276,7 @@ func TestPlugin(t *testing.T) {
 			if err != nil || !strings.HasPrefix(rel, filepath.Join(ns1, "web-5d4c8-aaaaa", c.Type+"-")) || !strings.HasSuffix(rel, ".pb.gz") {
 				t.Errorf("file %q is not named DIR/%s/web-5d4c8-aaaaa/%s-TIME.pb.gz", c.File, ns1, c.Type)
 			}
-			p := parseProfileFile(t, c.File)
+			p := kpParseProfileFile(t, c.File)
 			if len(p.Sample) == 0 {
 				t.Errorf("%s: no samples", c.File)
 			}
@@ -288,9 +288,9 @@ func TestPlugin(t *testing.T) {
 
 	t.Run("capture-by-selector-to-profefe", func(t *testing.T) {
 		r := mustKP(t, nil, kc, "capture", "-n", ns1, "-l", "app=web", "--type", "heap", pfURL)
-		cs := parseCaptured(t, r)
+		cs := kpParseCaptured(t, r)
 		// web-unannotated and web-pending match app=web but are left out
-		if got, want := podsOf(cs), []string{ns1 + "/web-5d4c8-aaaaa heap", ns1 + "/web-5d4c8-bbbbb heap"}; !slices.Equal(got, want) {
+		if got, want := kpPodsOf(cs), []string{ns1 + "/web-5d4c8-aaaaa heap", ns1 + "/web-5d4c8-bbbbb heap"}; !slices.Equal(got, want) {
 			t.Fatalf("captured %v, want %v", got, want)
 		}
 		list, err := pf.List(ctx, harness.ListQuery{Service: "web", Type: "heap", From: time.Now().Add(-time.Hour), To: time.Now().Add(time.Minute)})
@@ -320,7 +320,7 @@ func TestPlugin(t *testing.T) {
 		if el := time.Since(t0); el > 7*time.Second {
 			t.Errorf("capturing 3 pods with --seconds 3 took %v: not in parallel", el)
 		}
-		cs := parseCaptured(t, r)
+		cs := kpParseCaptured(t, r)
 		var want []string
 		for _, pod := range []string{"custom", "web-5d4c8-aaaaa", "web-5d4c8-bbbbb"} {
 			for _, typ := range []string{"cpu", "goroutine", "heap"} {
@@ -328,11 +328,11 @@ func TestPlugin(t *testing.T) {
 			}
 		}
 		sort.Strings(want)
-		if got := podsOf(cs); !slices.Equal(got, want) {
+		if got := kpPodsOf(cs); !slices.Equal(got, want) {
 			t.Fatalf("captured %v, want %v", got, want)
 		}
 		for _, c := range cs {
-			p := parseProfileFile(t, c.File)
+			p := kpParseProfileFile(t, c.File)
 			if c.Type == "cpu" && (p.DurationNanos < int64(2900*time.Millisecond) || p.DurationNanos > int64(6*time.Second)) {
 				t.Errorf("%s: CPU profile of %v, want about --seconds 3", c.File, time.Duration(p.DurationNanos))
 			}
@@ -341,10 +341,10 @@ func TestPlugin(t *testing.T) {
 
 	t.Run("capture-all-namespaces-to-profefe", func(t *testing.T) {
 		r := mustKP(t, nil, kc, "capture", "-A", "-l", "tier=backend", "--type", "goroutine", pfURL)
-		cs := parseCaptured(t, r)
+		cs := kpParseCaptured(t, r)
 		want := []string{ns1 + "/web-5d4c8-aaaaa goroutine", ns1 + "/web-5d4c8-bbbbb goroutine", ns2 + "/api-0 goroutine"}
 		sort.Strings(want)
-		if got := podsOf(cs); !slices.Equal(got, want) {
+		if got := kpPodsOf(cs); !slices.Equal(got, want) {
 			t.Fatalf("captured %v, want %v", got, want)
 		}
 		for _, c := range cs {
@@ -356,59 +356,59 @@ func TestPlugin(t *testing.T) {
 
 	t.Run("capture-honours-port-path-service-annotations", func(t *testing.T) {
 		r := mustKP(t, nil, kc, "capture", "custom", "-n", ns1, "--type", "heap", pfURL)
-		cs := parseCaptured(t, r)
+		cs := kpParseCaptured(t, r)
 		if len(cs) != 1 || cs[0].Service != "custom-svc" {
 			t.Fatalf("want one heap profile stored as custom-svc: %s", r)
 		}
 	})
 
 	t.Run("namespace-defaults-to-the-context", func(t *testing.T) {
-		kcfg := contextKubeconfig(t, cp, ns2)
+		kcfg := kpContextKubeconfig(t, cp, ns2)
 		dir := t.TempDir()
 		// No -n: the context's namespace (ns2), through --kubeconfig ...
 		r := mustKP(t, nil, "--kubeconfig", kcfg, "capture", "api-0", "--type", "heap", "--output-dir", dir)
-		if cs := parseCaptured(t, r); len(cs) != 1 || cs[0].NS != ns2 || !strings.HasPrefix(cs[0].File, filepath.Join(dir, ns2, "api-0")+"/") {
+		if cs := kpParseCaptured(t, r); len(cs) != 1 || cs[0].NS != ns2 || !strings.HasPrefix(cs[0].File, filepath.Join(dir, ns2, "api-0")+"/") {
 			t.Fatalf("want api-0 in %s captured: %s", ns2, r)
 		}
 		// ... and through $KUBECONFIG; a selector without -n also stays in ns2.
 		r = mustKP(t, []string{"KUBECONFIG=" + kcfg}, "capture", "-l", "tier=backend", "--type", "heap", "--output-dir", dir)
-		if got := podsOf(parseCaptured(t, r)); !slices.Equal(got, []string{ns2 + "/api-0 heap"}) {
+		if got := kpPodsOf(kpParseCaptured(t, r)); !slices.Equal(got, []string{ns2 + "/api-0 heap"}) {
 			t.Fatalf("capture -l tier=backend in the context namespace captured %v", got)
 		}
 		// A pod of another namespace is not found there; -n still wins.
-		wantOneError(t, runKP(t, nil, "--kubeconfig", kcfg, "capture", "web-5d4c8-aaaaa", "--type", "heap", "--output-dir", dir),
+		kpWantOneError(t, runKP(t, nil, "--kubeconfig", kcfg, "capture", "web-5d4c8-aaaaa", "--type", "heap", "--output-dir", dir),
 			`pod "web-5d4c8-aaaaa" not found in namespace "`+ns2+`"`)
 		mustKP(t, nil, "--kubeconfig", kcfg, "-n", ns1, "capture", "web-5d4c8-aaaaa", "--type", "heap", "--output-dir", dir)
 	})
 
 	t.Run("annotation-and-phase-rules", func(t *testing.T) {
 		dir := t.TempDir()
-		wantOneError(t, runKP(t, nil, kc, "capture", "web-unannotated", "-n", ns1, "--type", "heap", "--output-dir", dir),
+		kpWantOneError(t, runKP(t, nil, kc, "capture", "web-unannotated", "-n", ns1, "--type", "heap", "--output-dir", dir),
 			"is not annotated profefe.com/enable=true")
 		r := mustKP(t, nil, kc, "capture", "web-unannotated", "-n", ns1, "--type", "heap", "--output-dir", dir, "--ignore-annotation")
-		if len(parseCaptured(t, r)) != 1 {
+		if len(kpParseCaptured(t, r)) != 1 {
 			t.Fatalf("--ignore-annotation did not capture: %s", r)
 		}
-		wantOneError(t, runKP(t, nil, kc, "capture", "web-pending", "-n", ns1, "--output-dir", dir), "is not Running")
-		wantOneError(t, runKP(t, nil, kc, "capture", "-n", ns1, "-l", "app=nothing", "--output-dir", dir), "no Running pods annotated")
+		kpWantOneError(t, runKP(t, nil, kc, "capture", "web-pending", "-n", ns1, "--output-dir", dir), "is not Running")
+		kpWantOneError(t, runKP(t, nil, kc, "capture", "-n", ns1, "-l", "app=nothing", "--output-dir", dir), "no Running pods annotated")
 	})
 
 	t.Run("a-failed-capture-exits-non-zero", func(t *testing.T) {
 		dir := t.TempDir()
 		r := runKP(t, nil, kc, "capture", "-n", ns3, "--type", "heap", "--output-dir", dir)
-		errs := lines(r.Stderr)
+		errs := kpLines(r.Stderr)
 		if r.Code != 1 || len(errs) != 1 || !strings.Contains(errs[0], ns3+"/broken heap") || !strings.Contains(errs[0], "HTTP 500") {
 			t.Fatalf("want exit 1 and one error about broken's HTTP 500: %s", r)
 		}
 		// the good pod in the same run is still captured
-		if got := podsOf(parseCaptured(t, r)); !slices.Equal(got, []string{ns3 + "/good heap"}) {
+		if got := kpPodsOf(kpParseCaptured(t, r)); !slices.Equal(got, []string{ns3 + "/good heap"}) {
 			t.Fatalf("captured %v, want the good pod", got)
 		}
 	})
 
 	t.Run("get-services", func(t *testing.T) {
 		r := mustKP(t, nil, "get", "services", pfURL)
-		got := lines(r.Stdout)
+		got := kpLines(r.Stdout)
 		if len(got) < 2 || got[0] != "SERVICE" || !slices.Contains(got, "web") || !slices.Contains(got, "api") || !slices.Contains(got, "custom-svc") {
 			t.Fatalf("get services table: %s", r)
 		}
@@ -430,7 +430,7 @@ func TestPlugin(t *testing.T) {
 			t.Fatalf("no web profiles in profefe: %v", err)
 		}
 		r := mustKP(t, []string{"PROFEFE_URL=" + pf.URL}, "get", "profiles", "--service", "web")
-		rows := lines(r.Stdout)
+		rows := kpLines(r.Stdout)
 		if got := strings.Fields(rows[0]); !slices.Equal(got, []string{"ID", "SERVICE", "TYPE", "CREATED", "LABELS"}) {
 			t.Fatalf("header %q", rows[0])
 		}
@@ -452,7 +452,7 @@ func TestPlugin(t *testing.T) {
 			}
 		}
 		// -o wide adds AGE; -o json is profefe's metadata; -o yaml too.
-		if h := strings.Fields(lines(mustKP(t, nil, "get", "profiles", "--service", "web", "-o", "wide", pfURL).Stdout)[0]); !slices.Contains(h, "AGE") {
+		if h := strings.Fields(kpLines(mustKP(t, nil, "get", "profiles", "--service", "web", "-o", "wide", pfURL).Stdout)[0]); !slices.Contains(h, "AGE") {
 			t.Errorf("-o wide header %v lacks AGE", h)
 		}
 		var metas []harness.ProfileMeta
@@ -482,11 +482,11 @@ func TestPlugin(t *testing.T) {
 				t.Errorf("empty result: %s", r)
 			}
 		}
-		if n := len(lines(mustKP(t, nil, "get", "profiles", "--service", "web", "--from", "10m", "--to", "now", pfURL).Stdout)); n != len(list)+1 {
+		if n := len(kpLines(mustKP(t, nil, "get", "profiles", "--service", "web", "--from", "10m", "--to", "now", pfURL).Stdout)); n != len(list)+1 {
 			t.Errorf("--from 10m --to now: %d lines, want %d", n, len(list)+1)
 		}
-		wantOneError(t, runKP(t, nil, "get", "profiles", "--service", "web", "--from", "now", "--to", "1h", pfURL), "is after --to")
-		wantOneError(t, runKP(t, nil, "get", "profiles", "--service", "web", "--from", "yesterday", pfURL), `invalid --from "yesterday"`)
+		kpWantOneError(t, runKP(t, nil, "get", "profiles", "--service", "web", "--from", "now", "--to", "1h", pfURL), "is after --to")
+		kpWantOneError(t, runKP(t, nil, "get", "profiles", "--service", "web", "--from", "yesterday", pfURL), `invalid --from "yesterday"`)
 	})
 
 	t.Run("load-round-trips-every-type", func(t *testing.T) {
@@ -519,7 +519,7 @@ func TestPlugin(t *testing.T) {
 		}
 		r := mustKP(t, nil, append([]string{"load", "--service", "loaded", "-l", "origin=e2e", pfURL}, files...)...)
 		got := map[string][2]string{} // file type -> detected type, id
-		for _, l := range lines(r.Stdout) {
+		for _, l := range kpLines(r.Stdout) {
 			f := strings.Fields(l)
 			if len(f) != 4 || !strings.HasPrefix(f[2], "id=") || f[3] != "service=loaded" {
 				t.Fatalf("load line %q", l)
@@ -558,8 +558,8 @@ func TestPlugin(t *testing.T) {
 		}
 		bad := filepath.Join(dir, "not-a-profile.txt")
 		os.WriteFile(bad, []byte("hello"), 0o644)
-		wantOneError(t, runKP(t, nil, "load", "--service", "x", bad, pfURL), "not a pprof profile")
-		wantOneError(t, runKP(t, nil, "load", "--service", "x", filepath.Join(dir, "missing.pb.gz"), pfURL), "No such file")
+		kpWantOneError(t, runKP(t, nil, "load", "--service", "x", bad, pfURL), "not a pprof profile")
+		kpWantOneError(t, runKP(t, nil, "load", "--service", "x", filepath.Join(dir, "missing.pb.gz"), pfURL), "No such file")
 	})
 
 	t.Run("pprof-and-merge-output-parses", func(t *testing.T) {
@@ -573,12 +573,23 @@ func TestPlugin(t *testing.T) {
 		if r.Code != 0 || r.Stdout != "" || !strings.Contains(r.Stderr, "go tool pprof "+one) {
 			t.Fatalf("pprof -o: %s", r)
 		}
-		p1 := parseProfileFile(t, one)
+		p1 := kpParseProfileFile(t, one)
+		two := filepath.Join(dir, "two.pb.gz")
+		runKP(t, nil, "pprof", list[1].ID, "-o", two, pfURL)
+		p2 := kpParseProfileFile(t, two)
 		merged := filepath.Join(dir, "merged.pb.gz")
 		runKP(t, nil, "pprof", list[0].ID, list[1].ID, "-o", merged, pfURL)
-		pm := parseProfileFile(t, merged)
-		if len(pm.Sample) < len(p1.Sample) {
-			t.Errorf("merged profile has %d samples, fewer than one of its parts (%d)", len(pm.Sample), len(p1.Sample))
+		pm := kpParseProfileFile(t, merged)
+		// Merging adds up samples with the same stack, so totals add up.
+		total := func(p *profile.Profile) int64 {
+			i := slices.Index(sampleTypes(p), "alloc_space")
+			if i < 0 {
+				t.Fatalf("no alloc_space in %v", sampleTypes(p))
+			}
+			return sumValues(p, i)
+		}
+		if got, want := total(pm), total(p1)+total(p2); got != want {
+			t.Errorf("merged profile holds %d bytes of alloc_space, its parts %d", got, want)
 		}
 		// stdout when it is not a terminal (here: a pipe)
 		r = mustKP(t, nil, "pprof", list[0].ID, pfURL)
@@ -587,8 +598,25 @@ func TestPlugin(t *testing.T) {
 		}
 		rangeFile := filepath.Join(dir, "range.pb.gz")
 		runKP(t, nil, "merge", "--service", "web", "--type", "heap", "--from", "1h", "-o", rangeFile, pfURL)
-		if pr := parseProfileFile(t, rangeFile); !slices.Contains(sampleTypes(pr), "inuse_space") {
+		if pr := kpParseProfileFile(t, rangeFile); !slices.Contains(sampleTypes(pr), "inuse_space") {
 			t.Errorf("merged range sample types %v", sampleTypes(pr))
+		}
+		// merge -l: only the labelled pod's profiles
+		var aID string
+		for _, m := range list {
+			if m.LabelMap()["pod"] == "web-5d4c8-aaaaa" {
+				aID = m.ID
+			}
+		}
+		aFile, aMerged := filepath.Join(dir, "a.pb.gz"), filepath.Join(dir, "a-merged.pb.gz")
+		mustKP(t, nil, "pprof", aID, "-o", "-", pfURL) // stdout, explicitly
+		runKP(t, nil, "pprof", aID, "-o", aFile, pfURL)
+		r = runKP(t, nil, "merge", "--service", "web", "--type", "heap", "-l", "pod=web-5d4c8-aaaaa", "-o", aMerged, pfURL)
+		if r.Code != 0 {
+			t.Fatalf("merge -l: %s", r)
+		}
+		if got, want := total(kpParseProfileFile(t, aMerged)), total(kpParseProfileFile(t, aFile)); got != want {
+			t.Errorf("merge -l pod=web-5d4c8-aaaaa holds %d bytes of alloc_space, that pod's one profile %d", got, want)
 		}
 		if gt, err := exec.LookPath("go"); err == nil {
 			out, err := exec.Command(gt, "tool", "pprof", "-top", rangeFile).CombinedOutput()
@@ -596,24 +624,24 @@ func TestPlugin(t *testing.T) {
 				t.Errorf("go tool pprof -top %s: %v\n%s", rangeFile, err, out)
 			}
 		}
-		wantOneError(t, runKP(t, nil, "merge", "--service", "web", "--type", "mutex", "-o", filepath.Join(dir, "none"), pfURL), "no mutex profiles of service web")
+		kpWantOneError(t, runKP(t, nil, "merge", "--service", "web", "--type", "mutex", "-o", filepath.Join(dir, "none"), pfURL), "no mutex profiles of service web")
 	})
 
 	t.Run("errors-are-one-line", func(t *testing.T) {
 		port, _ := harness.FreePort("127.0.0.1")
 		deadPF := fmt.Sprintf("--profefe-url=http://127.0.0.1:%d", port)
-		wantOneError(t, runKP(t, nil, "get", "services", deadPF), "cannot reach profefe")
-		wantOneError(t, runKP(t, nil, "get", "profiles", "--service", "web", deadPF), "cannot reach profefe")
-		wantOneError(t, runKP(t, nil, "pprof", "abc", "-o", filepath.Join(t.TempDir(), "x"), deadPF), "cannot reach profefe")
+		kpWantOneError(t, runKP(t, nil, "get", "services", deadPF), "cannot reach profefe")
+		kpWantOneError(t, runKP(t, nil, "get", "profiles", "--service", "web", deadPF), "cannot reach profefe")
+		kpWantOneError(t, runKP(t, nil, "pprof", "abc", "-o", filepath.Join(t.TempDir(), "x"), deadPF), "cannot reach profefe")
 		r := runKP(t, nil, kc, "capture", "web-5d4c8-aaaaa", "-n", ns1, "--type", "heap", deadPF)
-		if errs := lines(r.Stderr); r.Code != 1 || len(errs) != 1 || !strings.Contains(errs[0], "cannot push to profefe") {
+		if errs := kpLines(r.Stderr); r.Code != 1 || len(errs) != 1 || !strings.Contains(errs[0], "cannot push to profefe") {
 			t.Fatalf("capture to an unreachable profefe: %s", r)
 		}
 
 		// --request-timeout bounds a profefe that accepts and never answers.
 		hung := harness.TestTarget(t, harness.AllocIP(), 6060, "-mode=hung")
 		t0 := time.Now()
-		wantOneError(t, runKP(t, nil, "get", "services", "--profefe-url", hung.URL, "--request-timeout=1s"), "timed out")
+		kpWantOneError(t, runKP(t, nil, "get", "services", "--profefe-url", hung.URL, "--request-timeout=1s"), "timed out")
 		if el := time.Since(t0); el > 10*time.Second {
 			t.Errorf("--request-timeout=1s gave up after %v", el)
 		}
@@ -624,18 +652,18 @@ func TestPlugin(t *testing.T) {
 			CAPEM: cp.CA.CertPEM, User: "u", Token: "t"}); err != nil {
 			t.Fatal(err)
 		}
-		wantOneError(t, runKP(t, nil, "--kubeconfig", dead, "capture", "-l", "app=web"), "cannot reach the API server")
-		wantOneError(t, runKP(t, nil, "--kubeconfig", dead, "capture", "a", "b", "c"), "cannot reach the API server")
-		wantOneError(t, runKP(t, nil, "--kubeconfig", filepath.Join(t.TempDir(), "missing"), "capture"), "missing")
+		kpWantOneError(t, runKP(t, nil, "--kubeconfig", dead, "capture", "-l", "app=web"), "cannot reach the API server")
+		kpWantOneError(t, runKP(t, nil, "--kubeconfig", dead, "capture", "a", "b", "c"), "cannot reach the API server")
+		kpWantOneError(t, runKP(t, nil, "--kubeconfig", filepath.Join(t.TempDir(), "missing"), "capture"), "missing")
 
-		wantOneError(t, runKP(t, nil, kc, "capture", "no-such-pod", "-n", ns1), `pod "no-such-pod" not found in namespace "`+ns1+`"`)
+		kpWantOneError(t, runKP(t, nil, kc, "capture", "no-such-pod", "-n", ns1), `pod "no-such-pod" not found in namespace "`+ns1+`"`)
 
-		wantOneError(t, runKP(t, nil, "capture", "--bogus"), "unknown flag: --bogus")
-		wantOneError(t, runKP(t, nil, "get", "profiles", "--seconds", "3"), "unknown flag --seconds")
-		wantOneError(t, runKP(t, nil, "get", "profiles"), "needs --service")
-		wantOneError(t, runKP(t, nil, "capture", "--type", "wall"), `invalid --type "wall"`)
-		wantOneError(t, runKP(t, nil, "frobnicate"), `unknown command "frobnicate"`)
-		wantOneError(t, runKP(t, nil, "capture", "-n"), "flag needs an argument")
+		kpWantOneError(t, runKP(t, nil, "capture", "--bogus"), "unknown flag: --bogus")
+		kpWantOneError(t, runKP(t, nil, "get", "profiles", "--seconds", "3"), "unknown flag --seconds")
+		kpWantOneError(t, runKP(t, nil, "get", "profiles"), "needs --service")
+		kpWantOneError(t, runKP(t, nil, "capture", "--type", "wall"), `invalid --type "wall"`)
+		kpWantOneError(t, runKP(t, nil, "frobnicate"), `unknown command "frobnicate"`)
+		kpWantOneError(t, runKP(t, nil, "capture", "-n"), "flag needs an argument")
 	})
 
 	// Once the binary is on PATH, the real kubectl runs it as `kubectl profefe`.
@@ -648,7 +676,7 @@ func TestPlugin(t *testing.T) {
 				env = append(env, e)
 			}
 		}
-		cmd.Env = append(env, "HOME="+t.TempDir(), "PATH="+filepath.Dir(pluginBinary(t))+":"+os.Getenv("PATH"))
+		cmd.Env = append(env, "HOME="+t.TempDir(), "PATH="+filepath.Dir(kpBinary(t))+":"+os.Getenv("PATH"))
 		out, err := cmd.CombinedOutput()
 		if err != nil || !strings.HasPrefix(string(out), ns1+"/web-5d4c8-aaaaa heap ") {
 			t.Fatalf("kubectl profefe capture: %v\n%s", err, out)
@@ -672,7 +700,7 @@ func TestPlugin(t *testing.T) {
 // that namespace, and no traffic leaves it.
 func TestPluginViaAPIServer(t *testing.T) {
 	if ip := os.Getenv("PPOP_KP_NETNS_IP"); ip != "" {
-		viaAPIServerInside(t, ip)
+		kpViaAPIServerInside(t, ip)
 		return
 	}
 	if os.Geteuid() != 0 {
@@ -681,7 +709,7 @@ func TestPluginViaAPIServer(t *testing.T) {
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("needs iproute2's ip to create a network namespace")
 	}
-	pluginBinary(t)
+	kpBinary(t)
 	name := "ppop-kp-" + harness.RandHex(3)
 	ip := "10.213.7.2"
 	run := func(args ...string) error {
@@ -727,14 +755,14 @@ func TestPluginViaAPIServer(t *testing.T) {
 	}
 }
 
-func viaAPIServerInside(t *testing.T, ip string) {
+func kpViaAPIServerInside(t *testing.T, ip string) {
 	cp := harness.TestControlPlane(t)
 	pf := harness.TestProfefe(t)
 	ctx := t.Context()
 	ns := cp.TestNamespace(t)
-	pod := &kpPod{NS: ns, Name: "remote", Labels: map[string]string{"app": "remote"}, Annotations: enabled, Port: 6060, IP: ip}
+	pod := &kpPod{NS: ns, Name: "remote", Labels: map[string]string{"app": "remote"}, Annotations: kpEnabled, Port: 6060, IP: ip}
 	pod.start(t, cp)
-	loop := &kpPod{NS: ns, Name: "loopback", Labels: map[string]string{"app": "loop"}, Annotations: enabled, Port: 6060}
+	loop := &kpPod{NS: ns, Name: "loopback", Labels: map[string]string{"app": "loop"}, Annotations: kpEnabled, Port: 6060}
 	loop.start(t, cp)
 
 	// A user allowed to list pods but not yet to proxy to them.
@@ -775,10 +803,10 @@ subjects:
 		}
 	}
 	// Without pods/proxy the API server refuses: the capture goes through it.
-	if errs := lines(r.Stderr); r.Code != 1 || len(errs) != 1 || !strings.Contains(errs[0], "HTTP 403") {
+	if errs := kpLines(r.Stderr); r.Code != 1 || len(errs) != 1 || !strings.Contains(errs[0], "HTTP 403") {
 		t.Fatalf("without pods/proxy: want one HTTP 403 error: %s", r)
 	}
-	t.Logf("without pods/proxy: %s", lines(r.Stderr)[0])
+	t.Logf("without pods/proxy: %s", kpLines(r.Stderr)[0])
 
 	if _, err := cp.KubectlStdin(ctx, role("- {apiGroups: [\"\"], resources: [pods/proxy], verbs: [get]}\n"), "apply", "-n", ns, "-f", "-"); err != nil {
 		t.Fatal(err)
@@ -792,19 +820,19 @@ subjects:
 	if r.Code != 0 {
 		t.Fatalf("capture --via-apiserver with pods/proxy: %s", r)
 	}
-	cs := parseCaptured(t, r)
-	if got, want := podsOf(cs), []string{ns + "/remote cpu", ns + "/remote goroutine", ns + "/remote heap"}; !slices.Equal(got, want) {
+	cs := kpParseCaptured(t, r)
+	if got, want := kpPodsOf(cs), []string{ns + "/remote cpu", ns + "/remote goroutine", ns + "/remote heap"}; !slices.Equal(got, want) {
 		t.Fatalf("captured %v, want %v", got, want)
 	}
 	for _, c := range cs {
-		if p := parseProfileFile(t, c.File); len(p.Sample) == 0 && c.Type != "cpu" {
+		if p := kpParseProfileFile(t, c.File); len(p.Sample) == 0 && c.Type != "cpu" {
 			t.Errorf("%s: no samples", c.File)
 		}
 	}
 
 	// Pushed to profefe through the proxy, by selector.
 	r = mustKP(t, nil, kc, "capture", "-l", "app=remote", "--via-apiserver", "--type", "heap", "--profefe-url", pf.URL)
-	cs = parseCaptured(t, r)
+	cs = kpParseCaptured(t, r)
 	if len(cs) != 1 || cs[0].ID == "" || cs[0].Service != "remote" {
 		t.Fatalf("capture --via-apiserver --profefe-url: %s", r)
 	}
@@ -814,8 +842,8 @@ subjects:
 
 	// The API server will not proxy to a loopback pod IP: one clear line.
 	r = runKP(t, nil, kc, "capture", "loopback", "--via-apiserver", "--type", "heap", "--output-dir", dir)
-	if errs := lines(r.Stderr); r.Code != 1 || len(errs) != 1 || !strings.Contains(errs[0], ns+"/loopback heap") {
+	if errs := kpLines(r.Stderr); r.Code != 1 || len(errs) != 1 || !strings.Contains(errs[0], ns+"/loopback heap") {
 		t.Fatalf("loopback pod through the proxy: %s", r)
 	}
-	t.Logf("loopback pod through the proxy: %s", lines(r.Stderr)[0])
+	t.Logf("loopback pod through the proxy: %s", kpLines(r.Stderr)[0])
 }

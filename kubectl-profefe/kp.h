@@ -110,6 +110,19 @@ int kp_parse_timeout(const char *s, int64_t *out_ms);
  * reason in err, or -ENOMEM. */
 int kp_labels_arg(const char *s, char **out, char *err, size_t errlen);
 
+/* Keeps the profiles of profefe's list reply (an array, lent; NULL = none)
+ * that carry every label of `selector` ("k=v,k2=v2"; NULL or "" keeps all),
+ * then the newest `limit` of them (0: all), as profefe's limit would.
+ * Returns a new array (the caller puts it), or NULL when out of memory or
+ * when the selector is malformed.
+ *
+ * Why not let profefe filter: its badger store intersects the index lists
+ * as if they were sorted by profile ID, but they are sorted by created_at,
+ * so a label query misses profiles whose created_at order differs from
+ * their arrival order (two pods captured in the same second, say). */
+struct json_object *kp_filter_profiles(struct json_object *arr, const char *selector,
+                                       unsigned limit);
+
 /* Renders profefe's list reply (an array of profile metadata, lent) as the
  * table (ID SERVICE TYPE CREATED LABELS), the wide table (plus AGE, labels
  * never shortened), JSON or YAML. `now_ms` is for AGE. Returns the number

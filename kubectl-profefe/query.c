@@ -99,9 +99,17 @@ static void on_list(void *arg, struct cap_profefe_reply *r)
 		return;
 	}
 	if (q->o->cmd == KP_CMD_GET_PROFILES) {
-		if (kp_render_profiles(stdout, arr, q->o->fmt, loop_wall_ms()) == 0 &&
+		struct json_object *kept = kp_filter_profiles(arr, q->o->selector, q->o->limit);
+
+		if (kept == NULL) {
+			kp_err("get profiles: out of memory");
+			q->status = 1;
+			return;
+		}
+		if (kp_render_profiles(stdout, kept, q->o->fmt, loop_wall_ms()) == 0 &&
 		    q->o->fmt <= KP_FMT_WIDE)
 			fprintf(stderr, "No profiles found.\n");
+		json_object_put(kept);
 	} else if (kp_render_services(stdout, arr, q->o->fmt) == 0 && q->o->fmt <= KP_FMT_WIDE)
 		fprintf(stderr, "No services found.\n");
 	q->status = 0;
@@ -111,7 +119,9 @@ int kp_cmd_get_profiles(const struct kp_opts *o)
 {
 	struct kp_rt rt;
 	struct q q = {.o = o, .rt = &rt, .status = 1, .what = "get profiles"};
-	struct cap_profefe_query pq = {.service = o->service, .type = o->type, .limit = o->limit};
+	/* Labels and the limit are applied here, not by profefe: see
+	 * kp_filter_profiles(). */
+	struct cap_profefe_query pq = {.service = o->service, .type = o->type};
 	char err[256];
 	int rc;
 
@@ -121,7 +131,6 @@ int kp_cmd_get_profiles(const struct kp_opts *o)
 		kp_err("%s", rc == -ENOMEM ? "out of memory" : err);
 		return 1;
 	}
-	pq.labels = q.labels;
 	if (pf_start(&rt, o) == 0) {
 		rc = cap_profefe_list(rt.pf, &pq, on_list, &q);
 		if (rc < 0)
@@ -389,6 +398,51 @@ static void on_download(void *arg, struct cap_profefe_reply *r)
 	q->status = 0;
 }
 
+/* merge -l: the profiles of the range, filtered here (kp_filter_profiles()
+ * says why), then fetched merged by ID. */
+static void on_merge_list(void *arg, struct cap_profefe_reply *r)
+{
+	struct q *q = arg;
+	struct json_object *kept = NULL;
+	const char **ids = NULL;
+	size_t n = 0;
+	int rc = -ENOMEM;
+
+	q->rt->pending--;
+	if (r->res != CAP_RES_OK && !(r->res == CAP_RES_HTTP && r->http_status == 404)) {
+		pf_error(q, r);
+		return;
+	}
+	kept = kp_filter_profiles(r->res == CAP_RES_OK ? r->json : NULL, q->o->selector, 0);
+	if (kept)
+		n = json_object_array_length(kept);
+	if (kept && n == 0) {
+		kp_err("merge: no %s profiles of service %s with labels %s in that time range",
+		       q->o->type, q->o->service, q->o->selector);
+		goto out;
+	}
+	if (kept && (ids = calloc(n, sizeof(*ids))) != NULL) {
+		size_t m = 0;
+
+		for (size_t i = 0; i < n; i++) {
+			struct json_object *id = NULL;
+
+			if (json_object_object_get_ex(json_object_array_get_idx(kept, i), "id",
+			                              &id) &&
+			    json_object_is_type(id, json_type_string))
+				ids[m++] = json_object_get_string(id);
+		}
+		rc = m ? cap_profefe_get(q->rt->pf, ids, m, on_download, q) : -EPROTO;
+	}
+	if (rc < 0)
+		kp_err("merge: %s", strerror(-rc));
+	else
+		q->rt->pending++;
+out:
+	free(ids);
+	json_object_put(kept);
+}
+
 int kp_cmd_download(const struct kp_opts *o)
 {
 	struct kp_rt rt;
@@ -409,10 +463,11 @@ int kp_cmd_download(const struct kp_opts *o)
 			kp_err("%s", rc == -ENOMEM ? "out of memory" : err);
 			return 1;
 		}
-		pq.labels = q.labels;
 	}
 	if (pf_start(&rt, o) == 0) {
-		if (o->cmd == KP_CMD_MERGE)
+		if (o->cmd == KP_CMD_MERGE && o->selector && o->selector[0])
+			rc = cap_profefe_list(rt.pf, &pq, on_merge_list, &q);
+		else if (o->cmd == KP_CMD_MERGE)
 			rc = cap_profefe_merge(rt.pf, &pq, on_download, &q);
 		else
 			rc = cap_profefe_get(rt.pf, (const char *const *)o->args, o->nargs,

@@ -44,6 +44,77 @@ static const char *str_field(struct json_object *o, const char *key)
 	return "";
 }
 
+/* True when profile `p` has label key=value. */
+static int has_label(struct json_object *p, const char *key, size_t klen, const char *value,
+                     size_t vlen)
+{
+	struct json_object *arr;
+
+	if (!json_object_object_get_ex(p, "labels", &arr) ||
+	    !json_object_is_type(arr, json_type_array))
+		return 0;
+	for (size_t i = 0; i < json_object_array_length(arr); i++) {
+		struct json_object *l = json_object_array_get_idx(arr, i);
+		const char *k = str_field(l, "key"), *v = str_field(l, "value");
+
+		if (strlen(k) == klen && strncmp(k, key, klen) == 0 && strlen(v) == vlen &&
+		    strncmp(v, value, vlen) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* True when `p` has every label of the "k=v,k2=v2" selector; -1 when the
+ * selector is malformed. */
+static int matches(struct json_object *p, const char *sel)
+{
+	while (sel && *sel) {
+		size_t n = strcspn(sel, ","), kl;
+		const char *eq = memchr(sel, '=', n);
+
+		if (n == 0) {
+			sel++;
+			continue;
+		}
+		if (eq == NULL || eq == sel)
+			return -1;
+		kl = (size_t)(eq - sel);
+		if (!has_label(p, sel, kl, eq + 1, n - kl - 1))
+			return 0;
+		sel += n;
+	}
+	return 1;
+}
+
+struct json_object *kp_filter_profiles(struct json_object *arr, const char *selector,
+                                       unsigned limit)
+{
+	struct json_object *out = json_object_new_array();
+	size_t n = arr && json_object_is_type(arr, json_type_array) ? json_object_array_length(arr)
+	                                                            : 0;
+	size_t kept, skip;
+
+	if (out == NULL)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *p = json_object_array_get_idx(arr, i);
+		int m = matches(p, selector);
+
+		if (m < 0 || (m && json_object_array_add(out, json_object_get(p)) < 0)) {
+			json_object_put(out);
+			return NULL;
+		}
+	}
+	/* profefe lists oldest first, and its limit keeps the newest */
+	kept = json_object_array_length(out);
+	skip = limit && kept > limit ? kept - limit : 0;
+	if (skip && json_object_array_del_idx(out, 0, skip) < 0) {
+		json_object_put(out);
+		return NULL;
+	}
+	return out;
+}
+
 /* "k=v,k2=v2" from profefe's [{"key":..,"value":..}] (malloc'd). */
 static char *labels_text(struct json_object *o)
 {

@@ -175,6 +175,44 @@ static void test_services(void **state)
 	free(s);
 }
 
+/* profefe's own label filter misses profiles (see kp.h), so -l and --limit
+ * are applied to the list: every label must match, newest N kept. */
+static void test_filter_profiles_by_labels_then_limit(void **state)
+{
+	const char *json = "[{\"id\":\"a\",\"labels\":[{\"key\":\"pod\",\"value\":\"p1\"},{\"key\":"
+	                   "\"v\",\"value\":\"1\"}]},"
+	                   "{\"id\":\"b\",\"labels\":[{\"key\":\"pod\",\"value\":\"p2\"}]},"
+	                   "{\"id\":\"c\",\"labels\":[{\"key\":\"pod\",\"value\":\"p1\"}]},"
+	                   "{\"id\":\"d\"}]";
+	struct json_object *arr = json_tokener_parse(json), *f;
+
+	(void)state;
+	f = kp_filter_profiles(arr, "pod=p1", 0);
+	assert_int_equal(json_object_array_length(f), 2);
+	assert_string_equal(json_object_to_json_string_ext(f, JSON_C_TO_STRING_PLAIN),
+	                    "[{\"id\":\"a\",\"labels\":[{\"key\":\"pod\",\"value\":\"p1\"},{"
+	                    "\"key\":\"v\",\"value\":\"1\"}]},{\"id\":\"c\",\"labels\":[{"
+	                    "\"key\":\"pod\",\"value\":\"p1\"}]}]");
+	json_object_put(f);
+	f = kp_filter_profiles(arr, "pod=p1,v=1", 0);
+	assert_int_equal(json_object_array_length(f), 1);
+	json_object_put(f);
+	f = kp_filter_profiles(arr, "pod=p", 0); /* values match whole */
+	assert_int_equal(json_object_array_length(f), 0);
+	json_object_put(f);
+	f = kp_filter_profiles(arr, NULL, 3); /* the newest three: b, c, d */
+	assert_int_equal(json_object_array_length(f), 3);
+	assert_string_equal(json_object_get_string(
+	                            json_object_object_get(json_object_array_get_idx(f, 0), "id")),
+	                    "b");
+	json_object_put(f);
+	f = kp_filter_profiles(NULL, "pod=p1", 0); /* profefe's 404 */
+	assert_int_equal(json_object_array_length(f), 0);
+	json_object_put(f);
+	assert_null(kp_filter_profiles(arr, "pod", 0));
+	json_object_put(arr);
+}
+
 static void test_age(void **state)
 {
 	char b[16];
@@ -197,6 +235,7 @@ int main(void)
 	        cmocka_unit_test(test_yaml_quotes_what_would_change_meaning),
 	        cmocka_unit_test(test_empty_results_print_nothing_in_tables),
 	        cmocka_unit_test(test_services),
+	        cmocka_unit_test(test_filter_profiles_by_labels_then_limit),
 	        cmocka_unit_test(test_age),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
