@@ -167,13 +167,7 @@ func (e *env) pod(ns, deploy, name string, annotated bool, labels map[string]str
 	if annotated {
 		ann["profefe.com/enable"] = "true"
 	}
-	// The Deployment controller labels its pods with the hash that ends
-	// their ReplicaSet's name; that is how a pod's Deployment is known.
-	podLabels := map[string]string{"pod-template-hash": owner.Name[strings.LastIndex(owner.Name, "-")+1:]}
-	for k, v := range labels {
-		podLabels[k] = v
-	}
-	p := harness.Pod{Namespace: ns, Name: name, Labels: podLabels, Annotations: ann, Port: 6060,
+	p := harness.Pod{Namespace: ns, Name: name, Labels: labels, Annotations: ann, Port: 6060,
 		Owners: []harness.OwnerRef{owner}}
 	if _, err := e.cp.CreatePod(ctx, p); err != nil {
 		t.Fatal(err)
@@ -604,7 +598,6 @@ spec:
 		}
 	})
 }
-
 
 // metric returns the value of one exact series line in /metrics, or -1.
 func metric(addr, series string) float64 {

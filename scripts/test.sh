@@ -7,6 +7,9 @@ source "$(dirname "$0")/lib.sh"
 cd "$PPOP_ROOT"
 
 ensure_debs
+# The real parts first: with PPOP_PROFEFE set at configure time, CTest also
+# registers capture/'s integration test against the real profefe.
+ensure_tools
 
 build_c ci
 step "unit tests (ctest, preset ci)"
@@ -15,8 +18,6 @@ ctest --preset ci
 build_c asan-ubsan
 step "unit tests under AddressSanitizer + UndefinedBehaviorSanitizer"
 ctest --preset asan-ubsan
-
-ensure_tools
 
 step "end-to-end tests (go test ./... in e2e/, real parts on 127.0.0.0/8)"
 export PPOP_BUILD_DIR=$PPOP_ROOT/build/ci

@@ -235,8 +235,22 @@ func (k *Kube) CreatePod(ctx context.Context, p Pod) (Object, error) {
 		c["ports"] = []Object{{"name": "pprof", "containerPort": p.Port, "protocol": "TCP"}}
 	}
 	meta := Object{"name": p.Name, "namespace": p.Namespace}
-	if p.Labels != nil {
-		meta["labels"] = p.Labels
+	labels := map[string]string{}
+	for k, v := range p.Labels {
+		labels[k] = v
+	}
+	// The Deployment controller labels the pods of ReplicaSet
+	// "<deployment>-<hash>" with pod-template-hash=<hash>; that label is
+	// how a pod's Deployment is told from a bare ReplicaSet's.
+	for _, o := range p.Owners {
+		if o.Kind == "ReplicaSet" && strings.HasSuffix(o.Name, "-"+podTemplateHash) {
+			if _, ok := labels["pod-template-hash"]; !ok {
+				labels["pod-template-hash"] = podTemplateHash
+			}
+		}
+	}
+	if len(labels) > 0 {
+		meta["labels"] = labels
 	}
 	if p.Annotations != nil {
 		meta["annotations"] = p.Annotations
@@ -360,7 +374,7 @@ func (k *Kube) CreateWorkload(ctx context.Context, ns, kind, name string, labels
 	if kind != "Deployment" {
 		return ref, nil
 	}
-	rsName := name + "-5d4c8"
+	rsName := name + "-" + podTemplateHash
 	rs, err := k.Create(ctx, "/apis/apps/v1/namespaces/"+ns+"/replicasets", Object{
 		"apiVersion": "apps/v1", "kind": "ReplicaSet",
 		"metadata": Object{"name": rsName, "namespace": ns, "labels": labels,
@@ -372,6 +386,9 @@ func (k *Kube) CreateWorkload(ctx context.Context, ns, kind, name string, labels
 	}
 	return OwnerRef{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: rsName, UID: uidOf(rs), Controller: true}, nil
 }
+
+// podTemplateHash is the hash CreateWorkload gives a Deployment's ReplicaSet.
+const podTemplateHash = "5d4c8"
 
 func uidOf(o Object) string {
 	m, _ := o["metadata"].(Object)
