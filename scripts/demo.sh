@@ -67,20 +67,20 @@ step "starting profefe-operator (log: $work/operator.log)"
 	--spool-dir "$work/spool" --spread-window 1s >"$work/operator.log" 2>&1 &
 pids+=($!)
 
-step "applying a sample policy: every 15s, a 5s CPU profile plus heap and goroutine"
+step "applying a sample policy: every 10s, a 3s CPU profile plus heap, goroutine and mutex"
 cat <<'EOF' | tee "$work/policy.yaml" | sed 's/^/   /'
 apiVersion: profefe.com/v1alpha1
 kind: ProfilingPolicy
 metadata:
   name: demo
 spec:
-  schedule: "@every 15s"
+  schedule: "@every 10s"
   selector:
     matchLabels:
       app: demo
   profiles:
   - type: cpu
-    seconds: 5
+    seconds: 3
   - type: heap
   - type: goroutine
   - type: mutex
@@ -104,12 +104,14 @@ while $keep || ((SECONDS < end)); do
 	echo
 	date -u +'   %H:%M:%S UTC'
 	kubectl get profilingpolicies -n demo | sed 's/^/   /'
-	echo "   profefe now holds: cpu=$(profefe_count cpu) heap=$(profefe_count heap) goroutine=$(profefe_count goroutine) (mutex: empty profiles are skipped, not stored)"
+	echo "   profefe now holds: cpu=$(profefe_count cpu) heap=$(profefe_count heap) goroutine=$(profefe_count goroutine) mutex=$(profefe_count mutex)"
 	sleep 10
 done
 
 step "what the operator recorded (kubectl describe profilingpolicy demo -n demo)"
 kubectl describe profilingpolicy demo -n demo | sed 's/^/   /'
+step "the operator's log (last lines; -v 1 would also log every stored profile)"
+tail -5 "$work/operator.log" | sed 's/^/   /'
 step "query profefe yourself"
 cat <<EOF
    curl "$PROFEFE_URL/api/0/profiles?service=demo&type=heap&from=$(date -u -d '-1 hour' +%Y-%m-%dT%H:%M:%S)&to=$(date -u +%Y-%m-%dT%H:%M:%S)"
