@@ -1,0 +1,789 @@
+// Command bench measures profefe-operator against a minimal relay on the same
+// targets and the same profefe, in the same run (DESIGN.md §10). It starts
+// the real parts through the e2e harness (etcd + kube-apiserver, profefe,
+// -pods pproftarget processes playing Running pods on 127.0.0.0/8), then:
+//
+//  1. runs bench/relay (fetch-then-push, -concurrency workers) for heap and
+//     goroutine profiles: the baseline profiles/s and its CPU cost;
+//  2. runs the operator with ProfilingPolicies on "@every 1s" selecting those
+//     pods (enough policies that the offered load exceeds the relay's rate)
+//     and counts profefe_operator_deliveries_total{result="ok"} over the same
+//     window, plus the operator's CPU time from /proc/PID/stat;
+//  3. starts a fresh operator, creates -rss-pods Running pods (no targets)
+//     and -rss-policies suspended policies, and reads VmRSS from /proc.
+//
+// It prints a report table (and writes it to -out). Every figure that matters
+// is a ratio against a baseline measured in this run; absolute times depend
+// on the machine's load. Everything it starts stops before it exits.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"profefe-operator/e2e/harness"
+)
+
+const (
+	operatorNS = "profefe-system"
+	benchNS    = "bench"
+	rssNS      = "bench-rss"
+	podPort    = 6060
+)
+
+type opts struct {
+	pods, rssPods, rssPolicies, conc int
+	seconds, warmup                  float64
+	operator, relay, out, dir        string
+	types                            []string
+	overload                         float64
+	maxPolicies                      int
+	keep                             bool
+}
+
+func main() {
+	var o opts
+	var types string
+	flag.IntVar(&o.pods, "pods", 4, "pproftarget processes (Running pods) for the throughput runs")
+	flag.Float64Var(&o.seconds, "seconds", 20, "measurement window of each throughput run")
+	flag.Float64Var(&o.warmup, "warmup", 4, "warm-up before each window (not counted)")
+	flag.IntVar(&o.conc, "concurrency", 4, "relay workers")
+	flag.StringVar(&types, "types", "heap,goroutine", "profile types to measure")
+	flag.Float64Var(&o.overload, "overload", 1.2, "operator offered load as a multiple of the relay's rate")
+	flag.IntVar(&o.maxPolicies, "max-policies", 200, "cap on the throughput policies")
+	flag.IntVar(&o.rssPods, "rss-pods", 2000, "pods for the memory run (0 skips it)")
+	flag.IntVar(&o.rssPolicies, "rss-policies", 100, "suspended policies for the memory run")
+	flag.StringVar(&o.operator, "operator", "", "profefe-operator binary (required)")
+	flag.StringVar(&o.relay, "relay", "", "bench relay binary (required)")
+	flag.StringVar(&o.out, "out", "", "also write the report here")
+	flag.StringVar(&o.dir, "dir", "", "state folder (default: a temporary one, removed on exit)")
+	flag.Parse()
+	o.types = strings.Split(types, ",")
+	log.SetFlags(0)
+	log.SetPrefix("bench: ")
+	if o.operator == "" || o.relay == "" {
+		log.Fatal("-operator and -relay are required")
+	}
+	err := run(o)
+	if e := harness.KillLeftovers(); e != nil {
+		log.Print(e)
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+}
+
+// b is the benchmark state.
+type b struct {
+	o       opts
+	ctx     context.Context
+	dir     string
+	cp      *harness.ControlPlane
+	pf      *harness.Profefe
+	saKube  string
+	targets []*harness.Target
+	podsN   int // pods created in benchNS
+	rows    [][3]string // figure, value, note
+	notes   []string
+}
+
+func (s *b) row(name, value, note string) {
+	s.rows = append(s.rows, [3]string{name, value, note})
+	log.Printf("RESULT %-44s %s  %s", name, value, note)
+}
+
+func run(o opts) (err error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() { <-sigs; log.Print("interrupted; stopping"); cancel() }()
+	// Hard bound: nothing here should ever run this long.
+	ctx, cancelT := context.WithTimeout(ctx, 20*time.Minute)
+	defer cancelT()
+
+	s := &b{o: o, ctx: ctx}
+	if s.dir = o.dir; s.dir == "" {
+		if s.dir, err = os.MkdirTemp("", "ppop-bench-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(s.dir)
+	}
+	var stops []func() error
+	defer func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			if e := stops[i](); e != nil {
+				log.Printf("stop: %v", e)
+			}
+		}
+	}()
+
+	t0 := time.Now()
+	log.Printf("starting etcd + kube-apiserver and profefe in %s", s.dir)
+	if s.cp, err = harness.StartControlPlane(ctx, harness.ControlPlaneOptions{Dir: filepath.Join(s.dir, "cp")}); err != nil {
+		return err
+	}
+	stops = append(stops, s.cp.Stop)
+	if s.pf, err = harness.StartProfefe(ctx, filepath.Join(s.dir, "profefe")); err != nil {
+		return err
+	}
+	stops = append(stops, s.pf.Stop)
+	if err = s.setupCluster(); err != nil {
+		return err
+	}
+	log.Printf("control plane, profefe, CRD and RBAC ready in %v", time.Since(t0).Round(time.Millisecond))
+
+	if err = s.cp.CreateNamespace(ctx, benchNS, nil); err != nil {
+		return err
+	}
+	for i := 0; i < o.pods; i++ {
+		tg, err := harness.StartTarget(ctx, s.dir, harness.AllocIP(), podPort, "-cpu", "0.02")
+		if err != nil {
+			return err
+		}
+		stops = append(stops, tg.Stop)
+		s.targets = append(s.targets, tg)
+	}
+	log.Printf("%d pproftarget processes: %s", o.pods, strings.Join(s.addrs(), " "))
+
+	relay := map[string]relayResult{}
+	for _, typ := range o.types {
+		r, err := s.runRelay(typ)
+		if err != nil {
+			return err
+		}
+		relay[typ] = r
+		s.row("relay "+typ+" profiles/s", fmt.Sprintf("%.1f", r.Rate),
+			fmt.Sprintf("%d ok, %d errors in %.0fs, %d workers; %.3f CPU-s/1000", r.OK, r.Errors, r.Seconds, r.Concurrency, r.cpuPer1000()))
+		if r.OK == 0 {
+			return fmt.Errorf("the relay pushed no %s profile (last error %q)", typ, r.LastError)
+		}
+	}
+
+	// Pods: each target plays K pods (pod objects sharing its IP), enough
+	// that one policy on "@every 1s" offers -overload times the relay's rate.
+	k := map[string]int{}
+	kmax := 0
+	for _, typ := range o.types {
+		k[typ] = max(1, int(math.Ceil(o.overload*relay[typ].Rate/float64(o.pods))))
+		kmax = max(kmax, k[typ])
+	}
+	if err := s.createTargetPods(kmax, k); err != nil {
+		return err
+	}
+	for _, typ := range o.types {
+		r, err := s.runOperator(typ, k[typ])
+		if err != nil {
+			return err
+		}
+		ratio := r.rate / relay[typ].Rate
+		s.row("operator "+typ+" profiles/s", fmt.Sprintf("%.1f", r.rate),
+			fmt.Sprintf("%d delivered, %d failed in %.0fs; %d pods @every 1s; at the end %d in flight, %d spooled",
+				r.ok, r.failed, r.seconds, k[typ]*o.pods, r.inflight, r.spooled))
+		s.row("operator/relay "+typ+" (target >= 0.95)", fmt.Sprintf("%.2f", ratio), verdict(ratio >= 0.95))
+		cpu := r.cpu / float64(r.ok) * 1000
+		if typ == "heap" {
+			s.row("operator CPU-s per 1000 heap (target <= 0.1)", fmt.Sprintf("%.3f", cpu),
+				fmt.Sprintf("%.2f CPU-s, %d delivered, ~%.0f KB each; relay %.3f", r.cpu, r.ok, r.avgKB, relay[typ].cpuPer1000()))
+		} else {
+			s.row("operator CPU-s per 1000 "+typ, fmt.Sprintf("%.3f", cpu),
+				fmt.Sprintf("relay %.3f", relay[typ].cpuPer1000()))
+		}
+		if r.maxScrape > 2*time.Second {
+			s.notes = append(s.notes, fmt.Sprintf("%s: /metrics took up to %v to answer under load", typ, r.maxScrape.Round(time.Millisecond)))
+		}
+	}
+
+	if o.rssPods > 0 {
+		if err := s.runRSS(); err != nil {
+			return err
+		}
+	}
+	s.row("kprofefe", "skipped",
+		"github.com/gianarb/kube-profefe is not served by the Go module proxy (403); see bench/README.md")
+	s.report()
+	return nil
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "meets the target"
+	}
+	return "BELOW the target"
+}
+
+func (s *b) setupCluster() error {
+	root, err := harness.RepoRoot()
+	if err != nil {
+		return err
+	}
+	if _, err := s.cp.Kubectl(s.ctx, "apply", "--server-side", "-f", filepath.Join(root, "crd", "profilingpolicies.profefe.com.yaml")); err != nil {
+		return err
+	}
+	if _, err := s.cp.Kubectl(s.ctx, "wait", "--for=condition=Established", "--timeout=60s", "crd/profilingpolicies.profefe.com"); err != nil {
+		return err
+	}
+	if err := s.cp.CreateNamespace(s.ctx, operatorNS, nil); err != nil && !harness.IsAlreadyExists(err) {
+		return err
+	}
+	if _, err := s.cp.Kubectl(s.ctx, "apply", "-n", operatorNS, "-k", filepath.Join(root, "config", "rbac")); err != nil {
+		return err
+	}
+	s.saKube = filepath.Join(s.dir, "operator-sa.kubeconfig")
+	_, err = s.cp.ServiceAccountKubeconfig(s.ctx, operatorNS, "profefe-operator", s.saKube)
+	return err
+}
+
+func (s *b) addrs() []string {
+	var a []string
+	for _, t := range s.targets {
+		a = append(a, t.Addr)
+	}
+	return a
+}
+
+// createTargetPods creates kmax Running pods per target, all with the
+// target's IP; pod j carries label tp-TYPE=yes when j < k[TYPE].
+func (s *b) createTargetPods(kmax int, k map[string]int) error {
+	owner, err := s.cp.CreateWorkload(s.ctx, benchNS, "Deployment", "bench", map[string]string{"app": "bench"})
+	if err != nil {
+		return err
+	}
+	hash := owner.Name[strings.LastIndex(owner.Name, "-")+1:]
+	s.podsN = kmax * len(s.targets)
+	log.Printf("creating %d pods (%d per target)", s.podsN, kmax)
+	return parallel(s.ctx, kmax*len(s.targets), func(n int) error {
+		i, j := n%len(s.targets), n/len(s.targets)
+		labels := map[string]string{"app": "bench", "pod-template-hash": hash}
+		for typ, kt := range k {
+			if j < kt {
+				labels["tp-"+typ] = "yes"
+			}
+		}
+		return s.createPod(benchNS, fmt.Sprintf("bench-%s-%d-%d", hash, i, j), labels, s.targets[i].IP, &owner)
+	})
+}
+
+func (s *b) createPod(ns, name string, labels map[string]string, ip string, owner *harness.OwnerRef) error {
+	p := harness.Pod{Namespace: ns, Name: name, Port: podPort, Labels: labels,
+		Annotations: map[string]string{"profefe.com/enable": "true"}}
+	if owner != nil {
+		p.Owners = []harness.OwnerRef{*owner}
+	}
+	if _, err := s.cp.CreatePod(s.ctx, p); err != nil {
+		return err
+	}
+	return s.cp.MarkRunning(s.ctx, ns, name, ip)
+}
+
+// ---------------------------------------------------------------- relay
+
+type relayResult struct {
+	Type        string  `json:"type"`
+	Concurrency int     `json:"concurrency"`
+	OK          int64   `json:"ok"`
+	Errors      int64   `json:"errors"`
+	Bytes       int64   `json:"bytes"`
+	Seconds     float64 `json:"seconds"`
+	Rate        float64 `json:"rate"`
+	LastError   string  `json:"last_error"`
+	cpu         float64 // whole-process CPU-seconds (warm-up included)
+	total       float64 // profiles including the warm-up, estimated
+}
+
+// cpuPer1000 is the relay's CPU-seconds per 1000 profiles, warm-up included
+// in both the CPU time and the (estimated) profile count.
+func (r relayResult) cpuPer1000() float64 {
+	if r.total == 0 {
+		return math.NaN()
+	}
+	return r.cpu / r.total * 1000
+}
+
+func (s *b) runRelay(typ string) (relayResult, error) {
+	var r relayResult
+	log.Printf("relay: %s profiles, %d workers, %d targets, %.0fs window after %.0fs warm-up", typ, s.o.conc, len(s.targets), s.o.seconds, s.o.warmup)
+	ctx, cancel := context.WithTimeout(s.ctx, time.Duration(s.o.seconds+s.o.warmup+90)*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, s.o.relay, "-targets", strings.Join(s.addrs(), ","), "-profefe", s.pf.URL,
+		"-type", typ, "-concurrency", strconv.Itoa(s.o.conc),
+		"-seconds", fmt.Sprint(s.o.seconds), "-warmup", fmt.Sprint(s.o.warmup))
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.Output()
+	if err != nil {
+		return r, fmt.Errorf("relay: %w", err)
+	}
+	if err := json.Unmarshal(out, &r); err != nil {
+		return r, fmt.Errorf("relay output %q: %w", out, err)
+	}
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	r.cpu = tv(ru.Utime) + tv(ru.Stime)
+	r.total = r.Rate * (s.o.seconds + s.o.warmup)
+	return r, nil
+}
+
+func tv(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
+
+// ---------------------------------------------------------------- operator
+
+type operator struct {
+	proc    *harness.Proc
+	metrics string
+	health  string
+}
+
+func (o *operator) pid() int { return o.proc.Cmd.Process.Pid }
+
+func (o *operator) stop() error { return o.proc.Stop(20 * time.Second) }
+
+func (s *b) startOperator(name string) (*operator, error) {
+	mport, err := harness.FreePort("127.0.0.1")
+	if err != nil {
+		return nil, err
+	}
+	hport, err := harness.FreePort("127.0.0.1")
+	if err != nil {
+		return nil, err
+	}
+	o := &operator{metrics: fmt.Sprintf("http://127.0.0.1:%d/metrics", mport), health: fmt.Sprintf("http://127.0.0.1:%d/readyz", hport)}
+	o.proc, err = harness.StartProc(name, filepath.Join(s.dir, name+".log"), os.Environ(), s.o.operator,
+		"--kubeconfig", s.saKube,
+		"--profefe-url", s.pf.URL,
+		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", mport),
+		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", hport),
+		"--leader-election-namespace", operatorNS,
+		"--spread-window", "1s",
+		"--shutdown-timeout", "1s",
+		"-v", "0")
+	if err != nil {
+		return nil, err
+	}
+	err = poll(s.ctx, 60*time.Second, name+" /readyz", func() error {
+		if ex, werr := o.proc.Exited(); ex {
+			return permanent{fmt.Errorf("%s exited (%v):\n%s", name, werr, o.proc.Tail(20))}
+		}
+		code, body := httpGet(o.health)
+		if code != 200 {
+			return fmt.Errorf("/readyz: %d %s", code, body)
+		}
+		return nil
+	})
+	if err != nil {
+		o.stop()
+		return nil, err
+	}
+	log.Printf("%s (pid %d) ready", name, o.pid())
+	return o, nil
+}
+
+type opResult struct {
+	ok, failed, captured int64
+	seconds, cpu         float64
+	rate, avgKB          float64
+	maxScrape            time.Duration
+	inflight, spooled    int64
+}
+
+func policyYAML(ns, name string, match map[string]string, schedule, typ string, suspend bool) string {
+	var m strings.Builder
+	for k, v := range match {
+		fmt.Fprintf(&m, "      %s: %q\n", k, v)
+	}
+	return fmt.Sprintf(`apiVersion: profefe.com/v1alpha1
+kind: ProfilingPolicy
+metadata:
+  name: %s
+  namespace: %s
+spec:
+  schedule: "%s"
+  suspend: %v
+  selector:
+    matchLabels:
+%s  service: bench-operator
+  profiles:
+  - type: %s
+---
+`, name, ns, schedule, suspend, m.String(), typ)
+}
+
+// runOperator starts a fresh operator, applies one policy on "@every 1s"
+// selecting the k pods per target labelled tp-TYPE, and counts deliveries
+// over the window. The operator is stopped (not drained) afterwards.
+func (s *b) runOperator(typ string, k int) (r opResult, err error) {
+	op, err := s.startOperator("operator-" + typ)
+	if err != nil {
+		return r, err
+	}
+	defer op.stop()
+	log.Printf("operator: %s, 1 policy @every 1s over %d pods (offered %d/s), %.0fs window after %.0fs warm-up",
+		typ, k*len(s.targets), k*len(s.targets), s.o.seconds, s.o.warmup)
+	y := policyYAML(benchNS, "tp-"+typ, map[string]string{"app": "bench", "tp-" + typ: "yes"}, "@every 1s", typ, false)
+	if _, err := s.cp.KubectlStdin(s.ctx, y, "apply", "-f", "-"); err != nil {
+		return r, err
+	}
+	defer func() {
+		if _, e := s.cp.Kubectl(s.ctx, "delete", "ppol", "tp-"+typ, "-n", benchNS, "--wait=false"); e != nil && err == nil {
+			err = e
+		}
+	}()
+	if err := sleep(s.ctx, s.o.warmup); err != nil {
+		return r, err
+	}
+	m0, d, err := scrapeTimed(op.metrics)
+	if err != nil {
+		return r, err
+	}
+	r.maxScrape = d
+	c0, err := procCPU(op.pid())
+	if err != nil {
+		return r, err
+	}
+	t0 := time.Now()
+	// Scrape now and then during the window: a slow /metrics is a finding.
+	for time.Since(t0).Seconds() < s.o.seconds-2.5 {
+		if err := sleep(s.ctx, 2); err != nil {
+			return r, err
+		}
+		if _, d, err := scrapeTimed(op.metrics); err == nil {
+			r.maxScrape = max(r.maxScrape, d)
+		}
+	}
+	if err := sleep(s.ctx, s.o.seconds-time.Since(t0).Seconds()); err != nil {
+		return r, err
+	}
+	c1, err := procCPU(op.pid())
+	if err != nil {
+		return r, err
+	}
+	m1, d, err := scrapeTimed(op.metrics)
+	if err != nil {
+		return r, err
+	}
+	r.maxScrape = max(r.maxScrape, d)
+	r.seconds = time.Since(t0).Seconds() - d.Seconds()
+	const okKey = `profefe_operator_deliveries_total{result="ok"}`
+	r.ok = int64(m1[okKey] - m0[okKey])
+	for key, v := range m1 {
+		if strings.HasPrefix(key, "profefe_operator_deliveries_total{") && key != okKey {
+			r.failed += int64(v - m0[key])
+		}
+		if strings.HasPrefix(key, "profefe_operator_captures_total{") && strings.Contains(key, `type="`+typ+`"`) && strings.Contains(key, `result="ok"`) {
+			r.captured += int64(v - m0[key])
+		}
+	}
+	bk := fmt.Sprintf(`profefe_operator_capture_bytes_total{type="%s"}`, typ)
+	if r.captured > 0 {
+		r.avgKB = (m1[bk] - m0[bk]) / float64(r.captured) / 1024
+	}
+	r.inflight = int64(m1["profefe_operator_captures_inflight"])
+	r.spooled = int64(m1["profefe_operator_spool_profiles"])
+	r.cpu = c1 - c0
+	r.rate = float64(r.ok) / r.seconds
+	log.Printf("operator: %s window done: %d delivered, %d captured; inflight %v, spool %v profiles; slowest /metrics %v", typ, r.ok, r.captured,
+		m1["profefe_operator_captures_inflight"], m1["profefe_operator_spool_profiles"], r.maxScrape.Round(time.Millisecond))
+	if r.ok == 0 {
+		return r, fmt.Errorf("the operator delivered no %s profile; log tail:\n%s", typ, op.proc.Tail(30))
+	}
+	return r, nil
+}
+
+// ---------------------------------------------------------------- memory
+
+func (s *b) runRSS() error {
+	op, err := s.startOperator("operator-rss")
+	if err != nil {
+		return err
+	}
+	defer op.stop()
+	if err := sleep(s.ctx, 2); err != nil {
+		return err
+	}
+	rss0, _, err := procRSS(op.pid())
+	if err != nil {
+		return err
+	}
+	log.Printf("memory: operator RSS %.1f MiB with %d pods (%s); creating %d policies (suspended) and %d pods",
+		mib(rss0), s.podsN, rssBreakdown(op.pid()), s.o.rssPolicies, s.o.rssPods)
+	if err := s.cp.CreateNamespace(s.ctx, rssNS, nil); err != nil {
+		return err
+	}
+	var y strings.Builder
+	for i := 0; i < s.o.rssPolicies; i++ {
+		y.WriteString(policyYAML(rssNS, fmt.Sprintf("rss-%d", i), map[string]string{"app": "rss"}, "@hourly", "heap", true))
+	}
+	if _, err := s.cp.KubectlStdin(s.ctx, y.String(), "apply", "-f", "-"); err != nil {
+		return err
+	}
+	t0 := time.Now()
+	ips := make([]string, s.o.rssPods)
+	for i := range ips {
+		ips[i] = harness.AllocIP()
+	}
+	err = parallel(s.ctx, s.o.rssPods, func(i int) error {
+		return s.createPod(rssNS, fmt.Sprintf("rss-%05d", i), map[string]string{"app": "rss"}, ips[i], nil)
+	})
+	if err != nil {
+		return err
+	}
+	log.Printf("memory: %d pods created and Running in %v", s.o.rssPods, time.Since(t0).Round(time.Second))
+	want := float64(s.podsN + s.o.rssPods)
+	var m map[string]float64
+	err = poll(s.ctx, 120*time.Second, "operator caches every pod", func() error {
+		if m, err = scrape(op.metrics); err != nil {
+			return err
+		}
+		if m["profefe_operator_pods_cached"] < want || m["profefe_operator_policies"] < float64(s.o.rssPolicies) {
+			return fmt.Errorf("pods_cached %v, policies %v", m["profefe_operator_pods_cached"], m["profefe_operator_policies"])
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := sleep(s.ctx, 3); err != nil {
+		return err
+	}
+	rss1, hwm, err := procRSS(op.pid())
+	if err != nil {
+		return err
+	}
+	per := float64(rss1-rss0) / float64(s.o.rssPods)
+	s.row(fmt.Sprintf("operator RSS, %d pods + %d policies", int(want), s.o.rssPolicies), fmt.Sprintf("%.1f MiB", mib(rss1)),
+		fmt.Sprintf("before the %d pods %.1f MiB; peak (VmHWM) %.1f MiB; %s", s.o.rssPods, mib(rss0), mib(hwm), rssBreakdown(op.pid())))
+	s.row("operator RSS per cached pod", fmt.Sprintf("%.0f B", per),
+		fmt.Sprintf("extrapolated 10k pods: %.1f MiB (target <= 32 MiB incl. 1000 policies)", mib(rss0+int64(per*10000))))
+	return nil
+}
+
+// parallel runs f(0..n-1) on 8 goroutines, stopping at the first error.
+func parallel(ctx context.Context, n int, f func(i int) error) error {
+	ch := make(chan int)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range ch {
+				if err := f(i); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	last := time.Now()
+	for i := 0; i < n; i++ {
+		mu.Lock()
+		err := first
+		mu.Unlock()
+		if err != nil || ctx.Err() != nil {
+			break
+		}
+		ch <- i
+		if time.Since(last) > 10*time.Second {
+			log.Printf("  %d/%d done", i, n)
+			last = time.Now()
+		}
+	}
+	close(ch)
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	return ctx.Err()
+}
+
+// ---------------------------------------------------------------- report
+
+func (s *b) report() {
+	host, _ := os.Hostname()
+	load, _ := os.ReadFile("/proc/loadavg")
+	var w strings.Builder
+	fmt.Fprintf(&w, "profefe-operator bench, %s, host %s, %d CPUs, load %s\n", time.Now().UTC().Format(time.RFC3339),
+		host, numCPU(), strings.Join(strings.Fields(string(load))[:3], " "))
+	fmt.Fprintf(&w, "%d pproftarget pods, %.0fs windows after %.0fs warm-up, relay %d workers\n",
+		s.o.pods, s.o.seconds, s.o.warmup, s.o.conc)
+	wn, wv := 0, 0
+	for _, r := range s.rows {
+		wn, wv = max(wn, len(r[0])), max(wv, len(r[1]))
+	}
+	for _, r := range s.rows {
+		fmt.Fprintf(&w, "  %-*s  %*s  %s\n", wn, r[0], wv, r[1], r[2])
+	}
+	for _, n := range s.notes {
+		fmt.Fprintf(&w, "note: %s\n", n)
+	}
+	fmt.Print("\n" + w.String())
+	if s.o.out != "" {
+		if err := os.WriteFile(s.o.out, []byte(w.String()), 0o644); err != nil {
+			log.Print(err)
+		} else {
+			log.Printf("report written to %s", s.o.out)
+		}
+	}
+}
+
+func numCPU() int {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	return strings.Count(string(b), "\nprocessor") + 1
+}
+
+// ---------------------------------------------------------------- helpers
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+func httpGet(url string) (int, string) {
+	c := &http.Client{Timeout: 20 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	return resp.StatusCode, string(b)
+}
+
+// scrapeTimed scrapes and says how long /metrics took to answer.
+func scrapeTimed(url string) (map[string]float64, time.Duration, error) {
+	t := time.Now()
+	m, err := scrape(url)
+	return m, time.Since(t), err
+}
+
+// scrape reads a Prometheus text page into "name{labels}" -> value.
+func scrape(url string) (map[string]float64, error) {
+	code, body := httpGet(url)
+	if code != 200 {
+		return nil, fmt.Errorf("GET %s: %d %.200s", url, code, body)
+	}
+	m := map[string]float64{}
+	sc := bufio.NewScanner(strings.NewReader(body))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err == nil {
+			m[line[:i]] = v
+		}
+	}
+	return m, nil
+}
+
+// procCPU returns utime+stime of pid in seconds (/proc/PID/stat).
+func procCPU(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the ")" closing comm: state is field 3, utime 14, stime 15.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / clkTck, nil
+}
+
+const clkTck = 100 // USER_HZ on Linux
+
+// rssBreakdown returns the RssAnon/RssFile split from /proc/PID/status.
+func rssBreakdown(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	var parts []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && (f[0] == "RssAnon:" || f[0] == "RssFile:") {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			parts = append(parts, fmt.Sprintf("%s %.1f MiB", strings.TrimSuffix(f[0], ":"), kb/1024))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// procRSS returns VmRSS and VmHWM of pid in bytes.
+func procRSS(pid int) (rss, hwm int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && (f[0] == "VmRSS:" || f[0] == "VmHWM:") {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			if f[0] == "VmRSS:" {
+				rss = kb * 1024
+			} else {
+				hwm = kb * 1024
+			}
+		}
+	}
+	if rss == 0 {
+		return 0, 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+	}
+	return rss, hwm, nil
+}
+
+func sleep(ctx context.Context, secs float64) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(time.Duration(secs * float64(time.Second))):
+		return nil
+	}
+}
+
+// permanent wraps an error that poll must not retry.
+type permanent struct{ error }
+
+// poll calls f every 250 ms until it returns nil or a permanent error, or
+// the timeout passes.
+func poll(ctx context.Context, timeout time.Duration, what string, f func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		var p permanent
+		if errors.As(err, &p) {
+			return p.error
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: not true after %v: %w", what, timeout, err)
+		}
+		if e := sleep(ctx, 0.25); e != nil {
+			return e
+		}
+	}
+}

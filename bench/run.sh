@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Runs the profefe-operator benchmarks (DESIGN.md §10) and prints a report of
+# ratios against baselines measured in the same run. See bench/README.md.
+#
+# Usage: bench/run.sh [--pods N] [--seconds S] [--rss-pods N] [--rss-policies N]
+#                     [--concurrency N] [--types heap,goroutine] [-- extra bench flags]
+#
+# Environment: PPOP_OPERATOR (operator binary; default build/ci, else
+# build/default, built with cmake if missing), PPOP_CACHE, PPOP_* (see
+# e2e/README.md). The report goes to bench/out/report-<date>.txt.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/.." && pwd)
+log() { echo "run.sh: $*" >&2; }
+
+args=()
+while (($#)); do
+  case "$1" in
+    --pods | --seconds | --rss-pods | --rss-policies | --concurrency | --types | --warmup | --overload)
+      (($# >= 2)) || { log "$1 needs a value"; exit 2; }
+      args+=("-${1#--}" "$2")
+      shift 2
+      ;;
+    --pods=* | --seconds=* | --rss-pods=* | --rss-policies=* | --concurrency=* | --types=* | --warmup=* | --overload=*)
+      args+=("-${1#--}")
+      shift
+      ;;
+    -h | --help)
+      sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+      exit 0
+      ;;
+    --)
+      shift
+      args+=("$@")
+      break
+      ;;
+    *)
+      log "unknown argument: $1 (try --help)"
+      exit 2
+      ;;
+  esac
+done
+
+command -v go >/dev/null || { log "go is not installed"; exit 1; }
+
+# 1. The real parts (kube-apiserver, etcd, kubectl, profefe), built once per machine.
+log "checking the e2e binaries (e2e/tools/build.sh; ~10 min the first time on 2 cores)"
+eval "$("$root/e2e/tools/build.sh" --print-env)"
+export PPOP_KUBE_APISERVER PPOP_ETCD PPOP_KUBECTL PPOP_PROFEFE
+
+# 2. The operator.
+op=${PPOP_OPERATOR:-}
+if [[ -z "$op" ]]; then
+  for d in ci default; do
+    if [[ -x "$root/build/$d/operator/profefe-operator" ]]; then
+      op=$root/build/$d/operator/profefe-operator
+      break
+    fi
+  done
+fi
+if [[ -z "$op" ]]; then
+  log "no operator binary in build/ci or build/default: building the default preset (cmake + ninja)"
+  (cd "$root" && cmake --preset default >&2 && cmake --build --preset default --target profefe-operator >&2)
+  op=$root/build/default/operator/profefe-operator
+fi
+[[ -x "$op" ]] || { log "operator binary $op is missing"; exit 1; }
+log "operator: $op (built $(date -u -r "$op" +%Y-%m-%dT%H:%MZ))"
+
+# 3. The bench programs (relay and driver), into bench/out/bin.
+mkdir -p "$here/out/bin"
+log "building bench/relay and bench/cmd/bench"
+(cd "$here" && CGO_ENABLED=0 go build -buildvcs=false -o "$here/out/bin/" ./relay ./cmd/bench)
+
+# The harness builds pproftarget into the cache on first use (a few seconds).
+report=$here/out/report-$(date -u +%Y%m%dT%H%M%SZ).txt
+log "running; report -> $report"
+cd "$here"
+"$here/out/bin/bench" -operator "$op" -relay "$here/out/bin/relay" -out "$report" "${args[@]}"
