@@ -99,7 +99,7 @@ type b struct {
 	pf      *harness.Profefe
 	saKube  string
 	targets []*harness.Target
-	podsN   int // pods created in benchNS
+	podsN   int         // pods created in benchNS
 	rows    [][3]string // figure, value, note
 	notes   []string
 }
