@@ -3,7 +3,8 @@
 # ratios against baselines measured in the same run. See bench/README.md.
 #
 # Usage: bench/run.sh [--pods N] [--seconds S] [--rss-pods N] [--rss-policies N]
-#                     [--concurrency N] [--types heap,goroutine] [-- extra bench flags]
+#                     [--concurrency N] [--types heap,goroutine] [--load 0.8,1.2]
+#                     [--warmup S] [-- extra bench flags]
 #
 # Environment: PPOP_OPERATOR (operator binary; default build/ci, else
 # build/default, built with cmake if missing), PPOP_CACHE, PPOP_* (see
@@ -17,17 +18,17 @@ log() { echo "run.sh: $*" >&2; }
 args=()
 while (($#)); do
   case "$1" in
-    --pods | --seconds | --rss-pods | --rss-policies | --concurrency | --types | --warmup | --overload)
+    --pods | --seconds | --rss-pods | --rss-policies | --concurrency | --types | --warmup | --load)
       (($# >= 2)) || { log "$1 needs a value"; exit 2; }
       args+=("-${1#--}" "$2")
       shift 2
       ;;
-    --pods=* | --seconds=* | --rss-pods=* | --rss-policies=* | --concurrency=* | --types=* | --warmup=* | --overload=*)
+    --pods=* | --seconds=* | --rss-pods=* | --rss-policies=* | --concurrency=* | --types=* | --warmup=* | --load=*)
       args+=("-${1#--}")
       shift
       ;;
     -h | --help)
-      sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     --)

@@ -32,6 +32,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,7 +54,7 @@ type opts struct {
 	seconds, warmup                  float64
 	operator, relay, out, dir        string
 	types                            []string
-	overload                         float64
+	loads                            []float64
 	maxPolicies                      int
 	keep                             bool
 }
@@ -66,7 +67,7 @@ func main() {
 	flag.Float64Var(&o.warmup, "warmup", 4, "warm-up before each window (not counted)")
 	flag.IntVar(&o.conc, "concurrency", 4, "relay workers")
 	flag.StringVar(&types, "types", "heap,goroutine", "profile types to measure")
-	flag.Float64Var(&o.overload, "overload", 1.2, "operator offered load as a multiple of the relay's rate")
+	loads := flag.String("load", "0.8,1.2", "operator offered loads, as multiples of the relay's rate (comma-separated)")
 	flag.IntVar(&o.maxPolicies, "max-policies", 200, "cap on the throughput policies")
 	flag.IntVar(&o.rssPods, "rss-pods", 2000, "pods for the memory run (0 skips it)")
 	flag.IntVar(&o.rssPolicies, "rss-policies", 100, "suspended policies for the memory run")
@@ -76,6 +77,13 @@ func main() {
 	flag.StringVar(&o.dir, "dir", "", "state folder (default: a temporary one, removed on exit)")
 	flag.Parse()
 	o.types = strings.Split(types, ",")
+	for _, f := range strings.Split(*loads, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || v <= 0 {
+			log.Fatalf("-load: bad multiple %q", f)
+		}
+		o.loads = append(o.loads, v)
+	}
 	log.SetFlags(0)
 	log.SetPrefix("bench: ")
 	if o.operator == "" || o.relay == "" {
@@ -177,37 +185,42 @@ func run(o opts) (err error) {
 		}
 	}
 
-	// Pods: each target plays K pods (pod objects sharing its IP), enough
-	// that one policy on "@every 1s" offers -overload times the relay's rate.
-	k := map[string]int{}
+	// Pods: each target plays K pods (pod objects sharing its IP, labelled
+	// slot=0..K-1), so that one policy on "@every 1s" selecting slots below
+	// k offers k x targets profiles/s: -load times the relay's rate.
 	kmax := 0
 	for _, typ := range o.types {
-		k[typ] = max(1, int(math.Ceil(o.overload*relay[typ].Rate/float64(o.pods))))
-		kmax = max(kmax, k[typ])
+		for _, l := range o.loads {
+			kmax = max(kmax, slots(l, relay[typ].Rate, o.pods))
+		}
 	}
-	if err := s.createTargetPods(kmax, k); err != nil {
+	if err := s.createTargetPods(kmax); err != nil {
 		return err
 	}
 	for _, typ := range o.types {
-		r, err := s.runOperator(typ, k[typ])
-		if err != nil {
-			return err
-		}
-		ratio := r.rate / relay[typ].Rate
-		s.row("operator "+typ+" profiles/s", fmt.Sprintf("%.1f", r.rate),
-			fmt.Sprintf("%d delivered, %d failed in %.0fs; %d pods @every 1s; at the end %d in flight, %d spooled",
-				r.ok, r.failed, r.seconds, k[typ]*o.pods, r.inflight, r.spooled))
-		s.row("operator/relay "+typ+" (target >= 0.95)", fmt.Sprintf("%.2f", ratio), verdict(ratio >= 0.95))
-		cpu := r.cpu / float64(r.ok) * 1000
-		if typ == "heap" {
-			s.row("operator CPU-s per 1000 heap (target <= 0.1)", fmt.Sprintf("%.3f", cpu),
-				fmt.Sprintf("%.2f CPU-s, %d delivered, ~%.0f KB each; relay %.3f", r.cpu, r.ok, r.avgKB, relay[typ].cpuPer1000()))
-		} else {
-			s.row("operator CPU-s per 1000 "+typ, fmt.Sprintf("%.3f", cpu),
-				fmt.Sprintf("relay %.3f", relay[typ].cpuPer1000()))
-		}
-		if r.maxScrape > 2*time.Second {
-			s.notes = append(s.notes, fmt.Sprintf("%s: /metrics took up to %v to answer under load", typ, r.maxScrape.Round(time.Millisecond)))
+		for _, l := range o.loads {
+			k := slots(l, relay[typ].Rate, o.pods)
+			r, err := s.runOperator(typ, k)
+			if err != nil {
+				return err
+			}
+			offered := float64(k * o.pods)
+			ratio := r.rate / relay[typ].Rate
+			lt := fmt.Sprintf("%s @ %.1fx", typ, l)
+			s.row("operator "+lt+" profiles/s", fmt.Sprintf("%.1f", r.rate),
+				fmt.Sprintf("offered %.0f/s (%d pods @every 1s): %.0f%% delivered; %d failed; at the end %d in flight, %d spooled",
+					offered, k*o.pods, 100*r.rate/offered, r.failed, r.inflight, r.spooled))
+			s.row("operator/relay "+lt+" (target >= 0.95)", fmt.Sprintf("%.2f", ratio), verdict(ratio >= 0.95))
+			cpu := r.cpu / float64(r.ok) * 1000
+			name := "operator CPU-s per 1000 " + lt
+			if typ == "heap" {
+				name += " (target <= 0.1)"
+			}
+			s.row(name, fmt.Sprintf("%.3f", cpu),
+				fmt.Sprintf("%.2f CPU-s for %d delivered (~%.0f KB); relay %.3f", r.cpu, r.ok, r.avgKB, relay[typ].cpuPer1000()))
+			if r.maxScrape > 2*time.Second {
+				s.notes = append(s.notes, fmt.Sprintf("%s: /metrics took up to %v to answer", lt, r.maxScrape.Round(time.Millisecond)))
+			}
 		}
 	}
 
@@ -259,9 +272,14 @@ func (s *b) addrs() []string {
 	return a
 }
 
+// slots is how many pods per target offer load x rate profiles/s.
+func slots(load, rate float64, targets int) int {
+	return max(1, int(math.Round(load*rate/float64(targets))))
+}
+
 // createTargetPods creates kmax Running pods per target, all with the
-// target's IP; pod j carries label tp-TYPE=yes when j < k[TYPE].
-func (s *b) createTargetPods(kmax int, k map[string]int) error {
+// target's IP; pod j carries label slot=j.
+func (s *b) createTargetPods(kmax int) error {
 	owner, err := s.cp.CreateWorkload(s.ctx, benchNS, "Deployment", "bench", map[string]string{"app": "bench"})
 	if err != nil {
 		return err
@@ -271,12 +289,7 @@ func (s *b) createTargetPods(kmax int, k map[string]int) error {
 	log.Printf("creating %d pods (%d per target)", s.podsN, kmax)
 	return parallel(s.ctx, kmax*len(s.targets), func(n int) error {
 		i, j := n%len(s.targets), n/len(s.targets)
-		labels := map[string]string{"app": "bench", "pod-template-hash": hash}
-		for typ, kt := range k {
-			if j < kt {
-				labels["tp-"+typ] = "yes"
-			}
-		}
+		labels := map[string]string{"app": "bench", "pod-template-hash": hash, "slot": strconv.Itoa(j)}
 		return s.createPod(benchNS, fmt.Sprintf("bench-%s-%d-%d", hash, i, j), labels, s.targets[i].IP, &owner)
 	})
 }
@@ -402,10 +415,16 @@ type opResult struct {
 	inflight, spooled    int64
 }
 
-func policyYAML(ns, name string, match map[string]string, schedule, typ string, suspend bool) string {
+func policyYAML(ns, name string, match map[string]string, slots int, schedule, typ string, suspend bool) string {
 	var m strings.Builder
 	for k, v := range match {
 		fmt.Fprintf(&m, "      %s: %q\n", k, v)
+	}
+	if slots > 0 {
+		m.WriteString("    matchExpressions:\n    - key: slot\n      operator: In\n      values:\n")
+		for j := 0; j < slots; j++ {
+			fmt.Fprintf(&m, "      - %q\n", strconv.Itoa(j))
+		}
 	}
 	return fmt.Sprintf(`apiVersion: profefe.com/v1alpha1
 kind: ProfilingPolicy
@@ -425,7 +444,7 @@ spec:
 }
 
 // runOperator starts a fresh operator, applies one policy on "@every 1s"
-// selecting the k pods per target labelled tp-TYPE, and counts deliveries
+// selecting the k pods per target labelled slot<k, and counts deliveries
 // over the window. The operator is stopped (not drained) afterwards.
 func (s *b) runOperator(typ string, k int) (r opResult, err error) {
 	op, err := s.startOperator("operator-" + typ)
@@ -435,12 +454,13 @@ func (s *b) runOperator(typ string, k int) (r opResult, err error) {
 	defer op.stop()
 	log.Printf("operator: %s, 1 policy @every 1s over %d pods (offered %d/s), %.0fs window after %.0fs warm-up",
 		typ, k*len(s.targets), k*len(s.targets), s.o.seconds, s.o.warmup)
-	y := policyYAML(benchNS, "tp-"+typ, map[string]string{"app": "bench", "tp-" + typ: "yes"}, "@every 1s", typ, false)
+	pol := fmt.Sprintf("tp-%s-%d", typ, k)
+	y := policyYAML(benchNS, pol, map[string]string{"app": "bench"}, k, "@every 1s", typ, false)
 	if _, err := s.cp.KubectlStdin(s.ctx, y, "apply", "-f", "-"); err != nil {
 		return r, err
 	}
 	defer func() {
-		if _, e := s.cp.Kubectl(s.ctx, "delete", "ppol", "tp-"+typ, "-n", benchNS, "--wait=false"); e != nil && err == nil {
+		if _, e := s.cp.Kubectl(s.ctx, "delete", "ppol", pol, "-n", benchNS, "--wait=false"); e != nil && err == nil {
 			err = e
 		}
 	}()
@@ -527,7 +547,7 @@ func (s *b) runRSS() error {
 	}
 	var y strings.Builder
 	for i := 0; i < s.o.rssPolicies; i++ {
-		y.WriteString(policyYAML(rssNS, fmt.Sprintf("rss-%d", i), map[string]string{"app": "rss"}, "@hourly", "heap", true))
+		y.WriteString(policyYAML(rssNS, fmt.Sprintf("rss-%d", i), map[string]string{"app": "rss"}, 0, "@hourly", "heap", true))
 	}
 	if _, err := s.cp.KubectlStdin(s.ctx, y.String(), "apply", "-f", "-"); err != nil {
 		return err
@@ -545,9 +565,40 @@ func (s *b) runRSS() error {
 	}
 	log.Printf("memory: %d pods created and Running in %v", s.o.rssPods, time.Since(t0).Round(time.Second))
 	want := float64(s.podsN + s.o.rssPods)
-	var m map[string]float64
+	rss1, hwm1, err := s.settledRSS(op, want)
+	if err != nil {
+		return err
+	}
+	s.row(fmt.Sprintf("operator RSS, %d pods + %d policies (watched)", int(want), s.o.rssPolicies), fmt.Sprintf("%.1f MiB", mib(rss1)),
+		fmt.Sprintf("%.1f MiB before the %d pods were added; VmHWM %.1f MiB; %s", mib(rss0), s.o.rssPods, mib(hwm1), rssBreakdown(op.pid())))
+	op.stop()
+
+	// A fresh operator that lists every pod at start: compared with the
+	// fresh one above, which started with only the benchmark's own pods.
+	op2, err := s.startOperator("operator-rss-fresh")
+	if err != nil {
+		return err
+	}
+	defer op2.stop()
+	rss2, hwm2, err := s.settledRSS(op2, want)
+	if err != nil {
+		return err
+	}
+	per := float64(rss2-rss0) / float64(s.o.rssPods)
+	s.row(fmt.Sprintf("operator RSS, %d pods + %d policies (fresh start)", int(want), s.o.rssPolicies), fmt.Sprintf("%.1f MiB", mib(rss2)),
+		fmt.Sprintf("VmHWM %.1f MiB; %s", mib(hwm2), rssBreakdown(op2.pid())))
+	s.row("operator RSS per cached pod", fmt.Sprintf("%.0f B", per),
+		fmt.Sprintf("(fresh %d pods - fresh %d pods) / %d; 10k pods at this rate: %.1f MiB (target <= 32 MiB)",
+			int(want), s.podsN, s.o.rssPods, mib(rss0+int64(per*float64(10000-s.podsN)))))
+	return nil
+}
+
+// settledRSS waits until op caches want pods and the policies, lets it
+// settle for 3 s, and returns its VmRSS and VmHWM.
+func (s *b) settledRSS(op *operator, want float64) (rss, hwm int64, err error) {
 	err = poll(s.ctx, 120*time.Second, "operator caches every pod", func() error {
-		if m, err = scrape(op.metrics); err != nil {
+		m, err := scrape(op.metrics)
+		if err != nil {
 			return err
 		}
 		if m["profefe_operator_pods_cached"] < want || m["profefe_operator_policies"] < float64(s.o.rssPolicies) {
@@ -556,21 +607,27 @@ func (s *b) runRSS() error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
 	if err := sleep(s.ctx, 3); err != nil {
-		return err
+		return 0, 0, err
 	}
-	rss1, hwm, err := procRSS(op.pid())
-	if err != nil {
-		return err
+	rss, hwm, err = procRSS(op.pid())
+	if err == nil {
+		log.Printf("memory: %s RSS %.1f MiB; largest mappings: %s", op.proc.Name, mib(rss), bigMappings(op.pid(), 4))
+		log.Printf("memory: %s threads: %s", op.proc.Name, procField(op.pid(), "Threads:"))
 	}
-	per := float64(rss1-rss0) / float64(s.o.rssPods)
-	s.row(fmt.Sprintf("operator RSS, %d pods + %d policies", int(want), s.o.rssPolicies), fmt.Sprintf("%.1f MiB", mib(rss1)),
-		fmt.Sprintf("before the %d pods %.1f MiB; peak (VmHWM) %.1f MiB; %s", s.o.rssPods, mib(rss0), mib(hwm), rssBreakdown(op.pid())))
-	s.row("operator RSS per cached pod", fmt.Sprintf("%.0f B", per),
-		fmt.Sprintf("extrapolated 10k pods: %.1f MiB (target <= 32 MiB incl. 1000 policies)", mib(rss0+int64(per*10000))))
-	return nil
+	return rss, hwm, err
+}
+
+func procField(pid int, key string) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, key) {
+			return strings.TrimSpace(strings.TrimPrefix(line, key))
+		}
+	}
+	return "?"
 }
 
 // parallel runs f(0..n-1) on 8 goroutines, stopping at the first error.
@@ -729,6 +786,41 @@ func rssBreakdown(pid int) string {
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// bigMappings names the largest resident mappings of pid (/proc/PID/smaps),
+// e.g. "[heap] 30.1 MiB, anon 8.0 MiB": where the RSS is.
+func bigMappings(pid, n int) string {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	type mp struct {
+		name string
+		rss  int64
+	}
+	var ms []mp
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fs := strings.Fields(sc.Text())
+		if len(fs) >= 5 && strings.Contains(fs[0], "-") && !strings.HasSuffix(fs[0], ":") {
+			name := "anon"
+			if len(fs) >= 6 {
+				name = filepath.Base(fs[5])
+			}
+			ms = append(ms, mp{name: name})
+		} else if len(fs) >= 2 && fs[0] == "Rss:" && len(ms) > 0 {
+			kb, _ := strconv.ParseInt(fs[1], 10, 64)
+			ms[len(ms)-1].rss = kb * 1024
+		}
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].rss > ms[j].rss })
+	var out []string
+	for i := 0; i < len(ms) && i < n; i++ {
+		out = append(out, fmt.Sprintf("%s %.1f MiB", ms[i].name, mib(ms[i].rss)))
+	}
+	return strings.Join(out, ", ")
 }
 
 // procRSS returns VmRSS and VmHWM of pid in bytes.
