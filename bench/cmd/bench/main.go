@@ -55,8 +55,7 @@ type opts struct {
 	operator, relay, out, dir        string
 	types                            []string
 	loads                            []float64
-	maxPolicies                      int
-	keep                             bool
+	opFlags                          []string
 }
 
 func main() {
@@ -68,15 +67,16 @@ func main() {
 	flag.IntVar(&o.conc, "concurrency", 4, "relay workers")
 	flag.StringVar(&types, "types", "heap,goroutine", "profile types to measure")
 	loads := flag.String("load", "0.8,1.2", "operator offered loads, as multiples of the relay's rate (comma-separated)")
-	flag.IntVar(&o.maxPolicies, "max-policies", 200, "cap on the throughput policies")
 	flag.IntVar(&o.rssPods, "rss-pods", 2000, "pods for the memory run (0 skips it)")
 	flag.IntVar(&o.rssPolicies, "rss-policies", 100, "suspended policies for the memory run")
 	flag.StringVar(&o.operator, "operator", "", "profefe-operator binary (required)")
 	flag.StringVar(&o.relay, "relay", "", "bench relay binary (required)")
 	flag.StringVar(&o.out, "out", "", "also write the report here")
+	opFlags := flag.String("operator-flags", "", "extra operator flags for the throughput runs, e.g. \"--max-inflight 16\"")
 	flag.StringVar(&o.dir, "dir", "", "state folder (default: a temporary one, removed on exit)")
 	flag.Parse()
 	o.types = strings.Split(types, ",")
+	o.opFlags = strings.Fields(*opFlags)
 	for _, f := range strings.Split(*loads, ",") {
 		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
 		if err != nil || v <= 0 {
@@ -367,7 +367,7 @@ func (o *operator) pid() int { return o.proc.Cmd.Process.Pid }
 
 func (o *operator) stop() error { return o.proc.Stop(20 * time.Second) }
 
-func (s *b) startOperator(name string) (*operator, error) {
+func (s *b) startOperator(name string, extra ...string) (*operator, error) {
 	mport, err := harness.FreePort("127.0.0.1")
 	if err != nil {
 		return nil, err
@@ -377,7 +377,7 @@ func (s *b) startOperator(name string) (*operator, error) {
 		return nil, err
 	}
 	o := &operator{metrics: fmt.Sprintf("http://127.0.0.1:%d/metrics", mport), health: fmt.Sprintf("http://127.0.0.1:%d/readyz", hport)}
-	o.proc, err = harness.StartProc(name, filepath.Join(s.dir, name+".log"), os.Environ(), s.o.operator,
+	args := append([]string{
 		"--kubeconfig", s.saKube,
 		"--profefe-url", s.pf.URL,
 		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", mport),
@@ -385,7 +385,8 @@ func (s *b) startOperator(name string) (*operator, error) {
 		"--leader-election-namespace", operatorNS,
 		"--spread-window", "1s",
 		"--shutdown-timeout", "1s",
-		"-v", "0")
+		"-v", "0"}, extra...)
+	o.proc, err = harness.StartProc(name, filepath.Join(s.dir, name+".log"), os.Environ(), s.o.operator, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -447,7 +448,7 @@ spec:
 // selecting the k pods per target labelled slot<k, and counts deliveries
 // over the window. The operator is stopped (not drained) afterwards.
 func (s *b) runOperator(typ string, k int) (r opResult, err error) {
-	op, err := s.startOperator("operator-" + typ)
+	op, err := s.startOperator("operator-"+typ, s.o.opFlags...)
 	if err != nil {
 		return r, err
 	}
@@ -681,8 +682,8 @@ func (s *b) report() {
 	var w strings.Builder
 	fmt.Fprintf(&w, "profefe-operator bench, %s, host %s, %d CPUs, load %s\n", time.Now().UTC().Format(time.RFC3339),
 		host, numCPU(), strings.Join(strings.Fields(string(load))[:3], " "))
-	fmt.Fprintf(&w, "%d pproftarget pods, %.0fs windows after %.0fs warm-up, relay %d workers\n",
-		s.o.pods, s.o.seconds, s.o.warmup, s.o.conc)
+	fmt.Fprintf(&w, "%d pproftarget processes, %.0fs windows after %.0fs warm-up, relay %d workers, operator %s\n",
+		s.o.pods, s.o.seconds, s.o.warmup, s.o.conc, strings.Join(append([]string{"--spread-window 1s"}, s.o.opFlags...), " "))
 	wn, wv := 0, 0
 	for _, r := range s.rows {
 		wn, wv = max(wn, len(r[0])), max(wv, len(r[1]))
