@@ -185,16 +185,19 @@ func run(o opts) (err error) {
 		}
 	}
 
-	// Pods: each target plays K pods (pod objects sharing its IP, labelled
-	// slot=0..K-1), so that one policy on "@every 1s" selecting slots below
-	// k offers k x targets profiles/s: -load times the relay's rate.
+	// Pods: each target plays K pods (pod objects sharing its IP), so that
+	// one policy on "@every 1s" selecting the first k of each offers
+	// k x targets profiles/s: -load times the relay's rate.
 	kmax := 0
+	ks := map[int]bool{}
 	for _, typ := range o.types {
 		for _, l := range o.loads {
-			kmax = max(kmax, slots(l, relay[typ].Rate, o.pods))
+			k := slots(l, relay[typ].Rate, o.pods)
+			kmax = max(kmax, k)
+			ks[k] = true
 		}
 	}
-	if err := s.createTargetPods(kmax); err != nil {
+	if err := s.createTargetPods(kmax, ks); err != nil {
 		return err
 	}
 	for _, typ := range o.types {
@@ -278,8 +281,9 @@ func slots(load, rate float64, targets int) int {
 }
 
 // createTargetPods creates kmax Running pods per target, all with the
-// target's IP; pod j carries label slot=j.
-func (s *b) createTargetPods(kmax int) error {
+// target's IP; pod j carries label bench-below-K=yes for every K in ks above
+// j, so a policy selects the first K pods of each target with one label.
+func (s *b) createTargetPods(kmax int, ks map[int]bool) error {
 	owner, err := s.cp.CreateWorkload(s.ctx, benchNS, "Deployment", "bench", map[string]string{"app": "bench"})
 	if err != nil {
 		return err
@@ -289,7 +293,12 @@ func (s *b) createTargetPods(kmax int) error {
 	log.Printf("creating %d pods (%d per target)", s.podsN, kmax)
 	return parallel(s.ctx, kmax*len(s.targets), func(n int) error {
 		i, j := n%len(s.targets), n/len(s.targets)
-		labels := map[string]string{"app": "bench", "pod-template-hash": hash, "slot": strconv.Itoa(j)}
+		labels := map[string]string{"app": "bench", "pod-template-hash": hash}
+		for k := range ks {
+			if j < k {
+				labels[fmt.Sprintf("bench-below-%d", k)] = "yes"
+			}
+		}
 		return s.createPod(benchNS, fmt.Sprintf("bench-%s-%d-%d", hash, i, j), labels, s.targets[i].IP, &owner)
 	})
 }
@@ -416,16 +425,10 @@ type opResult struct {
 	inflight, spooled    int64
 }
 
-func policyYAML(ns, name string, match map[string]string, slots int, schedule, typ string, suspend bool) string {
+func policyYAML(ns, name string, match map[string]string, schedule, typ string, suspend bool) string {
 	var m strings.Builder
 	for k, v := range match {
 		fmt.Fprintf(&m, "      %s: %q\n", k, v)
-	}
-	if slots > 0 {
-		m.WriteString("    matchExpressions:\n    - key: slot\n      operator: In\n      values:\n")
-		for j := 0; j < slots; j++ {
-			fmt.Fprintf(&m, "      - %q\n", strconv.Itoa(j))
-		}
 	}
 	return fmt.Sprintf(`apiVersion: profefe.com/v1alpha1
 kind: ProfilingPolicy
@@ -445,7 +448,7 @@ spec:
 }
 
 // runOperator starts a fresh operator, applies one policy on "@every 1s"
-// selecting the k pods per target labelled slot<k, and counts deliveries
+// selecting the first k pods of each target, and counts deliveries
 // over the window. The operator is stopped (not drained) afterwards.
 func (s *b) runOperator(typ string, k int) (r opResult, err error) {
 	op, err := s.startOperator("operator-"+typ, s.o.opFlags...)
@@ -456,7 +459,7 @@ func (s *b) runOperator(typ string, k int) (r opResult, err error) {
 	log.Printf("operator: %s, 1 policy @every 1s over %d pods (offered %d/s), %.0fs window after %.0fs warm-up",
 		typ, k*len(s.targets), k*len(s.targets), s.o.seconds, s.o.warmup)
 	pol := fmt.Sprintf("tp-%s-%d", typ, k)
-	y := policyYAML(benchNS, pol, map[string]string{"app": "bench"}, k, "@every 1s", typ, false)
+	y := policyYAML(benchNS, pol, map[string]string{"app": "bench", fmt.Sprintf("bench-below-%d", k): "yes"}, "@every 1s", typ, false)
 	if _, err := s.cp.KubectlStdin(s.ctx, y, "apply", "-f", "-"); err != nil {
 		return r, err
 	}
@@ -548,7 +551,7 @@ func (s *b) runRSS() error {
 	}
 	var y strings.Builder
 	for i := 0; i < s.o.rssPolicies; i++ {
-		y.WriteString(policyYAML(rssNS, fmt.Sprintf("rss-%d", i), map[string]string{"app": "rss"}, 0, "@hourly", "heap", true))
+		y.WriteString(policyYAML(rssNS, fmt.Sprintf("rss-%d", i), map[string]string{"app": "rss"}, "@hourly", "heap", true))
 	}
 	if _, err := s.cp.KubectlStdin(s.ctx, y.String(), "apply", "-f", "-"); err != nil {
 		return err
