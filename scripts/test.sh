@@ -7,6 +7,10 @@ source "$(dirname "$0")/lib.sh"
 cd "$PPOP_ROOT"
 
 ensure_debs
+
+step "checking that the C tree is formatted (clang-format, .clang-format)"
+find loop kube reconcile capture operator kubectl-profefe -name '*.[ch]' -print0 |
+	xargs -0 clang-format --dry-run --Werror
 # The real parts first: with PPOP_PROFEFE set at configure time, CTest also
 # registers capture/'s integration test against the real profefe.
 ensure_tools

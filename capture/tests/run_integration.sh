@@ -64,21 +64,24 @@ fi
 port=$((20000 + RANDOM % 20000))
 net=127.0.$((100 + RANDOM % 100))
 pf_addr=127.0.0.1:$((port + 1))
-start_target() { # name ip-suffix args...
-  local name=$1 ip=$net.$2
+# start_target VAR IP-SUFFIX ARGS...: starts a target and exports VAR=ip:port.
+# It must run in this shell, not in $(...), or its pid would be recorded in
+# a subshell and cleanup could not stop it.
+start_target() {
+  local var=$1 ip=$net.$2
   shift 2
-  "$PPOP_PPROFTARGET" -addr "$ip:$port" "$@" >"$tmp/$name.log" 2>&1 &
+  "$PPOP_PPROFTARGET" -addr "$ip:$port" "$@" >"$tmp/$var.log" 2>&1 &
   pids+=($!)
-  echo "$ip:$port"
+  export "$var=$ip:$port"
 }
-export CAP_IT_TARGET=$(start_target target 1 -mutex -block -cpu 0.2)
-export CAP_IT_PLAIN=$(start_target plain 2)
-export CAP_IT_SLOW=$(start_target slow 3 -mode slow -slow-rate 64)
-export CAP_IT_HUNG=$(start_target hung 4 -mode hung)
-export CAP_IT_GARBAGE=$(start_target garbage 5 -mode garbage)
-export CAP_IT_HUGE=$(start_target huge 6 -mode huge)
-export CAP_IT_500=$(start_target 500 7 -mode 500)
-export CAP_IT_WT=$(start_target wt 8 -write-timeout 2s -legacy-write-timeout)
+start_target CAP_IT_TARGET 1 -mutex -block -cpu 0.2
+start_target CAP_IT_PLAIN 2
+start_target CAP_IT_SLOW 3 -mode slow -slow-rate 64
+start_target CAP_IT_HUNG 4 -mode hung
+start_target CAP_IT_GARBAGE 5 -mode garbage
+start_target CAP_IT_HUGE 6 -mode huge
+start_target CAP_IT_500 7 -mode 500
+start_target CAP_IT_WT 8 -write-timeout 2s -legacy-write-timeout
 export CAP_IT_DEAD=$net.9:$port
 export CAP_IT_PROFEFE=http://$pf_addr
 export CAP_IT_START="'$self' __start '$tmp' '$pf_addr'"
