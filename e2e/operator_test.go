@@ -797,6 +797,33 @@ func TestOperatorFailover(t *testing.T) {
 		}
 		return nil
 	})
+
+	// A leader stopped with SIGTERM releases the Lease: a standby takes
+	// over at its next retry (2 s), not after the 15 s lease runs out.
+	c := e.startOperator("replica-c", "--leader-elect", "--identity", "replica-c")
+	if metric(c.metricsAddr, "profefe_operator_leader") != 0 {
+		t.Fatalf("a second leader appeared")
+	}
+	stopped := time.Now()
+	if err := follower.proc.Stop(20 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually(10*time.Second, "the standby takes over from a released Lease", func() error {
+		if metric(c.metricsAddr, "profefe_operator_leader") != 1 {
+			return fmt.Errorf("not leader yet after %v", time.Since(stopped))
+		}
+		return nil
+	})
+	if d := time.Since(stopped); d > 8*time.Second {
+		t.Errorf("takeover after a released Lease took %v, want about the 2 s retry", d)
+	}
+	holder, err := e.cp.Kubectl(t.Context(), "get", "lease", "profefe-operator-leader", "-n", operatorNS, "-o", "jsonpath={.spec.holderIdentity} {.spec.leaseTransitions}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(holder, "replica-c ") {
+		t.Errorf("Lease holder/transitions = %q, want replica-c", holder)
+	}
 }
 
 // TestInstallManifests: the shipped kustomizations apply to a real API
