@@ -75,7 +75,12 @@ func main() {
 	opFlags := flag.String("operator-flags", "", "extra operator flags for the throughput runs, e.g. \"--max-inflight 16\"")
 	flag.StringVar(&o.dir, "dir", "", "state folder (default: a temporary one, removed on exit)")
 	flag.Parse()
-	o.types = strings.Split(types, ",")
+	o.types = nil // "" (or "none") skips the throughput runs
+	for _, t := range strings.Split(types, ",") {
+		if t = strings.TrimSpace(t); t != "" && t != "none" {
+			o.types = append(o.types, t)
+		}
+	}
 	o.opFlags = strings.Fields(*opFlags)
 	for _, f := range strings.Split(*loads, ",") {
 		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
