@@ -3,7 +3,7 @@
 # ratios against baselines measured in the same run. See bench/README.md.
 #
 # Usage: bench/run.sh [--pods N] [--seconds S] [--rss-pods N] [--rss-policies N]
-#                     [--concurrency N] [--types heap,goroutine] [--load 0.8,1.2]
+#                     [--concurrency N] [--types heap,goroutine|none] [--load 0.8,1.2]
 #                     [--warmup S] [--operator-flags "--max-inflight 16"] [-- bench flags]
 #
 # Environment: PPOP_OPERATOR (operator binary; default build/ci, else

@@ -65,7 +65,7 @@ func main() {
 	flag.Float64Var(&o.seconds, "seconds", 20, "measurement window of each throughput run")
 	flag.Float64Var(&o.warmup, "warmup", 4, "warm-up before each window (not counted)")
 	flag.IntVar(&o.conc, "concurrency", 4, "relay workers")
-	flag.StringVar(&types, "types", "heap,goroutine", "profile types to measure")
+	flag.StringVar(&types, "types", "heap,goroutine", "profile types to measure (\"none\": only the memory run)")
 	loads := flag.String("load", "0.8,1.2", "operator offered loads, as multiples of the relay's rate (comma-separated)")
 	flag.IntVar(&o.rssPods, "rss-pods", 2000, "pods for the memory run (0 skips it)")
 	flag.IntVar(&o.rssPolicies, "rss-policies", 100, "suspended policies for the memory run")
