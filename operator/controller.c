@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <json-c/json.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -335,6 +336,9 @@ static void pod_delete(void *arg, const char *ns, const char *name, void *value)
 static void pod_synced(void *arg)
 {
 	log_info("pod cache synced", NULL);
+	/* Give the list's parse trees back to the system: glibc keeps freed
+	 * heap otherwise, and RSS would stay at the start-up peak. */
+	malloc_trim(0);
 	mark_all_dirty(arg);
 }
 
@@ -746,7 +750,12 @@ static void on_push_result(void *arg, const struct cap_push_meta *m, enum cap_re
  * directory under --spool-dir) per distinct URL. */
 static struct sink *sink_for(struct op_ctl *c, const char *url)
 {
-	struct cap_pusher_opts po = {.spool_max_bytes = c->o.spool_max_bytes};
+	/* Replays may use as many slots as direct pushes: when the spool
+	 * filled only because profefe was slower than the pods for a while,
+	 * it should drain at full speed, not 4 at a time. Replays still start
+	 * in spool order; profefe orders profiles by their own timestamps. */
+	struct cap_pusher_opts po = {
+	        .spool_max_bytes = c->o.spool_max_bytes, .max_inflight = 32, .replay_inflight = 32};
 	char dir[4096];
 	struct sink *s;
 	size_t i, n;
@@ -1192,7 +1201,11 @@ int op_ctl_start(struct op_ctl *c)
 	                                .version = PPOL_VERSION,
 	                                .resource = PPOL_RESOURCE,
 	                                .ns = c->o.ns};
-	struct kube_informer_opts pd = {.version = "v1", .resource = "pods", .ns = c->o.ns};
+	/* Small pages: a list page is parsed whole into a json-c tree before
+	 * the compact pods are taken from it, so the page size bounds the
+	 * start-up peak (about 25 KB per pod of JSON while a page lives). */
+	struct kube_informer_opts pd = {
+	        .version = "v1", .resource = "pods", .ns = c->o.ns, .page_size = 100};
 	int rc;
 
 	rc = kube_informer_start(c->kc, &po, &pol_ops, c, &c->pols);
