@@ -566,7 +566,9 @@ spec:
 		})
 	})
 
+	var oldSucceeded int
 	t.Run("delete", func(t *testing.T) {
+		oldSucceeded, _ = strconv.Atoi(e.jsonpath(ns, "web", "{.status.capturesSucceeded}"))
 		if _, err := e.cp.Kubectl(ctx, "delete", "ppol", "web", "-n", ns); err != nil {
 			t.Fatal(err)
 		}
@@ -579,6 +581,25 @@ spec:
 		_, body := httpGet("http://" + op.metricsAddr + "/metrics")
 		if strings.Contains(body, `profefe_operator_targets{policy="`+ns+`/web"}`) {
 			t.Errorf("/metrics still has series of the deleted policy")
+		}
+	})
+
+	t.Run("recreate", func(t *testing.T) {
+		// The same name again is a new object: it captures, and its
+		// counters start from zero rather than from the old status.
+		e.apply(ns, webPolicy)
+		e.eventually(30*time.Second, "the recreated policy captures", func() error {
+			n, _ := strconv.Atoi(e.jsonpath(ns, "web", "{.status.capturesSucceeded}"))
+			if n == 0 {
+				return fmt.Errorf("capturesSucceeded %d", n)
+			}
+			if n >= oldSucceeded {
+				return fmt.Errorf("capturesSucceeded %d, the deleted policy had %d: counters carried over", n, oldSucceeded)
+			}
+			return nil
+		})
+		if _, err := e.cp.Kubectl(ctx, "delete", "ppol", "web", "-n", ns); err != nil {
+			t.Fatal(err)
 		}
 	})
 

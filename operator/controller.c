@@ -421,7 +421,14 @@ static void forget_policy(struct pstate *ps)
 {
 	struct op_ctl *c = ps->ctl;
 
+	if (ps->gone)
+		return; /* already forgotten; waiting for its last status write */
 	log_info("policy deleted: captures stopped", "policy", ps->key, NULL);
+	loop_timer_stop(c->l, &ps->fire);
+	loop_timer_stop(c->l, &ps->grace);
+	rec_policy_free(ps->pol);
+	ps->pol = NULL;
+	ps->generation = -1;
 	cancel_jobs(ps);
 	op_metric_forget(c->f_captures, 0, ps->key);
 	op_metric_forget(c->f_targets, 0, ps->key);
@@ -457,6 +464,9 @@ static void reconcile(struct pstate *ps)
 		forget_policy(ps);
 		return;
 	}
+	/* Deleted and created again while the old one's last status write
+	 * was in flight: the state is live again, not to be freed. */
+	ps->gone = 0;
 	if (json_object_object_get_ex(obj, "metadata", &meta)) {
 		if (json_object_object_get_ex(meta, "generation", &v))
 			gen = json_object_get_int64(v);
