@@ -136,6 +136,8 @@ struct cap_fetcher;
 
 struct cap_fetcher_opts {
 	size_t max_inflight;         /* captures in flight at once; 0: 256 */
+	size_t max_per_target;       /* non-CPU captures of one target at once; 0: no limit
+	                                (CPU captures are always one per target) */
 	size_t max_body_bytes;       /* per body; 0: 64 MiB */
 	uint32_t connect_timeout_ms; /* 0: 5000 */
 	const char *user_agent;      /* copied; NULL: "profefe-operator/<version>" */

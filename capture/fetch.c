@@ -5,9 +5,13 @@
  * serves one CPU profile per process and answers a second with HTTP 500.
  * A capture blocked on its target does not block the captures behind it.
  *
+ * With max_per_target set, a target also runs at most that many non-CPU
+ * captures at once, so one pod is not hit by every profile type together.
+ *
  * Costs, said plainly: cancelling by id and finding the next runnable job
  * are linear scans, O(queued + in flight); the in-flight set is bounded by
- * max_inflight and the queue holds at most one round of captures.
+ * max_inflight and the queue holds at most one round of captures. What runs
+ * per target is counted in a small hash table, so the scan asks O(1) per job.
  */
 #include "capture/internal.h"
 #include "loop/log.h"
@@ -47,11 +51,21 @@ struct jlist {
 	size_t n;
 };
 
+/* What runs now against one target key. Freed when both counts are 0. */
+struct tgt {
+	struct tgt *next;
+	unsigned cpu, other;
+	char key[];
+};
+
+#define TGT_BUCKETS 1024
+
 struct cap_fetcher {
 	struct loop *loop;
 	struct cap_fetcher_opts o;
 	char *user_agent;
 	struct jlist queue, running;
+	struct tgt *tgts[TGT_BUCKETS];
 	uint64_t next_id;
 	int dispatching;
 	struct cap_fetcher_stats st;
@@ -116,12 +130,63 @@ static void job_finish(struct job *j, enum cap_result res, long status)
 	job_free(j);
 }
 
-static int cpu_busy(const struct cap_fetcher *f, const char *key)
+static struct tgt **tgt_slot(struct cap_fetcher *f, const char *key)
 {
-	for (const struct job *j = f->running.head; j; j = j->next)
-		if (j->type == CAP_PT_CPU && strcmp(j->key, key) == 0)
-			return 1;
-	return 0;
+	uint32_t h = 2166136261u;
+	struct tgt **pp;
+
+	for (const char *p = key; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	for (pp = &f->tgts[h % TGT_BUCKETS]; *pp; pp = &(*pp)->next)
+		if (strcmp((*pp)->key, key) == 0)
+			break;
+	return pp;
+}
+
+/* The counts for `key`, created at zero when `create` is set; NULL when
+ * absent (or out of memory). */
+static struct tgt *tgt_get(struct cap_fetcher *f, const char *key, int create)
+{
+	struct tgt **pp = tgt_slot(f, key);
+	size_t n;
+
+	if (*pp || !create)
+		return *pp;
+	n = strlen(key);
+	*pp = calloc(1, sizeof(**pp) + n + 1);
+	if (*pp)
+		memcpy((*pp)->key, key, n + 1);
+	return *pp;
+}
+
+/* Counts `j` out of its target, freeing the entry when nothing runs. */
+static void tgt_leave(struct cap_fetcher *f, const struct job *j)
+{
+	struct tgt **pp = tgt_slot(f, j->key), *t = *pp;
+
+	if (t == NULL)
+		return;
+	if (j->type == CAP_PT_CPU && t->cpu > 0)
+		t->cpu--;
+	else if (j->type != CAP_PT_CPU && t->other > 0)
+		t->other--;
+	if (t->cpu == 0 && t->other == 0) {
+		*pp = t->next;
+		free(t);
+	}
+}
+
+/* True when `j` must wait for its target: a CPU capture already runs on
+ * it (Go serves one per process), or max_per_target others do. */
+static int target_busy(struct cap_fetcher *f, const struct job *j)
+{
+	const struct tgt *t = tgt_get(f, j->key, 0);
+
+	if (t == NULL)
+		return 0;
+	if (j->type == CAP_PT_CPU)
+		return t->cpu > 0;
+	return f->o.max_per_target > 0 && t->other >= f->o.max_per_target;
 }
 
 static void on_done(void *arg, CURL *easy, CURLcode rc);
@@ -132,6 +197,9 @@ static int job_begin(struct cap_fetcher *f, struct job *j)
 	uint64_t total = j->timeout_ms;
 	if (j->type == CAP_PT_CPU)
 		total += (uint64_t)j->seconds * 1000;
+	struct tgt *t = tgt_get(f, j->key, 1);
+	if (t == NULL)
+		return -ENOMEM;
 	j->easy = curl_easy_init();
 	if (j->easy == NULL)
 		return -ENOMEM;
@@ -148,6 +216,10 @@ static int job_begin(struct cap_fetcher *f, struct job *j)
 	j->state = JOB_RUNNING;
 	j->start_ms = loop_now_ms(f->loop);
 	jlist_push(&f->running, j);
+	if (j->type == CAP_PT_CPU)
+		t->cpu++;
+	else
+		t->other++;
 	f->st.started++;
 	return 0;
 }
@@ -162,7 +234,7 @@ static void dispatch(struct cap_fetcher *f)
 	struct job *j = f->queue.head;
 	while (j != NULL && f->running.n < f->o.max_inflight) {
 		struct job *next = j->next;
-		if (j->type == CAP_PT_CPU && cpu_busy(f, j->key)) {
+		if (target_busy(f, j)) {
 			j = next;
 			continue;
 		}
@@ -204,6 +276,7 @@ static void on_done(void *arg, CURL *easy, CURLcode rc)
 	char line[200];
 	(void)curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
 	jlist_del(&f->running, j);
+	tgt_leave(f, j);
 	f->st.bytes += j->buf.len;
 	enum cap_result res = cap__classify(rc, &j->buf);
 	if (res == CAP_RES_OK && (status < 200 || status > 299)) {
@@ -263,6 +336,7 @@ static void job_cancel(struct cap_fetcher *f, struct job *j)
 {
 	if (j->state == JOB_RUNNING) {
 		jlist_del(&f->running, j);
+		tgt_leave(f, j);
 		loop_transfer_cancel(f->loop, j->easy);
 	} else {
 		jlist_del(&f->queue, j);
@@ -281,6 +355,12 @@ void cap_fetcher_free(struct cap_fetcher *f)
 		job_cancel(f, f->running.head);
 	while (f->queue.head)
 		job_cancel(f, f->queue.head);
+	for (size_t i = 0; i < TGT_BUCKETS; i++) /* entries a failed start left at 0 */
+		while (f->tgts[i]) {
+			struct tgt *t = f->tgts[i];
+			f->tgts[i] = t->next;
+			free(t);
+		}
 	free(f->user_agent);
 	free(f);
 }

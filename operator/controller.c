@@ -1161,6 +1161,10 @@ int op_ctl_new(struct loop *l, struct kube_client *kc, struct op_metrics *m,
 	if (rc)
 		goto err;
 	fo.max_inflight = o->max_inflight;
+	/* Be gentle with pods: one profile at a time per pod, plus its CPU
+	 * profile (which Go allows only once per process anyway). A round's
+	 * types for one pod then follow each other instead of piling up. */
+	fo.max_per_target = 1;
 	fo.max_body_bytes = (size_t)o->max_profile_bytes;
 	rc = cap_fetcher_new(l, &fo, &c->fetcher);
 	if (rc) {

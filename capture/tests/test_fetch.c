@@ -221,6 +221,38 @@ static void test_fetch_one_cpu_per_target(void **state)
 	loop_free(l);
 }
 
+static void test_fetch_max_per_target_serializes_one_pods_profiles(void **state)
+{
+	struct loop *l;
+	struct cap_fetcher *f;
+	struct cap_fetcher_opts o = {.max_per_target = 1};
+	struct got g[5];
+	struct cap_fetcher_stats st;
+	assert_int_equal(loop_new(&l), 0);
+	assert_int_equal(cap_fetcher_new(l, &o, &f), 0);
+	completions = 0;
+	/* Three non-CPU captures of one pod, one of another pod, and a CPU
+	 * capture of the first pod, which is counted apart. */
+	start(f, "/d/150/a", CAP_PT_HEAP, "10.0.0.1:6060", NULL, &g[0]);
+	start(f, "/d/150/b", CAP_PT_GOROUTINE, "10.0.0.1:6060", NULL, &g[1]);
+	start(f, "/d/150/c", CAP_PT_ALLOCS, "10.0.0.1:6060", NULL, &g[2]);
+	start(f, "/d/150/d", CAP_PT_HEAP, "10.0.0.2:6060", NULL, &g[3]);
+	start(f, "/d/150/e", CAP_PT_CPU, "10.0.0.1:6060", NULL, &g[4]);
+	cap_fetcher_stats(f, &st);
+	assert_int_equal(st.inflight, 3); /* a, d and e; b and c wait for a */
+	assert_int_equal(st.queued, 2);
+	run_until_done(l, g, 5);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(g[i].res, CAP_RES_OK);
+	assert_true(g[1].queued_ms >= 130); /* after a */
+	assert_true(g[2].queued_ms >= 280); /* after a and b */
+	assert_true(g[2].order > g[1].order && g[1].order > g[0].order);
+	assert_true(g[3].queued_ms < 50); /* another pod: at once */
+	assert_true(g[4].queued_ms < 50); /* CPU is not held back by the others */
+	cap_fetcher_free(f);
+	loop_free(l);
+}
+
 static void test_fetch_cancel(void **state)
 {
 	struct loop *l;
@@ -300,6 +332,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_fetch_inflight_cap_and_fifo),
 	        cmocka_unit_test(test_fetch_one_cpu_per_target),
+	        cmocka_unit_test(test_fetch_max_per_target_serializes_one_pods_profiles),
 	        cmocka_unit_test(test_fetch_cancel),
 	        cmocka_unit_test(test_fetch_error_kinds),
 	};
