@@ -734,6 +734,56 @@ func TestOperatorResilience(t *testing.T) {
 		e.policy(ns, "one", "@every 2s", "shared", false)
 	})
 
+	t.Run("overlapping-rounds", func(t *testing.T) {
+		// A pod that never answers, a schedule shorter than the capture
+		// timeout: later rounds skip what still runs instead of queueing
+		// without bound, and say so.
+		e.pod(ns, "hung", "hung-5d4c8-aaaaa", true, map[string]string{"app": "hung"}, "-mode=hung")
+		e.apply(ns, `apiVersion: profefe.com/v1alpha1
+kind: ProfilingPolicy
+metadata:
+  name: hung
+spec:
+  schedule: "@every 1s"
+  timeoutSeconds: 6
+  selector:
+    matchLabels:
+      app: hung
+  profiles:
+  - type: heap
+  - type: goroutine
+`)
+		busy := `profefe_operator_captures_total{policy="` + ns + `/hung",type="heap",result="busy"}`
+		e.eventually(20*time.Second, "later rounds skip the capture that still runs", func() error {
+			if v := metric(op.metricsAddr, busy); v < 3 {
+				return fmt.Errorf("%s = %v", busy, v)
+			}
+			return nil
+		})
+		if v := metric(op.metricsAddr, "profefe_operator_captures_inflight"); v > 10 {
+			t.Errorf("captures in flight grew to %v", v)
+		}
+		e.eventually(10*time.Second, "a RoundOverlap Warning event", func() error {
+			out, err := e.cp.Kubectl(ctx, "describe", "ppol", "hung", "-n", ns)
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(out, "RoundOverlap") {
+				return fmt.Errorf("describe:\n%s", out)
+			}
+			return nil
+		})
+		e.eventually(20*time.Second, "the timeout is reported in lastErrors", func() error {
+			if s := e.jsonpath(ns, "hung", "{.status.lastErrors[*].message}"); !strings.Contains(strings.ToLower(s), "time") {
+				return fmt.Errorf("lastErrors messages: %q", s)
+			}
+			return nil
+		})
+		if _, err := e.cp.Kubectl(ctx, "delete", "ppol", "hung", "-n", ns); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("apiserver-restart", func(t *testing.T) {
 		if err := e.cp.RestartAPIServer(ctx); err != nil {
 			t.Fatal(err)

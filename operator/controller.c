@@ -29,6 +29,8 @@
 
 struct job;
 
+#define JOB_BUCKETS 64
+
 /* Everything the controller knows about one policy key. It outlives the
  * cached object while captures or a status write still refer to it. */
 struct pstate {
@@ -53,8 +55,9 @@ struct pstate {
 	uint32_t round_pending; /* jobs of the current round not yet finished */
 	struct job *jobs;       /* every live job of this policy */
 	int64_t targets;
-	uint32_t deliveries_pending; /* submitted to a pusher, no result yet */
-	struct loop_timer grace;     /* writes status if deliveries lag a round */
+	uint32_t deliveries_pending;   /* submitted to a pusher, no result yet */
+	struct job *live[JOB_BUCKETS]; /* the jobs above, by pod and type */
+	struct loop_timer grace;       /* writes status if deliveries lag a round */
 
 	int status_dirty, status_inflight;
 	char *warned_spec; /* the invalid-spec message already sent as an Event */
@@ -66,6 +69,8 @@ struct pstate {
 struct job {
 	struct pstate *ps; /* NULL once the policy is gone */
 	struct job *next, *prev;
+	struct job *hnext; /* in ps->live */
+	uint32_t h;
 	struct loop_timer start; /* the spread offset */
 	uint64_t fetch_id;
 	int fetching;
@@ -414,6 +419,7 @@ static void cancel_jobs(struct pstate *ps)
 			job_free(j); /* waiting on its spread timer */
 	}
 	ps->jobs = NULL;
+	memset(ps->live, 0, sizeof(ps->live));
 	ps->round_pending = 0;
 }
 
@@ -597,12 +603,41 @@ static void status_flush(struct pstate *ps)
 /* ------------------------------------------------------------------ */
 /* Rounds and captures                                                 */
 
+static uint32_t job_hash(const char *pod, const char *prof)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *pod; pod++)
+		h = (h ^ (unsigned char)*pod) * 16777619u;
+	for (; *prof; prof++)
+		h = (h ^ (unsigned char)*prof) * 16777619u;
+	return h;
+}
+
+/* The live job capturing `prof` from `pod` for this policy, if any. */
+static struct job *job_live(const struct pstate *ps, const char *pod, const char *prof)
+{
+	uint32_t h = job_hash(pod, prof);
+	struct job *j;
+
+	for (j = ps->live[h % JOB_BUCKETS]; j; j = j->hnext)
+		if (j->h == h && strcmp(j->pod, pod) == 0 && strcmp(j->prof, prof) == 0)
+			return j;
+	return NULL;
+}
+
 static void job_unlink(struct job *j)
 {
 	struct pstate *ps = j->ps;
+	struct job **pp;
 
 	if (!ps)
 		return;
+	for (pp = &ps->live[j->h % JOB_BUCKETS]; *pp; pp = &(*pp)->hnext)
+		if (*pp == j) {
+			*pp = j->hnext;
+			break;
+		}
 	if (j->prev)
 		j->prev->next = j->next;
 	else
@@ -937,6 +972,9 @@ static int job_add(struct pstate *ps, const struct rec_pod *pod, const struct re
 	if (ps->jobs)
 		ps->jobs->prev = j;
 	ps->jobs = j;
+	j->h = job_hash(j->pod, j->prof);
+	j->hnext = ps->live[j->h % JOB_BUCKETS];
+	ps->live[j->h % JOB_BUCKETS] = j;
 	ps->round_pending++;
 	loop_timer_init(&j->start, on_job_start, j);
 	loop_timer_start(c->l, &j->start, offset_ms);
@@ -949,6 +987,7 @@ err:
 struct round_ctx {
 	struct pstate *ps;
 	int64_t n;
+	int64_t busy; /* captures skipped: the previous one still runs */
 };
 
 static void round_pod(void *arg, const char *ns, const char *name, void *value)
@@ -981,9 +1020,21 @@ static void round_pod(void *arg, const char *ns, const char *name, void *value)
 		return;
 	}
 	off = rec_spread_offset_ms(pod->uid, ps->ctl->o.spread_ms);
-	for (i = 0; i < ps->pol->nprofiles; i++)
+	for (i = 0; i < ps->pol->nprofiles; i++) {
+		const char *prof = rec_profile_name(ps->pol->profiles[i].type);
+		/* The previous round's capture of this pod and type still
+		 * runs or waits: skip, rather than let an overloaded schedule
+		 * pile up an unbounded queue (CronJob's concurrencyPolicy
+		 * Forbid, per capture). */
+		if (job_live(ps, podkey, prof)) {
+			const char *lv[] = {ps->key, prof, "busy"};
+			op_metric_add(ps->ctl->f_captures, lv, 1);
+			rc->busy++;
+			continue;
+		}
 		if (job_add(ps, pod, &t, &ps->pol->profiles[i], off) != 0)
 			log_error("out of memory planning a capture", "policy", ps->key, NULL);
+	}
 }
 
 static void on_fire(struct loop_timer *t)
@@ -1007,6 +1058,16 @@ static void on_fire(struct loop_timer *t)
 	rec_status_round_start(&ps->st, now);
 	kube_informer_foreach(c->pods, round_pod, &rc);
 	ps->targets = rc.n;
+	if (rc.busy > 0) {
+		char n[32];
+		snprintf(n, sizeof(n), "%" PRId64, rc.busy);
+		log_warn("captures skipped: the previous round's are still running", "policy",
+		         ps->key, "skipped", n, NULL);
+		policy_event(ps, "Warning", "RoundOverlap",
+		             "captures skipped because the previous round's captures of the same "
+		             "pods are still running; lengthen spec.schedule or lower "
+		             "spec.timeoutSeconds");
+	}
 	log_debug("round started", "policy", ps->key, NULL);
 	if (ps->round_pending == 0) {
 		/* Nothing to capture: still say the round happened. */
