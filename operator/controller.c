@@ -458,6 +458,13 @@ static void plan_next(struct pstate *ps, int64_t now_ms)
 		loop_timer_start(c->l, &ps->fire, (uint64_t)(next - now_ms));
 }
 
+/* Recomputes the derived status fields and conditions from the plan. */
+static void status_recompute(struct pstate *ps, int64_t now)
+{
+	rec_status_compute(&ps->st, ps->pol, &ps->errs, ps->targets,
+	                   ps->st.next_schedule_ms ? ps->st.next_schedule_ms : -1, now);
+}
+
 static void reconcile(struct pstate *ps)
 {
 	struct op_ctl *c = ps->ctl;
@@ -533,8 +540,7 @@ static void reconcile(struct pstate *ps)
 		op_metric_set(c->f_targets, lv, (double)targets);
 	}
 	ps->targets = targets;
-	rec_status_compute(&ps->st, ps->pol, &ps->errs, targets,
-	                   ps->st.next_schedule_ms ? ps->st.next_schedule_ms : -1, now);
+	status_recompute(ps, now);
 	if (spec_changed)
 		ps->status_dirty = 1;
 	status_flush(ps);
@@ -667,8 +673,7 @@ static void round_write(struct pstate *ps)
 	int64_t now = loop_wall_ms();
 
 	loop_timer_stop(c->l, &ps->grace);
-	rec_status_compute(&ps->st, ps->pol, &ps->errs, ps->targets,
-	                   ps->st.next_schedule_ms ? ps->st.next_schedule_ms : -1, now);
+	status_recompute(ps, now);
 	/* Delivery trouble is degradation, not failure: profiles wait in the
 	 * spool and nothing is lost until it overflows. */
 	ps->st.spool_bytes = 0;
@@ -712,6 +717,17 @@ static void round_job_done(struct pstate *ps, struct job *j)
 		round_write(ps);
 	else if (!loop_timer_active(&ps->grace))
 		loop_timer_start(ps->ctl->l, &ps->grace, 5000);
+}
+
+/* Ends a job: off its policy's lists, counted in its round, freed. Safe
+ * for a job whose policy is gone (j->ps NULL). */
+static void job_end(struct job *j)
+{
+	struct pstate *ps = j->ps;
+
+	job_unlink(j);
+	round_job_done(ps, j);
+	job_free(j);
 }
 
 static void record(struct pstate *ps, const char *pod, const char *prof, enum cap_result res,
@@ -895,11 +911,7 @@ static void on_fetched(void *arg, struct cap_fetch_result *r)
 		op_metric_add(ps->ctl->f_bytes, tv, (double)r->body_len);
 	}
 	if (!ps || r->res == CAP_RES_CANCELLED) {
-		if (ps) {
-			job_unlink(j);
-			round_job_done(ps, j);
-		}
-		job_free(j);
+		job_end(j);
 		return;
 	}
 	if (r->res == CAP_RES_OK) {
@@ -908,9 +920,7 @@ static void on_fetched(void *arg, struct cap_fetch_result *r)
 	} else {
 		record(ps, j->pod, j->prof, r->res, r->message, NULL);
 	}
-	job_unlink(j);
-	round_job_done(ps, j);
-	job_free(j);
+	job_end(j);
 }
 
 static void on_job_start(struct loop_timer *t)
@@ -929,9 +939,7 @@ static void on_job_start(struct loop_timer *t)
 	if (cap_fetch_start(ps->ctl->fetcher, &req, on_fetched, j, &j->fetch_id) != 0) {
 		j->fetching = 0;
 		record(ps, j->pod, j->prof, CAP_RES_INTERNAL, "cannot start the capture", NULL);
-		job_unlink(j);
-		round_job_done(ps, j);
-		job_free(j);
+		job_end(j);
 	}
 }
 
@@ -1069,13 +1077,8 @@ static void on_fire(struct loop_timer *t)
 		             "spec.timeoutSeconds");
 	}
 	log_debug("round started", "policy", ps->key, NULL);
-	if (ps->round_pending == 0) {
-		/* Nothing to capture: still say the round happened. */
-		rec_status_compute(&ps->st, ps->pol, &ps->errs, ps->targets,
-		                   ps->st.next_schedule_ms ? ps->st.next_schedule_ms : -1, now);
-		ps->status_dirty = 1;
-		status_flush(ps);
-	}
+	if (ps->round_pending == 0)
+		round_write(ps); /* nothing to capture: still say the round happened */
 }
 
 /* ------------------------------------------------------------------ */
@@ -1418,9 +1421,7 @@ void op_ctl_shutdown(struct op_ctl *c, uint32_t deadline_ms, void (*done)(void *
 			next = j->next;
 			if (!j->fetching) {
 				loop_timer_stop(c->l, &j->start);
-				job_unlink(j);
-				round_job_done(ps, j);
-				job_free(j);
+				job_end(j);
 			}
 		}
 		ps->status_dirty = 1;
