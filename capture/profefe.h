@@ -143,7 +143,8 @@ struct cap_pusher_stats {
 	uint64_t delivered; /* stored in profefe */
 	uint64_t rejected;  /* refused for good (4xx) */
 	size_t inflight;    /* pushes running now */
-	int profefe_down;   /* 1 while waiting to retry */
+	int profefe_down;   /* 1 from a retryable failure until profefe answers again;
+	                       retry probes in flight do not clear it */
 };
 void cap_pusher_stats(const struct cap_pusher *p, struct cap_pusher_stats *out);
 

@@ -5,9 +5,10 @@
  * timeout, a broken reply, 5xx, 408, 429) spools that profile, marks
  * profefe down and arms a backoff timer; from then on new profiles go to the
  * spool's tail, so the order is kept. When the timer fires one spooled
- * profile is tried as a probe; its success resets the backoff and replays
- * the spool, oldest first, a few at a time. A 4xx is profefe's final word
- * and is reported, not retried.
+ * profile is tried as a probe. profefe stays marked down while the probe
+ * runs: only an answer from profefe (a success, or a 4xx, which is its
+ * final word on that profile and is reported, not retried) clears the mark,
+ * resets the backoff and replays the spool, oldest first, a few at a time.
  *
  * Delivery is at least once: a push that profefe stored but whose reply was
  * lost (our timeout) is sent again. Refused connections, the common case of
@@ -49,8 +50,8 @@ struct cap_pusher {
 	size_t n_direct, n_replay;
 	struct loop_timer timer;
 	struct loop_backoff bo;
-	int down;    /* waiting for the timer before the next try */
-	int probing; /* one probe in flight after an outage */
+	int down;    /* profefe failed and has not answered since */
+	int probing; /* while down: the timer fired, one probe may run */
 	int freeing;
 	uint64_t retries, delivered, rejected;
 };
@@ -118,10 +119,13 @@ static int retryable(const struct cap_profefe_reply *r)
 	}
 }
 
+/* The backoff has passed: allow one probe. profefe stays marked down
+ * until the probe (or any push) gets an answer. */
 static void on_timer(struct loop_timer *t)
 {
 	struct cap_pusher *p = t->arg;
-	p->down = 0;
+	if (!p->down)
+		return;
 	p->probing = 1;
 	pump(p);
 }
@@ -139,14 +143,17 @@ static void mark_down(struct cap_pusher *p, const struct cap_profefe_reply *r)
 	log_warn("profefe unavailable, spooling", "result", cap_result_name(r->res), "error",
 	         r->message, "retry_ms", ms, NULL);
 	if (loop_timer_start(p->loop, &p->timer, delay) < 0)
-		p->down = 0; /* no timer: retry on the next submit instead */
+		p->probing = 1; /* no timer: the next submit probes instead */
 }
 
+/* profefe answered (stored a profile, or refused one for good): it is up. */
 static void on_up(struct cap_pusher *p)
 {
-	if (p->probing || p->bo.attempt > 0)
+	if (p->down)
 		log_info("profefe answers again, replaying the spool", NULL);
+	p->down = 0;
 	p->probing = 0;
+	loop_timer_stop(p->loop, &p->timer);
 	loop_backoff_reset(&p->bo);
 }
 
@@ -180,9 +187,8 @@ static void on_push_done(void *arg, struct cap_profefe_reply *r)
 		if (r->res != CAP_RES_CANCELLED)
 			mark_down(p, r);
 	} else {
-		if (r->res == CAP_RES_OK)
-			on_up(p);
-		else
+		on_up(p);
+		if (r->res != CAP_RES_OK)
 			log_warn("profefe refused a profile", "status", r->message, "service",
 			         x->e ? x->e->meta.service : x->meta.service, NULL);
 		report(p, x->e ? &x->e->meta : &x->meta, r);
@@ -194,11 +200,12 @@ static void on_push_done(void *arg, struct cap_profefe_reply *r)
 		pump(p);
 }
 
-/* Starts replays, oldest first, while profefe is up and slots are free. */
+/* Starts replays, oldest first, while profefe is up and slots are free;
+ * while it is down, only the one probe the timer allowed. */
 static void pump(struct cap_pusher *p)
 {
-	while (!p->down && !p->freeing) {
-		size_t cap = p->probing ? 1 : p->o.replay_inflight;
+	while (!p->freeing && (!p->down || p->probing)) {
+		size_t cap = p->down ? 1 : p->o.replay_inflight;
 		struct cap_spool_entry *e;
 		if (p->n_replay >= cap)
 			return;

@@ -23,7 +23,7 @@
 #include "capture/profefe.h"
 #include "loop/loop.h"
 
-enum { MODE_OK, MODE_503, MODE_400, MODE_SLOW };
+enum { MODE_OK, MODE_503, MODE_400, MODE_SLOW, MODE_HANG };
 static atomic_int mode;
 static int srv_fd;
 static unsigned srv_port;
@@ -66,6 +66,14 @@ static void *serve_one(void *arg)
 	pthread_mutex_unlock(&mu);
 	if (m == MODE_SLOW)
 		usleep(300 * 1000);
+	if (m == MODE_HANG) {
+		/* Accept the push and never answer: wait for the client to
+		 * give up and close. */
+		char c;
+		while (recv(fd, &c, 1, 0) > 0)
+			;
+		goto out;
+	}
 	if (m == MODE_503) {
 		code = 503;
 		snprintf(body, sizeof(body), "{\"code\":503,\"error\":\"storage unavailable\"}");
@@ -346,6 +354,54 @@ static void test_pusher_free_spools_inflight_and_restart_delivers(void **state)
 	cap_pusher_free(p);
 }
 
+static void test_pusher_stays_down_while_probes_hang(void **state)
+{
+	struct env *e = *state;
+	struct cap_profefe *c;
+	struct cap_pusher *p;
+	struct tally t = {0};
+	struct cap_profefe_opts co = {.timeout_ms = 300};
+	struct cap_pusher_opts o = {
+	        .spool_dir = e->dir, .backoff_base_ms = 40, .backoff_max_ms = 80};
+	struct cap_pusher_stats st;
+	char url[64];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u/", srv_port);
+	assert_int_equal(cap_profefe_new(e->l, url, &co, &c), 0);
+	assert_int_equal(cap_pusher_new(e->l, c, &o, on_result, &t, &p), 0);
+	atomic_store(&mode, MODE_HANG);
+	submit(p, 0);
+	/* The first push times out: profefe is down. */
+	for (int i = 0; i < 300; i++) {
+		cap_pusher_stats(p, &st);
+		if (st.profefe_down)
+			break;
+		loop_run_once(e->l, 10);
+	}
+	assert_int_equal(st.profefe_down, 1);
+	/* Retry probes start and hang in turn; profefe stays down throughout. */
+	uint64_t r0 = st.retries;
+	for (int i = 0; i < 500 && st.retries < r0 + 2; i++) {
+		loop_run_once(e->l, 10);
+		cap_pusher_stats(p, &st);
+		assert_int_equal(st.profefe_down, 1);
+	}
+	assert_true(st.retries >= r0 + 2);
+	assert_int_equal(t.ok, 0);
+	/* profefe answers again: the next probe delivers and clears the flag. */
+	atomic_store(&mode, MODE_OK);
+	for (int i = 0; i < 500; i++) {
+		cap_pusher_stats(p, &st);
+		if (!st.profefe_down && t.ok == 1)
+			break;
+		loop_run_once(e->l, 10);
+	}
+	assert_int_equal(st.profefe_down, 0);
+	assert_int_equal(t.ok, 1);
+	assert_int_equal(st.spool_files, 0);
+	cap_pusher_free(p);
+	cap_profefe_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -357,6 +413,8 @@ int main(void)
 	                                        teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_pusher_free_spools_inflight_and_restart_delivers, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_pusher_stays_down_while_probes_hang, setup,
+	                                        teardown),
 	};
 	return cmocka_run_group_tests(tests, group_setup, NULL);
 }
