@@ -25,8 +25,8 @@ struct op_family {
 	size_t nlabels;
 	double *buckets;
 	size_t nbuckets;
-	struct series *slots; /* open addressing, linear probing */
-	size_t nslots, nused;
+	struct series *slots;        /* open addressing, linear probing */
+	size_t nslots, nused, ntomb; /* ntomb: slots of forgotten series */
 	struct op_family *next;
 };
 
@@ -146,11 +146,24 @@ static char *join_values(const struct op_family *f, const char *const *values)
 	return k;
 }
 
-static int grow(struct op_family *f)
+/* The table keeps live series plus tombstones under 3/4 of its slots, so
+ * every probe meets an empty slot and ends. */
+static int table_full(const struct op_family *f, size_t more)
 {
-	size_t n = f->nslots ? f->nslots * 2 : 16, i;
+	return (f->nused + f->ntomb + more) * 4 > f->nslots * 3;
+}
+
+/* Rebuilds the table without tombstones, sized so that live series fill
+ * at most half of it: it grows with the live series and shrinks again
+ * when policies go away. Forgotten series thus never accumulate, at an
+ * O(slots) cost amortised over the quarter of the table filled since. */
+static int rehash(struct op_family *f)
+{
+	size_t n = 16, i;
 	struct series *old = f->slots, *s;
 
+	while ((f->nused + 1) * 2 > n)
+		n *= 2;
 	s = calloc(n, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
@@ -166,7 +179,62 @@ static int grow(struct op_family *f)
 	free(old);
 	f->slots = s;
 	f->nslots = n;
+	f->ntomb = 0;
 	return 0;
+}
+
+/* Returns the live series stored under `key`, or NULL and, in `*slot`, the
+ * slot a new series for `key` should take (the first tombstone on the
+ * probe path, else the empty slot that ended it; NULL without a table). */
+static struct series *find(struct op_family *f, const char *key, struct series **slot)
+{
+	struct series *tomb = NULL;
+	size_t j;
+
+	*slot = NULL;
+	if (!f->nslots)
+		return NULL;
+	for (j = hash_key(key) & (f->nslots - 1); f->slots[j].used; j = (j + 1) & (f->nslots - 1)) {
+		if (f->slots[j].used == -1) {
+			if (!tomb)
+				tomb = &f->slots[j];
+		} else if (strcmp(f->slots[j].key, key) == 0) {
+			return &f->slots[j];
+		}
+	}
+	*slot = tomb ? tomb : &f->slots[j];
+	return NULL;
+}
+
+/* Fills the free slot `s` with a new series for `values`, taking `key`.
+ * Returns 0, or -ENOMEM with `s` as it was and `key` still the caller's. */
+static int series_init(struct op_family *f, struct series *s, const char *const *values, char *key)
+{
+	int was_tomb = s->used == -1;
+	size_t i;
+
+	memset(s, 0, sizeof(*s));
+	s->values = calloc(f->nlabels ? f->nlabels : 1, sizeof(char *));
+	s->counts = f->nbuckets ? calloc(f->nbuckets, sizeof(uint64_t)) : NULL;
+	if (!s->values || (f->nbuckets && !s->counts))
+		goto out_free;
+	for (i = 0; i < f->nlabels; i++)
+		if (!(s->values[i] = strdup(values[i] ? values[i] : "")))
+			goto out_free;
+	s->key = key;
+	s->used = 1;
+	f->nused++;
+	if (was_tomb)
+		f->ntomb--;
+	return 0;
+out_free:
+	for (i = 0; s->values && i < f->nlabels; i++)
+		free(s->values[i]);
+	free(s->values);
+	free(s->counts);
+	memset(s, 0, sizeof(*s));
+	s->used = was_tomb ? -1 : 0;
+	return -ENOMEM;
 }
 
 /* Finds the series for `values`, creating it when `create` is set. Returns
@@ -175,61 +243,26 @@ static int grow(struct op_family *f)
 static struct series *lookup(struct op_family *f, const char *const *values, int create)
 {
 	char *key = join_values(f, values);
-	struct series *s = NULL, *tomb = NULL;
-	size_t j, i;
+	struct series *s, *slot;
 
 	if (!key)
 		return NULL;
-	if (f->nslots) {
-		for (j = hash_key(key) & (f->nslots - 1); f->slots[j].used;
-		     j = (j + 1) & (f->nslots - 1)) {
-			if (f->slots[j].used == -1) {
-				if (!tomb)
-					tomb = &f->slots[j];
-				continue;
-			}
-			if (strcmp(f->slots[j].key, key) == 0) {
-				free(key);
-				return &f->slots[j];
-			}
-		}
-		s = tomb ? tomb : &f->slots[j];
-	}
-	if (!create)
+	s = find(f, key, &slot);
+	if (s || !create)
 		goto out;
-	if (!s || (!tomb && (f->nused + 1) * 4 > f->nslots * 3)) {
-		if (grow(f) != 0)
-			goto out_null;
-		for (j = hash_key(key) & (f->nslots - 1); f->slots[j].used;
-		     j = (j + 1) & (f->nslots - 1))
-			;
-		s = &f->slots[j];
+	/* Reusing a tombstone leaves the count of occupied slots unchanged;
+	 * taking an empty slot must keep the table under its load factor. */
+	if (!slot || (slot->used == 0 && table_full(f, 1))) {
+		if (rehash(f) != 0)
+			goto out;
+		find(f, key, &slot);
 	}
-	memset(s, 0, sizeof(*s));
-	s->values = calloc(f->nlabels ? f->nlabels : 1, sizeof(char *));
-	s->counts = f->nbuckets ? calloc(f->nbuckets, sizeof(uint64_t)) : NULL;
-	if (!s->values || (f->nbuckets && !s->counts))
-		goto out_partial;
-	for (i = 0; i < f->nlabels; i++)
-		if (!(s->values[i] = strdup(values[i] ? values[i] : "")))
-			goto out_partial;
-	s->key = key;
-	s->used = 1;
-	f->nused++;
-	return s;
-out_partial:
-	for (i = 0; s->values && i < f->nlabels; i++)
-		free(s->values[i]);
-	free(s->values);
-	free(s->counts);
-	memset(s, 0, sizeof(*s));
-	if (s == tomb)
-		s->used = -1;
-out_null:
-	s = NULL;
+	if (series_init(f, slot, values, key) != 0)
+		goto out;
+	return slot;
 out:
 	free(key);
-	return create ? s : NULL;
+	return s;
 }
 
 void op_metric_add(struct op_family *f, const char *const *values, double v)
@@ -283,6 +316,7 @@ void op_metric_forget(struct op_family *f, size_t label_idx, const char *value)
 			series_clear(f, s);
 			s->used = -1;
 			f->nused--;
+			f->ntomb++;
 		}
 	}
 }

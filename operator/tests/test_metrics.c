@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "operator/metrics.h"
 
@@ -135,6 +136,83 @@ static void test_forget_drops_a_deleted_policys_series_and_survives_growth(void 
 	op_metrics_free(m);
 }
 
+/* Counts the lines of `out` that are samples of family `name`. */
+static size_t count_samples(const char *out, const char *name)
+{
+	size_t n = 0, l = strlen(name);
+	const char *p;
+
+	for (p = out; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+		if (strncmp(p, name, l) == 0 && (p[l] == '{' || p[l] == ' '))
+			n++;
+	return n;
+}
+
+/* A policy deleted and another created, thousands of times over: forgotten
+ * series must not fill the table with tombstones until lookups never end.
+ * alarm() turns a hang into a failure instead of a stuck CI job. */
+static void test_forget_and_create_cycles_never_hang(void **state)
+{
+	struct op_metrics *m = op_metrics_new();
+	const char *labels[] = {"policy"};
+	struct op_family *f = op_metrics_family(m, "t", "T.", OP_GAUGE, labels, 1, NULL, 0);
+	char pol[32];
+	char *out;
+	int i;
+
+	(void)state;
+	alarm(20);
+	for (i = 0; i < 20000; i++) {
+		const char *v[1] = {pol};
+		snprintf(pol, sizeof(pol), "ns/p%d", i);
+		op_metric_set(f, v, 1);
+		assert_true(op_metric_get(f, v) == 1);
+		op_metric_forget(f, 0, pol);
+		assert_true(op_metric_get(f, v) == 0);
+	}
+	alarm(0);
+	out = render(m);
+	assert_int_equal(count_samples(out, "t"), 0);
+	free(out);
+	op_metrics_free(m);
+}
+
+/* After many create/forget cycles mixed with long-lived series, the
+ * exposition holds exactly the live series, each once, with its value. */
+static void test_exposition_has_exactly_the_live_series_after_churn(void **state)
+{
+	struct op_metrics *m = op_metrics_new();
+	const char *labels[] = {"policy", "type"};
+	struct op_family *f = op_metrics_family(m, "c_total", "C.", OP_COUNTER, labels, 2, NULL, 0);
+	char pol[32], want[96];
+	char *out;
+	int i;
+
+	(void)state;
+	alarm(20);
+	for (i = 0; i < 5000; i++) {
+		const char *v[2] = {pol, "cpu"}, *h[2] = {pol, "heap"};
+		snprintf(pol, sizeof(pol), "ns/p%d", i);
+		op_metric_add(f, v, 1);
+		op_metric_add(f, h, 1);
+		/* Every 100th policy stays; the others are deleted. */
+		if (i % 100 != 0)
+			op_metric_forget(f, 0, pol);
+	}
+	alarm(0);
+	out = render(m);
+	assert_int_equal(count_samples(out, "c_total"), 100);
+	for (i = 0; i < 5000; i += 100) {
+		snprintf(want, sizeof(want), "c_total{policy=\"ns/p%d\",type=\"cpu\"} 1\n", i);
+		assert_non_null(strstr(out, want));
+		snprintf(want, sizeof(want), "c_total{policy=\"ns/p%d\",type=\"heap\"} 1\n", i);
+		assert_non_null(strstr(out, want));
+	}
+	assert_null(strstr(out, "ns/p1\""));
+	free(out);
+	op_metrics_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -143,6 +221,8 @@ int main(void)
 	        cmocka_unit_test(test_histogram_buckets_are_cumulative_with_inf_sum_count),
 	        cmocka_unit_test(test_unlabelled_family_renders_zero_before_first_use),
 	        cmocka_unit_test(test_forget_drops_a_deleted_policys_series_and_survives_growth),
+	        cmocka_unit_test(test_forget_and_create_cycles_never_hang),
+	        cmocka_unit_test(test_exposition_has_exactly_the_live_series_after_churn),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
