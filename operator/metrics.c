@@ -267,18 +267,26 @@ out:
 
 void op_metric_add(struct op_family *f, const char *const *values, double v)
 {
-	struct series *s = lookup(f, values, 1);
+	struct series *s;
 
+	if (f->type == OP_COUNTER && !(v >= 0))
+		return;
+	s = lookup(f, values, 1);
 	if (s)
 		s->value += v;
 }
 
-void op_metric_set(struct op_family *f, const char *const *values, double v)
+void op_metric_set_counter(struct op_family *f, const char *const *values, double total)
 {
 	struct series *s = lookup(f, values, 1);
 
-	if (s)
-		s->value = v;
+	if (s && (f->type != OP_COUNTER || total > s->value))
+		s->value = total;
+}
+
+void op_metric_set(struct op_family *f, const char *const *values, double v)
+{
+	op_metric_set_counter(f, values, v);
 }
 
 void op_metric_observe(struct op_family *f, const char *const *values, double v)

@@ -32,10 +32,19 @@ struct op_family *op_metrics_family(struct op_metrics *m, const char *name, cons
                                     enum op_metric_type type, const char *const *labels,
                                     size_t nlabels, const double *buckets, size_t nbuckets);
 
-/* Adds `v` to a counter or gauge series (created at 0 on first use). */
+/* Adds `v` to a counter or gauge series (created at 0 on first use).
+ * A counter only counts up: a negative `v` is ignored on an OP_COUNTER. */
 void op_metric_add(struct op_family *f, const char *const *values, double v);
-/* Sets a gauge series. */
+/* Sets a gauge series. On an OP_COUNTER family it is op_metric_set_counter(). */
 void op_metric_set(struct op_family *f, const char *const *values, double v);
+/* Mirrors into a counter series a cumulative `total` kept elsewhere (e.g.
+ * the spool's drops since open): the series is raised to `total` when that
+ * is higher, and a lower `total` is ignored, because a Prometheus counter
+ * must never go backwards (a decrease reads as a reset to rate()). The
+ * cost: after a source restarts from zero, its increments are not shown
+ * until it passes the old total; a source that can restart should feed
+ * increments with op_metric_add() instead. On a gauge it just sets. */
+void op_metric_set_counter(struct op_family *f, const char *const *values, double total);
 /* Records one observation in a histogram series. */
 void op_metric_observe(struct op_family *f, const char *const *values, double v);
 /* Removes every series whose label `label_idx` equals `value`, e.g. all the

@@ -213,6 +213,40 @@ static void test_exposition_has_exactly_the_live_series_after_churn(void **state
 	op_metrics_free(m);
 }
 
+/* A counter mirrored from a cumulative total kept elsewhere (spool drops,
+ * watch restarts) is exposed as a counter and never goes backwards, even
+ * when the source reports less than before. */
+static void test_counter_fed_a_lower_total_never_decreases(void **state)
+{
+	struct op_metrics *m = op_metrics_new();
+	const char *labels[] = {"resource"};
+	struct op_family *d =
+	        op_metrics_family(m, "spool_dropped_total", "Drops.", OP_COUNTER, NULL, 0, NULL, 0);
+	struct op_family *w = op_metrics_family(m, "watch_restarts_total", "Restarts.", OP_COUNTER,
+	                                        labels, 1, NULL, 0);
+	const char *pods[] = {"pods"};
+	char *out;
+
+	(void)state;
+	op_metric_set_counter(d, NULL, 7);
+	op_metric_set_counter(d, NULL, 3);
+	assert_true(op_metric_get(d, NULL) == 7);
+	op_metric_set_counter(d, NULL, 9);
+	assert_true(op_metric_get(d, NULL) == 9);
+	/* op_metric_set on a counter family keeps the same promise. */
+	op_metric_set(w, pods, 4);
+	op_metric_set(w, pods, 1);
+	op_metric_add(w, pods, -2);
+	assert_true(op_metric_get(w, pods) == 4);
+	out = render(m);
+	assert_non_null(strstr(out, "# TYPE spool_dropped_total counter\n"));
+	assert_non_null(strstr(out, "\nspool_dropped_total 9\n"));
+	assert_non_null(strstr(out, "# TYPE watch_restarts_total counter\n"));
+	assert_non_null(strstr(out, "\nwatch_restarts_total{resource=\"pods\"} 4\n"));
+	free(out);
+	op_metrics_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -223,6 +257,7 @@ int main(void)
 	        cmocka_unit_test(test_forget_drops_a_deleted_policys_series_and_survives_growth),
 	        cmocka_unit_test(test_forget_and_create_cycles_never_hang),
 	        cmocka_unit_test(test_exposition_has_exactly_the_live_series_after_churn),
+	        cmocka_unit_test(test_counter_fed_a_lower_total_never_decreases),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
