@@ -1,15 +1,21 @@
 /* kube/event.c: core/v1 Events with client-go's aggregation.
  *
- * An Event that repeats (same object, type, reason and message) within the
- * window is not created again: the first one's count and lastTimestamp are
- * PATCHed instead, as client-go's EventCorrelator does, so one failing pod
- * costs one Event object however many rounds it fails. While a write for a
- * series is in flight, further occurrences are only counted, and one PATCH
- * follows when it returns.
+ * An Event that repeats is not created again: the first one's count,
+ * lastTimestamp and message are PATCHed instead, as client-go's
+ * EventCorrelator does, so one failing pod costs one Event object however
+ * many rounds it fails. What "repeats" means: the same object (kind,
+ * namespace, name, uid), type and reason, plus either the caller's dedup
+ * key (kube_event_keyed(): messages may differ, e.g. by a timing) or the
+ * message itself (kube_event()). While a write for a series is in flight,
+ * further occurrences are only counted, and one PATCH follows when it
+ * returns.
  *
- * The series table is a small array searched linearly and evicting the
- * least recently used series; that is O(n) per Event, which is fine at
- * the rate Events are worth writing.
+ * Keyed series never expire by age: an hourly failure folds into the same
+ * Event for as long as the recorder remembers it. Message series expire
+ * after the recorder's window, as before. The table holds at most
+ * KUBE__EVENT_SERIES_MAX series and forgets the least recently used; it is
+ * a small array searched linearly, O(n) per Event, which is fine at the
+ * rate Events are worth writing.
  */
 #include "kube/kube_int.h"
 #include "loop/log.h"
@@ -21,14 +27,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SERIES_MAX 256
+#define SERIES_MAX KUBE__EVENT_SERIES_MAX
 
 struct series {
 	struct kube_recorder *rec;
 	char *key;
 	char *ns;
 	char *name;             /* the Event object's name */
-	struct json_object *ev; /* the Event as created, for recreation */
+	struct json_object *ev; /* the Event to create, with the latest message */
+	int keyed;              /* identity by the caller's key: no age expiry */
+	uint64_t used;          /* the recorder's use tick when last recorded */
 	uint32_t count;
 	uint32_t sent_count;
 	int64_t first_ms, last_ms;
@@ -44,6 +52,8 @@ struct kube_recorder {
 	struct series *s[SERIES_MAX];
 	size_t n;
 	uint64_t creates, patches;
+	uint64_t tick;   /* advances on every recorded Event, for LRU */
+	int64_t skew_ms; /* added to the wall clock, for tests */
 };
 
 int kube_recorder_new(struct kube_client *kc, const char *component, const char *host,
@@ -156,8 +166,17 @@ static void written(void *arg, const struct kube_response *r)
 		series_send(s);
 }
 
+/* A new reference to the message of the series' latest occurrence. */
+static struct json_object *latest_message(struct series *s)
+{
+	struct json_object *m = NULL;
+
+	json_object_object_get_ex(s->ev, "message", &m);
+	return m ? json_object_get(m) : json_object_new_string("");
+}
+
 /* Writes the series' current state: POST when not yet created, else a
- * merge PATCH of count and lastTimestamp. */
+ * merge PATCH of count, lastTimestamp and message. */
 static void series_send(struct series *s)
 {
 	struct kube_recorder *rec = s->rec;
@@ -168,7 +187,8 @@ static void series_send(struct series *s)
 	kube__format_time(s->last_ms, 0, ts, sizeof(ts));
 	body = s->created ? json_object_new_object() : json_object_get(s->ev);
 	if (kube__jadd(body, "count", json_object_new_int((int32_t)s->count)) ||
-	    kube__jadd_str(body, "lastTimestamp", ts)) {
+	    kube__jadd_str(body, "lastTimestamp", ts) ||
+	    (s->created && kube__jadd(body, "message", latest_message(s)))) {
 		json_object_put(body);
 		log_warn("kube: cannot build event", "name", s->name, NULL);
 		return;
@@ -200,16 +220,25 @@ static struct series *find(struct kube_recorder *rec, const char *key)
 	return NULL;
 }
 
+static void forget(struct kube_recorder *rec, struct series *s)
+{
+	for (size_t i = 0; i < rec->n; i++)
+		if (rec->s[i] == s) {
+			rec->s[i] = rec->s[--rec->n];
+			break;
+		}
+	series_free(s);
+}
+
 /* Makes room by dropping the least recently used series. */
 static void evict(struct kube_recorder *rec)
 {
 	size_t old = 0;
 
 	for (size_t i = 1; i < rec->n; i++)
-		if (rec->s[i]->last_ms < rec->s[old]->last_ms)
+		if (rec->s[i]->used < rec->s[old]->used)
 			old = i;
-	series_free(rec->s[old]);
-	rec->s[old] = rec->s[--rec->n];
+	forget(rec, rec->s[old]);
 }
 
 static struct series *series_new(struct kube_recorder *rec, const char *key,
@@ -236,10 +265,38 @@ static struct series *series_new(struct kube_recorder *rec, const char *key,
 	return s;
 }
 
-int kube_event(struct kube_recorder *rec, const struct kube_objref *obj, const char *type,
-               const char *reason, const char *message)
+/* The series' identity: the object, type, reason, and the dedup key or
+ * else the message. The prefix keeps a key from matching a message. */
+static char *identity(const struct kube_objref *obj, const char *type, const char *reason,
+                      const char *dedup_key, const char *message)
 {
-	int64_t now = loop_wall_ms();
+	char *key;
+
+	if (asprintf(&key, "%s\n%s\n%s\n%s\n%s\n%s\n%c:%s", obj->kind, obj->ns ? obj->ns : "",
+	             obj->name, obj->uid ? obj->uid : "", type, reason, dedup_key ? 'k' : 'm',
+	             dedup_key ? dedup_key : message) < 0)
+		return NULL;
+	return key;
+}
+
+/* Counts one more occurrence of a known series and writes it unless a
+ * write is in flight (written() sends the rest when it returns). */
+static int series_repeat(struct series *s, int64_t now, const char *message)
+{
+	if (kube__jadd_str(s->ev, "message", message))
+		return -ENOMEM;
+	if (s->count < INT32_MAX)
+		s->count++;
+	s->last_ms = now;
+	if (!s->call)
+		series_send(s);
+	return 0;
+}
+
+int kube_event_keyed(struct kube_recorder *rec, const struct kube_objref *obj, const char *type,
+                     const char *reason, const char *dedup_key, const char *message)
+{
+	int64_t now = loop_wall_ms() + rec->skew_ms;
 	struct series *s;
 	char *key;
 
@@ -247,34 +304,43 @@ int kube_event(struct kube_recorder *rec, const struct kube_objref *obj, const c
 		return -EINVAL;
 	if (!message)
 		message = "";
-	if (asprintf(&key, "%s\n%s\n%s\n%s\n%s\n%s\n%s", obj->kind, obj->ns ? obj->ns : "",
-	             obj->name, obj->uid ? obj->uid : "", type, reason, message) < 0)
+	key = identity(obj, type, reason, dedup_key, message);
+	if (!key)
 		return -ENOMEM;
 	s = find(rec, key);
-	if (s && (uint64_t)(now - s->last_ms) > rec->window_ms) {
-		/* Outside the window: a new series, as client-go does. */
-		for (size_t i = 0; i < rec->n; i++)
-			if (rec->s[i] == s)
-				rec->s[i] = rec->s[--rec->n];
-		series_free(s);
+	if (s && !s->keyed && (uint64_t)(now - s->last_ms) > rec->window_ms) {
+		/* A message series outside the window starts over. */
+		forget(rec, s);
 		s = NULL;
 	}
 	if (s) {
-		s->count++;
-		s->last_ms = now;
 		free(key);
-		if (!s->call)
-			series_send(s);
-		return 0;
+		s->used = ++rec->tick;
+		return series_repeat(s, now, message);
 	}
 	s = series_new(rec, key, obj, now);
 	free(key);
 	if (!s)
 		return -ENOMEM;
+	s->keyed = dedup_key != NULL;
+	s->used = ++rec->tick;
 	s->count = 1;
 	s->ev = build_event(rec, s, obj, type, reason, message);
-	if (!s->ev)
+	if (!s->ev) {
+		forget(rec, s);
 		return -ENOMEM;
+	}
 	series_send(s);
 	return 0;
+}
+
+int kube_event(struct kube_recorder *rec, const struct kube_objref *obj, const char *type,
+               const char *reason, const char *message)
+{
+	return kube_event_keyed(rec, obj, type, reason, NULL, message);
+}
+
+void kube__recorder_advance(struct kube_recorder *rec, int64_t ms)
+{
+	rec->skew_ms += ms;
 }

@@ -175,6 +175,12 @@ void kube__op_unlink(struct kube_client *kc, struct kube__op *op);
 /* Milliseconds from a Retry-After the server sent, for tests. */
 uint32_t kube__retry_delay_ms(long retry_after_s);
 
+/* Event series an Event recorder remembers; past this, the least recently
+ * used is forgotten. */
+#define KUBE__EVENT_SERIES_MAX 256
+/* Moves the recorder's clock `ms` forward, for tests of long gaps. */
+void kube__recorder_advance(struct kube_recorder *rec, int64_t ms);
+
 /* The bearer token the client would send now ("" for none), for tests. */
 const char *kube__client_token(struct kube_client *kc);
 /* Forgets cached credentials, as after a 401. */

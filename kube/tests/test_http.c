@@ -21,173 +21,10 @@
 #include <unistd.h>
 
 #include "kube/kube_int.h"
+#include "kube/tests/srv.h"
 #include "loop/loop.h"
 
-/* ---- the scripted server ------------------------------------------- */
-
-struct conn {
-	struct loop_fd w;
-	char buf[8192];
-	size_t len;
-	int answered;
-	struct conn *next;
-};
-
-struct srv {
-	struct loop *l;
-	struct loop_fd lw;
-	int port;
-	struct conn *conns;
-	/* Requests seen: "METHOD path|Authorization" lines. */
-	char reqs[32][1200];
-	int nreq;
-	/* The test's script: fills `resp` for request number `i`; returns 0
-	 * to leave the connection hanging with no answer. */
-	int (*script)(struct srv *s, int i, const char *method, const char *path, char *resp,
-	              size_t n);
-	int step; /* free for the script */
-};
-
-static void conn_close(struct srv *s, struct conn *c)
-{
-	struct conn **pp;
-
-	loop_fd_stop(s->l, &c->w);
-	close(c->w.fd);
-	for (pp = &s->conns; *pp; pp = &(*pp)->next)
-		if (*pp == c) {
-			*pp = c->next;
-			break;
-		}
-	free(c);
-}
-
-static void header(const char *req, const char *name, char *out, size_t n)
-{
-	const char *p = strcasestr(req, name);
-
-	out[0] = '\0';
-	if (p) {
-		p += strlen(name);
-		while (*p == ' ')
-			p++;
-		snprintf(out, n, "%.*s", (int)strcspn(p, "\r\n"), p);
-	}
-}
-
-static void on_conn(struct loop_fd *w, uint32_t ev)
-{
-	struct conn *c = (struct conn *)w;
-	struct srv *s = w->arg;
-	static char resp[65536];
-	char method[16], path[900], auth[256];
-	ssize_t r;
-	int i;
-
-	(void)ev;
-	r = read(w->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len);
-	if (r <= 0) {
-		conn_close(s, c);
-		return;
-	}
-	c->len += (size_t)r;
-	c->buf[c->len] = '\0';
-	if (c->answered || !strstr(c->buf, "\r\n\r\n"))
-		return;
-	c->answered = 1;
-	sscanf(c->buf, "%15s %899s", method, path);
-	header(c->buf, "Authorization:", auth, sizeof(auth));
-	i = s->nreq;
-	if (s->nreq < 32)
-		snprintf(s->reqs[s->nreq++], sizeof(s->reqs[0]), "%s %s|%s", method, path, auth);
-	if (!s->script(s, i, method, path, resp, sizeof(resp)))
-		return; /* hang */
-	if (write(w->fd, resp, strlen(resp)) < 0)
-		fail_msg("server write failed");
-	conn_close(s, c);
-}
-
-static void on_accept(struct loop_fd *w, uint32_t ev)
-{
-	struct srv *s = w->arg;
-	struct conn *c;
-	int fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-
-	(void)ev;
-	if (fd < 0)
-		return;
-	c = calloc(1, sizeof(*c));
-	c->w.fd = fd;
-	c->w.events = EPOLLIN;
-	c->w.cb = on_conn;
-	c->w.arg = s;
-	c->next = s->conns;
-	s->conns = c;
-	assert_int_equal(loop_fd_start(s->l, &c->w), 0);
-}
-
-static void srv_start(struct srv *s, struct loop *l)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET};
-	socklen_t al = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_true(fd >= 0);
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(listen(fd, 16), 0);
-	getsockname(fd, (struct sockaddr *)&a, &al);
-	s->l = l;
-	s->port = ntohs(a.sin_port);
-	s->lw.fd = fd;
-	s->lw.events = EPOLLIN;
-	s->lw.cb = on_accept;
-	s->lw.arg = s;
-	assert_int_equal(loop_fd_start(l, &s->lw), 0);
-}
-
-static void srv_stop(struct srv *s)
-{
-	while (s->conns)
-		conn_close(s, s->conns);
-	loop_fd_stop(s->l, &s->lw);
-	close(s->lw.fd);
-}
-
-static void reply(char *resp, size_t n, int status, const char *extra, const char *body)
-{
-	snprintf(resp, n,
-	         "HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-	         "Connection: close\r\n%s\r\n%s",
-	         status, strlen(body), extra ? extra : "", body);
-}
-
-/* ---- a client for the server ---------------------------------------- */
-
 static char tmpdir[64];
-
-static struct kube_client *client(struct loop *l, int port, const char *user)
-{
-	char path[128], text[1024];
-	struct kube_config *cfg;
-	struct kube_client *kc;
-	char err[256];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/kubeconfig", tmpdir);
-	snprintf(text, sizeof(text),
-	         "current-context: c\nclusters: [{name: k, cluster: {server: "
-	         "'http://127.0.0.1:%d'}}]\nusers: [{name: u, user: {%s}}]\ncontexts: [{name: c, "
-	         "context: {cluster: k, user: u}}]\n",
-	         port, user);
-	f = fopen(path, "w");
-	fputs(text, f);
-	fclose(f);
-	if (kube_config_load_kubeconfig(path, NULL, &cfg, err, sizeof(err)))
-		fail_msg("%s", err);
-	assert_int_equal(kube_client_new_take(l, cfg, &kc), 0);
-	return kc;
-}
 
 struct result {
 	int done;
@@ -206,16 +43,6 @@ static void on_done(void *arg, const struct kube_response *r)
 	snprintf(res->body, sizeof(res->body), "%s", r->body);
 }
 
-static void run_until(struct loop *l, int *flag, int ms)
-{
-	uint64_t end;
-
-	loop_update_time(l);
-	end = loop_now_ms(l) + (uint64_t)ms;
-	while (!*flag && loop_now_ms(l) < end)
-		loop_run_once(l, 50);
-}
-
 /* ---- requests ------------------------------------------------------ */
 
 static int script_retry_after(struct srv *s, int i, const char *m, const char *p, char *resp,
@@ -225,11 +52,11 @@ static int script_retry_after(struct srv *s, int i, const char *m, const char *p
 	(void)m;
 	(void)p;
 	if (i == 0)
-		reply(resp, n, 429, "Retry-After: 1\r\n", "{\"kind\":\"Status\",\"code\":429}");
+		srv_reply(resp, n, 429, "Retry-After: 1\r\n", "{\"kind\":\"Status\",\"code\":429}");
 	else if (i == 1)
-		reply(resp, n, 503, "Retry-After: 1\r\n", "{}");
+		srv_reply(resp, n, 503, "Retry-After: 1\r\n", "{}");
 	else
-		reply(resp, n, 200, NULL, "{\"ok\":true}");
+		srv_reply(resp, n, 200, NULL, "{\"ok\":true}");
 	return 1;
 }
 
@@ -244,11 +71,11 @@ static void test_retry_after_is_honoured(void **state)
 	(void)state;
 	assert_int_equal(loop_new(&l), 0);
 	srv_start(&s, l);
-	kc = client(l, s.port, "token: t");
+	kc = srv_client(l, tmpdir, s.port, "token: t");
 	t0 = loop_now_ms(l);
 	assert_int_equal(kube_request(kc, "GET", "/api/v1/pods", NULL, NULL, on_done, &res, NULL),
 	                 0);
-	run_until(l, &res.done, 10000);
+	srv_run_until(l, &res.done, 10000);
 	assert_true(res.done);
 	assert_int_equal(res.status, 200);
 	assert_int_equal(s.nreq, 3);
@@ -266,7 +93,7 @@ static int script_503_plain(struct srv *s, int i, const char *m, const char *p, 
 	(void)i;
 	(void)m;
 	(void)p;
-	reply(resp, n, 503, NULL, "{\"kind\":\"Status\",\"message\":\"busy\"}");
+	srv_reply(resp, n, 503, NULL, "{\"kind\":\"Status\",\"message\":\"busy\"}");
 	return 1;
 }
 
@@ -280,9 +107,9 @@ static void test_5xx_without_retry_after_is_returned(void **state)
 	(void)state;
 	assert_int_equal(loop_new(&l), 0);
 	srv_start(&s, l);
-	kc = client(l, s.port, "token: t");
+	kc = srv_client(l, tmpdir, s.port, "token: t");
 	assert_int_equal(kube_request_raw(kc, "POST", "/x", "{}", 2, NULL, on_done, &res, NULL), 0);
-	run_until(l, &res.done, 5000);
+	srv_run_until(l, &res.done, 5000);
 	assert_int_equal(res.status, 503);
 	assert_int_equal(s.nreq, 1);
 	kube_client_free(kc);
@@ -300,7 +127,7 @@ static int script_big(struct srv *s, int i, const char *m, const char *p, char *
 	if (!strcmp(p, "/hang"))
 		return 0;
 	memset(body, 'x', sizeof(body) - 1);
-	reply(resp, n, 200, NULL, body);
+	srv_reply(resp, n, 200, NULL, body);
 	return 1;
 }
 
@@ -315,11 +142,11 @@ static void test_body_cap_and_timeout(void **state)
 	(void)state;
 	assert_int_equal(loop_new(&l), 0);
 	srv_start(&s, l);
-	kc = client(l, s.port, "token: t");
+	kc = srv_client(l, tmpdir, s.port, "token: t");
 	assert_int_equal(kube_request(kc, "GET", "/big", NULL, &capped, on_done, &res, NULL), 0);
 	assert_int_equal(kube_request(kc, "GET", "/hang", NULL, &quick, on_done, &res2, NULL), 0);
-	run_until(l, &res.done, 5000);
-	run_until(l, &res2.done, 5000);
+	srv_run_until(l, &res.done, 5000);
+	srv_run_until(l, &res2.done, 5000);
 	assert_int_equal(res.err, -EFBIG);
 	assert_int_equal(res2.err, -ETIMEDOUT);
 	kube_client_free(kc);
@@ -333,9 +160,9 @@ static int script_auth(struct srv *s, int i, const char *m, const char *p, char 
 	(void)m;
 	(void)p;
 	if (strstr(s->reqs[s->nreq - 1], "Bearer new"))
-		reply(resp, n, 200, NULL, "{}");
+		srv_reply(resp, n, 200, NULL, "{}");
 	else
-		reply(resp, n, 401, NULL, "{\"kind\":\"Status\",\"code\":401}");
+		srv_reply(resp, n, 401, NULL, "{\"kind\":\"Status\",\"code\":401}");
 	return 1;
 }
 
@@ -356,13 +183,13 @@ static void test_401_rereads_token_file(void **state)
 	assert_int_equal(loop_new(&l), 0);
 	srv_start(&s, l);
 	snprintf(user, sizeof(user), "tokenFile: '%s'", tf);
-	kc = client(l, s.port, user);
+	kc = srv_client(l, tmpdir, s.port, user);
 	assert_string_equal(kube__client_token(kc), "old");
 	f = fopen(tf, "w");
 	fputs("new\n", f);
 	fclose(f);
 	assert_int_equal(kube_request(kc, "GET", "/x", NULL, NULL, on_done, &res, NULL), 0);
-	run_until(l, &res.done, 5000);
+	srv_run_until(l, &res.done, 5000);
 	assert_int_equal(res.status, 200);
 	assert_int_equal(s.nreq, 2);
 	assert_string_equal(s.reqs[0], "GET /x|Bearer old");
@@ -409,7 +236,7 @@ static void test_client_free_abandons_everything(void **state)
 	(void)state;
 	assert_int_equal(loop_new(&l), 0);
 	srv_start(&s, l);
-	kc = client(l, s.port, "token: t");
+	kc = srv_client(l, tmpdir, s.port, "token: t");
 	assert_int_equal(kube_request(kc, "GET", "/a", NULL, NULL, must_not_run, NULL, NULL), 0);
 	assert_int_equal(kube_create_or_update(kc, "/api/v1/namespaces/n/configmaps", "x",
 	                                       never_called, NULL, must_not_run, NULL),
@@ -430,7 +257,7 @@ static int script_echo_ok(struct srv *s, int i, const char *m, const char *p, ch
 	(void)i;
 	(void)m;
 	(void)p;
-	reply(resp, n, 200, NULL, "{}");
+	srv_reply(resp, n, 200, NULL, "{}");
 	return 1;
 }
 
@@ -467,14 +294,14 @@ static void test_exec_plugin_is_asynchronous(void **state)
 	srv_start(&s, l);
 	snprintf(user, sizeof(user),
 	         "exec: {apiVersion: client.authentication.k8s.io/v1, command: '%s'}", path);
-	kc = client(l, s.port, user);
+	kc = srv_client(l, tmpdir, s.port, user);
 	loop_timer_init(&t, tick, &ticks);
 	loop_timer_start(l, &t, 100);
 	assert_int_equal(kube_request(kc, "GET", "/a", NULL, NULL, on_done, &a, NULL), 0);
 	assert_int_equal(kube_request(kc, "GET", "/b", NULL, NULL, on_done, &b, NULL), 0);
 	assert_int_equal(ticks, 0);
-	run_until(l, &b.done, 10000);
-	run_until(l, &a.done, 10000);
+	srv_run_until(l, &b.done, 10000);
+	srv_run_until(l, &a.done, 10000);
 	assert_int_equal(ticks, 1);
 	assert_int_equal(a.status, 200);
 	assert_int_equal(b.status, 200);
@@ -505,9 +332,9 @@ static void test_exec_plugin_failure_fails_requests(void **state)
 	srv_start(&s, l);
 	snprintf(user, sizeof(user),
 	         "exec: {apiVersion: client.authentication.k8s.io/v1, command: /bin/false}");
-	kc = client(l, s.port, user);
+	kc = srv_client(l, tmpdir, s.port, user);
 	assert_int_equal(kube_request(kc, "GET", "/a", NULL, NULL, on_done, &a, NULL), 0);
-	run_until(l, &a.done, 10000);
+	srv_run_until(l, &a.done, 10000);
 	assert_true(a.done);
 	assert_int_equal(a.err, -EACCES);
 	assert_int_equal(s.nreq, 0);
@@ -531,14 +358,16 @@ static int script_informer(struct srv *s, int i, const char *m, const char *p, c
 	(void)p;
 	switch (i) {
 	case 0:
-		reply(resp, n, 200, NULL,
-		      "{\"kind\":\"PodList\",\"metadata\":{\"resourceVersion\":\"10\",\"continue\":"
-		      "\"c1\"},\"items\":[" POD("a", "5") "]}");
+		srv_reply(resp, n, 200, NULL,
+		          "{\"kind\":\"PodList\",\"metadata\":{\"resourceVersion\":\"10\","
+		          "\"continue\":"
+		          "\"c1\"},\"items\":[" POD("a", "5") "]}");
 		return 1;
 	case 1:
-		reply(resp, n, 200, NULL,
-		      "{\"kind\":\"PodList\",\"metadata\":{\"resourceVersion\":\"10\"},\"items\":"
-		      "[" POD("b", "6") "]}");
+		srv_reply(
+		        resp, n, 200, NULL,
+		        "{\"kind\":\"PodList\",\"metadata\":{\"resourceVersion\":\"10\"},\"items\":"
+		        "[" POD("b", "6") "]}");
 		return 1;
 	case 2: /* chunked, split mid-event, then the connection drops */
 		snprintf(resp, n,
@@ -551,13 +380,14 @@ static int script_informer(struct srv *s, int i, const char *m, const char *p, c
 		         "pe\":\"DELETED\",\"object\":" POD("a", "12") "}\n");
 		return 1;
 	case 3:
-		reply(resp, n, 410, NULL,
-		      "{\"kind\":\"Status\",\"code\":410,\"reason\":\"Expired\"}");
+		srv_reply(resp, n, 410, NULL,
+		          "{\"kind\":\"Status\",\"code\":410,\"reason\":\"Expired\"}");
 		return 1;
 	case 4:
-		reply(resp, n, 200, NULL,
-		      "{\"kind\":\"PodList\",\"metadata\":{\"resourceVersion\":\"20\"},\"items\":"
-		      "[" POD("c", "11") "," POD("d", "19") "]}");
+		srv_reply(
+		        resp, n, 200, NULL,
+		        "{\"kind\":\"PodList\",\"metadata\":{\"resourceVersion\":\"20\"},\"items\":"
+		        "[" POD("c", "11") "," POD("d", "19") "]}");
 		return 1;
 	default:
 		return 0;
@@ -621,7 +451,7 @@ static void test_informer_drop_410_relist(void **state)
 	(void)state;
 	assert_int_equal(loop_new(&l), 0);
 	srv_start(&s, l);
-	kc = client(l, s.port, "token: t");
+	kc = srv_client(l, tmpdir, s.port, "token: t");
 	assert_int_equal(kube_informer_start(kc, &o, &ops, &lg, &inf), 0);
 	for (int i = 0; i < 200 && !five; i++) {
 		loop_run_once(l, 50);
