@@ -113,7 +113,15 @@ struct cap_pusher_opts {
 /* The final word on one profile: delivered (res OK, `id` set), refused for
  * good (HTTP 4xx, profefe's message), or dropped from a full spool
  * (DROPPED). Every submitted profile gets exactly one, possibly in a later
- * run of the process when it was spooled; `m->origin` tells whose it was. */
+ * run of the process when it was spooled; `m->origin` tells whose it was.
+ * Everything is lent for the call.
+ *
+ * The callback runs from the loop, on a turn of its own (a zero-delay
+ * timer), never from inside a call into the pusher: a submit that drops a
+ * profile from a full spool returns first, so the caller can count the
+ * submission before it hears of any result. The one exception is
+ * cap_pusher_free(), which reports what is still pending before it returns;
+ * callbacks run from there must not call into the pusher. */
 typedef void (*cap_pusher_result_fn)(void *arg, const struct cap_push_meta *m, enum cap_result res,
                                      long http_status, const char *message, const char *id);
 
@@ -126,12 +134,16 @@ int cap_pusher_new(struct loop *l, struct cap_profefe *c, const struct cap_pushe
 /* Stops the pusher. Profiles being pushed directly are written to the spool
  * first, so a clean shutdown loses nothing; their pushes are cancelled
  * (a push that profefe already stored may then be sent again after the
- * restart). Must not be called from a result callback. Safe on NULL. */
+ * restart). Results not reported yet are reported before it returns.
+ * Must not be called from a result callback. Safe on NULL. */
 void cap_pusher_free(struct cap_pusher *p);
 
 /* Submits a profile; takes `body` (malloc'd; freed by the pusher, also on
  * failure). `m` is copied. Returns 0, or a negative errno when it could
- * neither be pushed nor spooled (the result callback is then not called). */
+ * neither be pushed nor spooled (the result callback is then not called).
+ * Never runs the result callback itself, for this profile or any other:
+ * results found here (e.g. the spool dropping its oldest profile) are
+ * reported on a later turn of the loop. */
 int cap_pusher_submit_take(struct cap_pusher *p, const struct cap_push_meta *m, char *body,
                            size_t len);
 
@@ -148,7 +160,7 @@ struct cap_pusher_stats {
 };
 void cap_pusher_stats(const struct cap_pusher *p, struct cap_pusher_stats *out);
 
-/* 1 when nothing is in flight or spooled. */
+/* 1 when nothing is in flight, spooled, or waiting to be reported. */
 int cap_pusher_idle(const struct cap_pusher *p);
 
 #endif

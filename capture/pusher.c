@@ -10,6 +10,11 @@
  * final word on that profile and is reported, not retried) clears the mark,
  * resets the backoff and replays the spool, oldest first, a few at a time.
  *
+ * Results reach the caller only from the loop, through a queue drained by
+ * a zero-delay timer: a drop or failure found inside a call into the
+ * pusher (a submit that overflows the spool) is reported after that call
+ * has returned, so the caller has counted the submission by then.
+ *
  * Delivery is at least once: a push that profefe stored but whose reply was
  * lost (our timeout) is sent again. Refused connections, the common case of
  * an outage, never cause duplicates.
@@ -39,6 +44,16 @@ struct push {
 	size_t len;
 };
 
+/* A result waiting for the loop, with its own copies of everything. */
+struct pres {
+	struct pres *next;
+	struct cap_push_meta meta;
+	char *strs[5];
+	enum cap_result res;
+	long http_status;
+	char *message, *id;
+};
+
 struct cap_pusher {
 	struct loop *loop;
 	struct cap_profefe *c;
@@ -50,6 +65,8 @@ struct cap_pusher {
 	size_t n_direct, n_replay;
 	struct loop_timer timer;
 	struct loop_backoff bo;
+	struct pres *res_head, **res_tail; /* results not yet reported */
+	struct loop_timer res_timer;
 	int down;    /* profefe failed and has not answered since */
 	int probing; /* while down: the timer fired, one probe may run */
 	int freeing;
@@ -58,13 +75,80 @@ struct cap_pusher {
 
 static void pump(struct cap_pusher *p);
 
+/* Copies `m` into `dst`, its strings into `strs` (the caller frees them,
+ * also on failure). Returns 0 or -ENOMEM. */
+static int meta_copy(struct cap_push_meta *dst, char *strs[5], const struct cap_push_meta *m)
+{
+	const char *src[5] = {m->service, m->type, m->labels, m->instance_id, m->origin};
+	for (int i = 0; i < 5; i++)
+		if (src[i] != NULL && (strs[i] = strdup(src[i])) == NULL)
+			return -ENOMEM;
+	*dst = (struct cap_push_meta){strs[0], strs[1], strs[2], strs[3], strs[4], m->created_ms};
+	return 0;
+}
+
+static void pres_free(struct pres *x)
+{
+	if (x == NULL)
+		return;
+	for (int i = 0; i < 5; i++)
+		free(x->strs[i]);
+	free(x->message);
+	free(x->id);
+	free(x);
+}
+
+/* Reports the results queued so far, oldest first. Those the callbacks
+ * cause wait for the next turn. */
+static void deliver(struct cap_pusher *p)
+{
+	struct pres *x = p->res_head;
+	p->res_head = NULL;
+	p->res_tail = &p->res_head;
+	while (x != NULL) {
+		struct pres *next = x->next;
+		if (p->fn)
+			p->fn(p->arg, &x->meta, x->res, x->http_status, x->message, x->id);
+		pres_free(x);
+		x = next;
+	}
+}
+
+static void on_res_timer(struct loop_timer *t)
+{
+	deliver(t->arg);
+}
+
+/* Queues a result for the loop; the callback never runs from here. */
+static void report_later(struct cap_pusher *p, const struct cap_push_meta *m, enum cap_result res,
+                         long http_status, const char *message, const char *id)
+{
+	struct pres *x = calloc(1, sizeof(*x));
+	if (x == NULL || meta_copy(&x->meta, x->strs, m) < 0 ||
+	    (message != NULL && (x->message = strdup(message)) == NULL) ||
+	    (id != NULL && (x->id = strdup(id)) == NULL)) {
+		log_error("out of memory: a delivery result is lost", "origin", m->origin, "result",
+		          cap_result_name(res), NULL);
+		pres_free(x);
+		return;
+	}
+	x->res = res;
+	x->http_status = http_status;
+	*p->res_tail = x;
+	p->res_tail = &x->next;
+	/* When the timer cannot start, the next result or free() tries again. */
+	if (!p->freeing && !loop_timer_active(&p->res_timer) &&
+	    loop_timer_start(p->loop, &p->res_timer, 0) < 0)
+		log_error("cannot arm the delivery result timer", NULL);
+}
+
 static void on_drop(void *arg, const struct cap_push_meta *m, uint64_t seq)
 {
 	struct cap_pusher *p = arg;
+	(void)seq;
 	log_warn("spool full: dropped the oldest profile", "service", m->service, "type", m->type,
 	         "origin", m->origin, NULL);
-	if (p->fn)
-		p->fn(p->arg, m, CAP_RES_DROPPED, 0, "dropped from a full spool", NULL);
+	report_later(p, m, CAP_RES_DROPPED, 0, "dropped from a full spool", NULL);
 }
 
 static void push_link(struct cap_pusher *p, struct push *x)
@@ -164,8 +248,7 @@ static void report(struct cap_pusher *p, const struct cap_push_meta *m,
 		p->delivered++;
 	else if (r->res == CAP_RES_HTTP)
 		p->rejected++;
-	if (p->fn)
-		p->fn(p->arg, m, r->res, r->http_status, r->message, r->id);
+	report_later(p, m, r->res, r->http_status, r->message, r->id);
 }
 
 static void on_push_done(void *arg, struct cap_profefe_reply *r)
@@ -252,6 +335,8 @@ int cap_pusher_new(struct loop *l, struct cap_profefe *c, const struct cap_pushe
 	p->arg = arg;
 	p->o.spool_dir = NULL; /* lent only for the open below */
 	loop_timer_init(&p->timer, on_timer, p);
+	loop_timer_init(&p->res_timer, on_res_timer, p);
+	p->res_tail = &p->res_head;
 	int rc = cap_spool_open(o ? o->spool_dir : NULL, p->o.spool_max_bytes, on_drop, p,
 	                        &p->spool);
 	if (rc < 0) {
@@ -274,19 +359,11 @@ void cap_pusher_free(struct cap_pusher *p)
 		if (cap_profefe_cancel_arg(p->c, p->head) == 0)
 			break;
 	cap_spool_close(p->spool);
+	/* What was found on the way out, or not reported yet, is final:
+	 * report it now rather than lose it. */
+	loop_timer_stop(p->loop, &p->res_timer);
+	deliver(p);
 	free(p);
-}
-
-/* Copies `m` into `x`, owned by it. */
-static int meta_own(struct push *x, const struct cap_push_meta *m)
-{
-	const char *src[5] = {m->service, m->type, m->labels, m->instance_id, m->origin};
-	for (int i = 0; i < 5; i++)
-		if (src[i] != NULL && (x->strs[i] = strdup(src[i])) == NULL)
-			return -ENOMEM;
-	x->meta = (struct cap_push_meta){x->strs[0], x->strs[1], x->strs[2],
-	                                 x->strs[3], x->strs[4], m->created_ms};
-	return 0;
 }
 
 int cap_pusher_submit_take(struct cap_pusher *p, const struct cap_push_meta *m, char *body,
@@ -307,7 +384,7 @@ int cap_pusher_submit_take(struct cap_pusher *p, const struct cap_push_meta *m, 
 		return rc;
 	}
 	struct push *x = calloc(1, sizeof(*x));
-	if (x == NULL || meta_own(x, m) < 0) {
+	if (x == NULL || meta_copy(&x->meta, x->strs, m) < 0) {
 		rc = -ENOMEM;
 		goto out_free;
 	}
@@ -350,5 +427,5 @@ int cap_pusher_idle(const struct cap_pusher *p)
 {
 	struct cap_spool_stats ss;
 	cap_spool_stats(p->spool, &ss);
-	return p->head == NULL && ss.files == 0;
+	return p->head == NULL && ss.files == 0 && p->res_head == NULL;
 }

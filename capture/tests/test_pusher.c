@@ -324,6 +324,9 @@ static void test_pusher_full_spool_reports_drops(void **state)
 	cap_pusher_stats(p, &st);
 	assert_int_equal(st.spool_files, 2);
 	assert_int_equal(st.drops, 3);
+	/* Reported from the loop, not from inside submit. */
+	for (int i = 0; i < 100 && t.dropped < 3; i++)
+		loop_run_once(e->l, 10);
 	assert_int_equal(t.dropped, 3);
 	cap_pusher_free(p);
 }
@@ -402,6 +405,41 @@ static void test_pusher_stays_down_while_probes_hang(void **state)
 	cap_profefe_free(c);
 }
 
+static void test_pusher_result_never_runs_inside_submit(void **state)
+{
+	struct env *e = *state;
+	struct cap_pusher *p;
+	struct tally t = {0};
+	/* Room for two ~250-byte entries; no retry during the test. */
+	struct cap_pusher_opts o = {
+	        .spool_dir = e->dir, .spool_max_bytes = 600, .backoff_base_ms = 5000};
+	struct cap_pusher_stats st;
+	assert_int_equal(cap_pusher_new(e->l, e->c, &o, on_result, &t, &p), 0);
+	atomic_store(&mode, MODE_503);
+	submit(p, 0);
+	for (int i = 0; i < 300; i++) {
+		cap_pusher_stats(p, &st);
+		if (st.spool_files == 1)
+			break;
+		loop_run_once(e->l, 10);
+	}
+	assert_int_equal(st.spool_files, 1);
+	submit(p, 1);
+	assert_int_equal(t.dropped, 0);
+	/* The third profile drops the oldest from the spool, inside submit:
+	 * the caller has not counted its submission yet, so the result must
+	 * wait for the loop. */
+	submit(p, 2);
+	cap_pusher_stats(p, &st);
+	assert_int_equal(st.drops, 1);
+	assert_int_equal(t.dropped, 0);
+	for (int i = 0; i < 100 && t.dropped == 0; i++)
+		loop_run_once(e->l, 10);
+	assert_int_equal(t.dropped, 1);
+	assert_int_equal(t.ok + t.http + t.other, 0);
+	cap_pusher_free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -414,6 +452,8 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(
 	                test_pusher_free_spools_inflight_and_restart_delivers, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_pusher_stays_down_while_probes_hang, setup,
+	                                        teardown),
+	        cmocka_unit_test_setup_teardown(test_pusher_result_never_runs_inside_submit, setup,
 	                                        teardown),
 	};
 	return cmocka_run_group_tests(tests, group_setup, NULL);
