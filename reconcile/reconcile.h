@@ -369,6 +369,31 @@ const char *rec_image_tag(const char *image, char *buf, size_t len);
 uint32_t rec_spread_offset_ms(const char *uid, uint32_t window_ms);
 
 /* ------------------------------------------------------------------ */
+/* Rounds: when they run (DESIGN §7). A round is named by its scheduled
+ * time. The clock guarantees that a round runs at or after its scheduled
+ * time (never before: a timer that fires early is re-armed) and at most
+ * once per scheduled time, across schedule edits too. */
+
+struct rec_clock {
+	int64_t next_ms; /* the scheduled time the timer waits for; 0: none */
+	int64_t last_ms; /* the scheduled time of the last round run; 0: none */
+};
+
+/* Plans the next round now (at start, and after every spec change, so an
+ * edit takes effect at once): the first scheduled time after `now_ms` and
+ * strictly after the last round. `s` NULL (invalid, suspended) clears it.
+ * Returns next_ms (0: none). */
+int64_t rec_clock_plan(struct rec_clock *c, const struct rec_schedule *s, int64_t now_ms);
+/* The round timer fired with the wall clock at `now_ms`. Returns the
+ * scheduled time of the round to run now, or 0 when none is due (fired
+ * early: re-arm for next_ms - now_ms; or nothing planned). On a round the
+ * clock moves on: last_ms is the round, next_ms the one after it. */
+int64_t rec_clock_fire(struct rec_clock *c, const struct rec_schedule *s, int64_t now_ms);
+/* The window a round's captures spread over: `spread_ms`, but at most half
+ * the gap to the next round, so a schedule runs at its own rate. */
+uint32_t rec_round_window_ms(uint32_t spread_ms, int64_t round_ms, int64_t next_ms);
+
+/* ------------------------------------------------------------------ */
 /* Status (DESIGN §2), per the Kubernetes API conventions on conditions. */
 
 #define REC_STATUS_LIST_MAX 10
