@@ -11,9 +11,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define HTTPD_MAX_CONNS   32
-#define HTTPD_REQ_MAX     8192
-#define HTTPD_DEADLINE_MS 5000
+#define HTTPD_MAX_CONNS 32
+#define HTTPD_REQ_MAX   8192
+/* A probe sends its request head at once; a connection that has not done
+ * so within HTTPD_HEAD_MS is idle and is closed. Sending the response (a
+ * large /metrics to a slow scraper) gets HTTPD_SEND_MS. */
+#define HTTPD_HEAD_MS 2000
+#define HTTPD_SEND_MS 5000
 
 struct conn {
 	struct loop_fd w;
@@ -23,12 +27,15 @@ struct conn {
 	size_t len;
 	struct loop_buf out;
 	size_t sent;
+	uint64_t seq; /* accept order: the lowest is the oldest */
 	int in_use;
+	int responding; /* the request head is in; the response is being sent */
 };
 
 struct op_httpd {
 	struct loop *l;
 	struct loop_fd listener;
+	uint64_t accepted;
 	int port;
 	op_http_handler handler;
 	void *arg;
@@ -42,6 +49,7 @@ static void conn_close(struct conn *c)
 	close(c->w.fd);
 	loop_buf_free(&c->out);
 	c->in_use = 0;
+	c->responding = 0;
 }
 
 static void on_deadline(struct loop_timer *t)
@@ -99,8 +107,11 @@ static void respond(struct conn *c)
 	loop_buf_free(&body);
 	loop_fd_stop(c->srv->l, &c->w);
 	c->w.events = EPOLLOUT;
+	c->responding = 1;
 	if (loop_fd_start(c->srv->l, &c->w) != 0)
 		conn_close(c);
+	else /* on failure the head deadline stays armed, which also ends it */
+		loop_timer_start(c->srv->l, &c->deadline, HTTPD_SEND_MS);
 }
 
 static void on_conn(struct loop_fd *w, uint32_t ev)
@@ -130,35 +141,57 @@ static void on_conn(struct loop_fd *w, uint32_t ev)
 	(void)ev;
 }
 
+/* Returns a free slot for a new connection. When all are taken, the oldest
+ * connection still waiting for its request head makes way: an idle client
+ * must not keep a probe out. NULL when every slot is sending a response. */
+static struct conn *conn_slot(struct op_httpd *s)
+{
+	struct conn *victim = NULL;
+	int i;
+
+	for (i = 0; i < HTTPD_MAX_CONNS; i++) {
+		struct conn *c = &s->conns[i];
+		if (!c->in_use)
+			return c;
+		if (!c->responding && (!victim || c->seq < victim->seq))
+			victim = c;
+	}
+	if (victim)
+		conn_close(victim);
+	return victim;
+}
+
+/* Starts serving the accepted socket `fd`, or closes it. */
+static void conn_open(struct op_httpd *s, int fd)
+{
+	struct conn *c = conn_slot(s);
+
+	if (!c) { /* every slot is answering: shed load rather than queue it */
+		close(fd);
+		return;
+	}
+	memset(c, 0, sizeof(*c));
+	c->in_use = 1;
+	c->srv = s;
+	c->seq = s->accepted++;
+	c->w = (struct loop_fd){.fd = fd, .events = EPOLLIN, .cb = on_conn, .arg = c};
+	loop_timer_init(&c->deadline, on_deadline, c);
+	if (loop_fd_start(s->l, &c->w) != 0 ||
+	    loop_timer_start(s->l, &c->deadline, HTTPD_HEAD_MS) != 0) {
+		loop_fd_stop(s->l, &c->w);
+		close(fd);
+		c->in_use = 0;
+	}
+}
+
 static void on_accept(struct loop_fd *w, uint32_t ev)
 {
 	struct op_httpd *s = w->arg;
-	int fd, i;
+	int fd;
 
 	(void)ev;
-	while ((fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
-		struct conn *c = NULL;
-		for (i = 0; i < HTTPD_MAX_CONNS; i++)
-			if (!s->conns[i].in_use) {
-				c = &s->conns[i];
-				break;
-			}
-		if (!c) { /* full: shed load rather than queue it */
-			close(fd);
-			continue;
-		}
-		memset(c, 0, sizeof(*c));
-		c->in_use = 1;
-		c->srv = s;
-		c->w = (struct loop_fd){.fd = fd, .events = EPOLLIN, .cb = on_conn, .arg = c};
-		loop_timer_init(&c->deadline, on_deadline, c);
-		if (loop_fd_start(s->l, &c->w) != 0 ||
-		    loop_timer_start(s->l, &c->deadline, HTTPD_DEADLINE_MS) != 0) {
-			loop_fd_stop(s->l, &c->w);
-			close(fd);
-			c->in_use = 0;
-		}
-	}
+	while ((fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0)
+		conn_open(s, fd);
 }
 
 /* Splits "host:port" (host may be empty or a [v6] literal). */

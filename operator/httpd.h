@@ -4,7 +4,9 @@
  * It serves GET requests on the shared loop, one response per connection
  * (Connection: close). Every connection has a deadline and a request-size
  * cap, and the number of open connections is capped, so a slow or hostile
- * scraper costs one slot and one timeout, never the loop.
+ * scraper costs one slot and one timeout, never the loop. When every slot
+ * is taken, the oldest connection that has not yet sent its request head
+ * makes way for the new one, so idle clients cannot keep probes out.
  */
 #ifndef OPERATOR_HTTPD_H
 #define OPERATOR_HTTPD_H

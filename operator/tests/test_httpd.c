@@ -1,5 +1,6 @@
 /* operator/tests/test_httpd.c: the health/metrics listener answers real
- * HTTP clients, rejects non-GET, and a silent client does not block others. */
+ * HTTP clients, rejects non-GET, and silent clients do not keep it from
+ * answering probes. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -113,11 +114,56 @@ static void test_bad_address_is_a_clear_error(void **state)
 	loop_free(l);
 }
 
+/* A blocking TCP connection to the listener; the kernel completes it from
+ * the listen backlog, before the server accepts. */
+static int connect_to(const struct op_httpd *s)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+	                         .sin_port = htons((uint16_t)op_httpd_port(s))};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+/* Kubelet probes keep being answered while idle connections hold every
+ * slot: a connection that has not sent its request head makes way for a
+ * new one. Before, 40 idle connections left /healthz refused. */
+static void test_healthz_answered_while_40_idle_connections_are_open(void **state)
+{
+	struct loop *l;
+	struct op_httpd *s;
+	char err[256];
+	struct res a = {0};
+	int idle[40], i;
+
+	(void)state;
+	assert_int_equal(loop_new(&l), 0);
+	assert_int_equal(op_httpd_start(l, "127.0.0.1:0", handler, NULL, &s, err, sizeof(err)), 0);
+	for (i = 0; i < 40; i++)
+		idle[i] = connect_to(s);
+	/* Let the server accept them all before the probe arrives. */
+	for (i = 0; i < 5; i++)
+		assert_int_equal(loop_run_once(l, 10), 0);
+	fetch(l, op_httpd_port(s), "/healthz", NULL, &a);
+	assert_int_equal(a.rc, CURLE_OK);
+	assert_int_equal(a.status, 200);
+	assert_string_equal(a.body.data, "ok\n");
+	for (i = 0; i < 40; i++)
+		close(idle[i]);
+	loop_buf_free(&a.body);
+	op_httpd_free(s);
+	loop_free(l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_serves_get_404_and_405_while_a_client_stalls),
 	        cmocka_unit_test(test_bad_address_is_a_clear_error),
+	        cmocka_unit_test(test_healthz_answered_while_40_idle_connections_are_open),
 	};
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	return cmocka_run_group_tests(tests, NULL, NULL);
