@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,8 @@
  * large /metrics to a slow scraper) gets HTTPD_SEND_MS. */
 #define HTTPD_HEAD_MS 2000
 #define HTTPD_SEND_MS 5000
+/* How long the listener rests when accept() fails for want of resources. */
+#define HTTPD_PAUSE_MS 100
 
 struct conn {
 	struct loop_fd w;
@@ -35,6 +38,8 @@ struct conn {
 struct op_httpd {
 	struct loop *l;
 	struct loop_fd listener;
+	struct loop_timer rearm; /* restarts the listener's watch after a pause */
+	int spare;               /* a descriptor held back for EMFILE, or -1 */
 	uint64_t accepted;
 	int port;
 	op_http_handler handler;
@@ -184,14 +189,71 @@ static void conn_open(struct op_httpd *s, int fd)
 	}
 }
 
+/* Out of descriptors, a pending connection would stay in the backlog and
+ * keep the level-triggered listener readable: the loop would spin. So we
+ * spend the spare descriptor to accept it and close it at once (the client
+ * sees a reset rather than a hang), as libev and nginx advise. Returns 1
+ * when one was shed, 0 when none was pending, -1 without a spare. */
+static int shed_one(struct op_httpd *s)
+{
+	int fd;
+
+	if (s->spare < 0)
+		return -1;
+	close(s->spare);
+	fd = accept4(s->listener.fd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd >= 0)
+		close(fd);
+	s->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	return fd >= 0 ? 1 : (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
+}
+
+static void on_rearm(struct loop_timer *t)
+{
+	struct op_httpd *s = t->arg;
+
+	if (loop_fd_start(s->l, &s->listener) != 0)
+		loop_timer_start(s->l, &s->rearm, HTTPD_PAUSE_MS);
+}
+
+/* Stops watching the listener for HTTPD_PAUSE_MS, when accept() fails in a
+ * way only time can mend. Pending clients wait in the backlog meanwhile. */
+static void pause_listener(struct op_httpd *s)
+{
+	loop_fd_stop(s->l, &s->listener);
+	if (loop_timer_start(s->l, &s->rearm, HTTPD_PAUSE_MS) != 0)
+		on_rearm(&s->rearm); /* better busy than deaf for good */
+}
+
 static void on_accept(struct loop_fd *w, uint32_t ev)
 {
 	struct op_httpd *s = w->arg;
-	int fd;
+	int fd, shed;
 
 	(void)ev;
-	while ((fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0)
-		conn_open(s, fd);
+	if (s->spare < 0)
+		s->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	for (;;) {
+		fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd >= 0) {
+			conn_open(s, fd);
+			continue;
+		}
+		if (errno == EINTR || errno == ECONNABORTED)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return;
+		if (errno == EMFILE || errno == ENFILE) {
+			shed = shed_one(s);
+			if (shed > 0)
+				continue;
+			if (shed == 0)
+				return;
+		}
+		/* ENOBUFS, ENOMEM, or EMFILE without a spare. */
+		pause_listener(s);
+		return;
+	}
 }
 
 /* Splits "host:port" (host may be empty or a [v6] literal). */
@@ -273,7 +335,11 @@ int op_httpd_start(struct loop *l, const char *addr, op_http_handler h, void *ar
 	s->handler = h;
 	s->arg = arg;
 	s->listener = (struct loop_fd){.fd = fd, .events = EPOLLIN, .cb = on_accept, .arg = s};
+	loop_timer_init(&s->rearm, on_rearm, s);
+	s->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (loop_fd_start(l, &s->listener) != 0) {
+		if (s->spare >= 0)
+			close(s->spare);
 		close(fd);
 		free(s);
 		snprintf(err, errlen, "cannot watch listener for %s", addr);
@@ -298,6 +364,9 @@ void op_httpd_free(struct op_httpd *s)
 		if (s->conns[i].in_use)
 			conn_close(&s->conns[i]);
 	loop_fd_stop(s->l, &s->listener);
+	loop_timer_stop(s->l, &s->rearm);
 	close(s->listener.fd);
+	if (s->spare >= 0)
+		close(s->spare);
 	free(s);
 }

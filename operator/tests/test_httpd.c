@@ -1,6 +1,6 @@
 /* operator/tests/test_httpd.c: the health/metrics listener answers real
- * HTTP clients, rejects non-GET, and silent clients do not keep it from
- * answering probes. */
+ * HTTP clients, rejects non-GET, and neither silent clients nor running
+ * out of file descriptors keep it from answering probes. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,11 +8,16 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "operator/httpd.h"
@@ -114,6 +119,14 @@ static void test_bad_address_is_a_clear_error(void **state)
 	loop_free(l);
 }
 
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 /* A blocking TCP connection to the listener; the kernel completes it from
  * the listen backlog, before the server accepts. */
 static int connect_to(const struct op_httpd *s)
@@ -158,12 +171,83 @@ static void test_healthz_answered_while_40_idle_connections_are_open(void **stat
 	loop_free(l);
 }
 
+/* Waits (bounded) until the server has closed `fd`: EOF or a reset. */
+static int closed_by_peer(struct loop *l, int fd, uint64_t within_ms)
+{
+	uint64_t end = now_ms() + within_ms;
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	char c;
+
+	while (now_ms() < end) {
+		assert_int_equal(loop_run_once(l, 20), 0);
+		if (poll(&p, 1, 0) == 1) {
+			ssize_t n = read(fd, &c, 1);
+			return n == 0 || (n < 0 && errno == ECONNRESET);
+		}
+	}
+	return 0;
+}
+
+/* With the process out of file descriptors, a pending connection is shed
+ * (accepted and closed) rather than left in the backlog, where it would
+ * keep the level-triggered listener readable and the loop at 100% CPU.
+ * Once descriptors are back, probes are answered again. */
+static void test_listener_does_not_spin_when_descriptors_run_out(void **state)
+{
+	struct loop *l;
+	struct op_httpd *s;
+	char err[256];
+	struct res a = {0};
+	struct rlimit old, low;
+	int client, fills[256], nfill = 0, iters = 0, fd;
+	uint64_t end;
+
+	(void)state;
+	assert_int_equal(loop_new(&l), 0);
+	assert_int_equal(op_httpd_start(l, "127.0.0.1:0", handler, NULL, &s, err, sizeof(err)), 0);
+	client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(client >= 0 && client < 100);
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	low = old;
+	low.rlim_cur = 128;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	while ((fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0) {
+		assert_true(nfill < 256);
+		fills[nfill++] = fd;
+	}
+	assert_int_equal(errno, EMFILE);
+	{
+		struct sockaddr_in sa = {.sin_family = AF_INET,
+		                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+		                         .sin_port = htons((uint16_t)op_httpd_port(s))};
+		assert_int_equal(connect(client, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	}
+	/* An idle loop waits in epoll; a spinning one returns at once. */
+	for (end = now_ms() + 300; now_ms() < end; iters++)
+		assert_int_equal(loop_run_once(l, 50), 0);
+	print_message("loop iterations in 300 ms at EMFILE: %d\n", iters);
+	assert_true(iters <= 20);
+	assert_true(closed_by_peer(l, client, 2000));
+	close(client);
+
+	while (nfill > 0)
+		close(fills[--nfill]);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+	fetch(l, op_httpd_port(s), "/healthz", NULL, &a);
+	assert_int_equal(a.rc, CURLE_OK);
+	assert_int_equal(a.status, 200);
+	loop_buf_free(&a.body);
+	op_httpd_free(s);
+	loop_free(l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_serves_get_404_and_405_while_a_client_stalls),
 	        cmocka_unit_test(test_bad_address_is_a_clear_error),
 	        cmocka_unit_test(test_healthz_answered_while_40_idle_connections_are_open),
+	        cmocka_unit_test(test_listener_does_not_spin_when_descriptors_run_out),
 	};
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	return cmocka_run_group_tests(tests, NULL, NULL);
