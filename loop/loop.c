@@ -151,10 +151,17 @@ void loop_timer_stop(struct loop *l, struct loop_timer *t)
 	heap_up(l, i);
 }
 
+/* A pending timer is moved within the heap, which needs no memory. An idle
+ * one needs a slot, and the heap grows before anything else changes: on
+ * -ENOMEM the timer and the heap are as they were. */
 int loop_timer_start(struct loop *l, struct loop_timer *t, uint64_t delay_ms)
 {
-	if (loop_timer_active(t))
-		loop_timer_stop(l, t);
+	if (loop_timer_active(t)) {
+		t->due_ms = l->now_ms + delay_ms;
+		heap_down(l, t->heap_idx);
+		heap_up(l, t->heap_idx);
+		return 0;
+	}
 	if (l->nheap == l->heap_alloc) {
 		size_t n = l->heap_alloc ? l->heap_alloc * 2 : 64;
 		struct loop_timer **h = realloc(l->heap, n * sizeof(*h));

@@ -73,7 +73,8 @@ int64_t loop_wall_ms(void);
 CURLM *loop_multi(struct loop *l);
 
 void loop_timer_init(struct loop_timer *t, void (*cb)(struct loop_timer *t), void *arg);
-/* (Re)arms `t` to fire `delay_ms` from now. Returns 0 or -ENOMEM. */
+/* (Re)arms `t` to fire `delay_ms` from now. Returns 0 or -ENOMEM, and on
+ * failure leaves `t` as it was; re-arming a pending timer never fails. */
 int loop_timer_start(struct loop *l, struct loop_timer *t, uint64_t delay_ms);
 /* Disarms `t`. Safe on an idle timer. */
 void loop_timer_stop(struct loop *l, struct loop_timer *t);

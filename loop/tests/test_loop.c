@@ -94,6 +94,49 @@ static void test_timer_stop_and_restart_reschedules(void **state)
 	loop_free(l);
 }
 
+struct many {
+	struct loop_timer t;
+	int *order, *n, id;
+};
+
+static void on_many(struct loop_timer *t)
+{
+	struct many *x = t->arg;
+	x->order[(*x->n)++] = x->id;
+}
+
+/* Re-arming a pending timer moves it within the heap and never needs
+ * memory, even when the heap's array is exactly full, so it cannot fail
+ * half-way and leave the timer disarmed. The timers still fire once each,
+ * in deadline order. */
+static void test_restart_in_a_full_heap_moves_the_timer(void **state)
+{
+	struct loop *l;
+	struct many t[64];
+	int order[128], n = 0, i;
+
+	(void)state;
+	assert_int_equal(loop_new(&l), 0);
+	for (i = 0; i < 64; i++) { /* 64 fills the heap's first allocation */
+		t[i] = (struct many){.order = order, .n = &n, .id = i};
+		loop_timer_init(&t[i].t, on_many, &t[i]);
+		assert_int_equal(loop_timer_start(l, &t[i].t, 10 + (uint64_t)i), 0);
+	}
+	assert_int_equal(loop_timer_start(l, &t[63].t, 0), 0);  /* to the front */
+	assert_int_equal(loop_timer_start(l, &t[0].t, 100), 0); /* to the back */
+	assert_int_equal(loop_timer_start(l, &t[32].t, 42), 0); /* in place */
+	for (i = 0; i < 64; i++)
+		assert_true(loop_timer_active(&t[i].t));
+	for (i = 0; n < 64 && i < 1000; i++)
+		assert_int_equal(loop_run_once(l, 50), 0);
+	assert_int_equal(n, 64);
+	assert_int_equal(order[0], 63);
+	for (i = 1; i < 63; i++)
+		assert_int_equal(order[i], i);
+	assert_int_equal(order[63], 0);
+	loop_free(l);
+}
+
 static void test_buf_cap_rejects_and_keeps_contents(void **state)
 {
 	struct loop_buf b = {.cap_bytes = 8};
@@ -303,6 +346,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_timers_fire_in_deadline_order),
 	        cmocka_unit_test(test_timer_stop_and_restart_reschedules),
+	        cmocka_unit_test(test_restart_in_a_full_heap_moves_the_timer),
 	        cmocka_unit_test(test_buf_cap_rejects_and_keeps_contents),
 	        cmocka_unit_test(test_backoff_doubles_within_jitter_and_caps),
 	        cmocka_unit_test(test_transfers_complete_concurrently),
