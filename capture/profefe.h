@@ -163,4 +163,26 @@ void cap_pusher_stats(const struct cap_pusher *p, struct cap_pusher_stats *out);
 /* 1 when nothing is in flight, spooled, or waiting to be reported. */
 int cap_pusher_idle(const struct cap_pusher *p);
 
+/* 1 when cap_pusher_free() now would lose nothing and send nothing twice:
+ * no push is in flight, no result waits to be reported and, for an
+ * in-memory spool, nothing is spooled. An on-disk spool may still hold
+ * profiles: they survive the restart and are replayed then. */
+int cap_pusher_flushed(const struct cap_pusher *p);
+
+/* Told how a flush ended: `flushed` is 1 when cap_pusher_flushed() held,
+ * 0 when the timeout passed first. */
+typedef void (*cap_pusher_flush_fn)(void *arg, int flushed);
+
+/* For a graceful shutdown: waits, on the loop, for cap_pusher_flushed().
+ * Meanwhile submits are still accepted, pushes in flight run to their end,
+ * an in-memory spool keeps being replayed, and an on-disk spool starts no
+ * new replays (it is left for the next run). `fn` runs once, from the loop
+ * (never inside this call, also when the pusher is flushed already), with
+ * 1 as soon as the pusher is flushed and after every pending result has
+ * been reported, or with 0 after `timeout_ms`. `fn` may free the pusher;
+ * otherwise held-back replays resume. If the pusher is freed before the
+ * flush ends, `fn` is not called. Returns 0, -EBUSY while
+ * another flush waits, -EINVAL without `fn`, or -ENOMEM. */
+int cap_pusher_flush(struct cap_pusher *p, uint32_t timeout_ms, cap_pusher_flush_fn fn, void *arg);
+
 #endif

@@ -67,6 +67,12 @@ struct cap_pusher {
 	struct loop_backoff bo;
 	struct pres *res_head, **res_tail; /* results not yet reported */
 	struct loop_timer res_timer;
+	int mem_spool; /* the spool is in memory: free() would lose it */
+	int flushing;  /* cap_pusher_flush() waits */
+	uint64_t flush_deadline_ms;
+	struct loop_timer flush_timer;
+	cap_pusher_flush_fn flush_fn;
+	void *flush_arg;
 	int down;    /* profefe failed and has not answered since */
 	int probing; /* while down: the timer fired, one probe may run */
 	int freeing;
@@ -74,6 +80,7 @@ struct cap_pusher {
 };
 
 static void pump(struct cap_pusher *p);
+static void flush_poll(struct cap_pusher *p);
 
 /* Copies `m` into `dst`, its strings into `strs` (the caller frees them,
  * also on failure). Returns 0 or -ENOMEM. */
@@ -114,9 +121,13 @@ static void deliver(struct cap_pusher *p)
 	}
 }
 
+/* Reports queued results; also resumes replays after a flush. */
 static void on_res_timer(struct loop_timer *t)
 {
-	deliver(t->arg);
+	struct cap_pusher *p = t->arg;
+	deliver(p);
+	pump(p);
+	flush_poll(p);
 }
 
 /* Queues a result for the loop; the callback never runs from here. */
@@ -279,14 +290,19 @@ static void on_push_done(void *arg, struct cap_profefe_reply *r)
 			cap_spool_ack(p->spool, x->e);
 	}
 	push_free(x);
-	if (!p->freeing)
+	if (!p->freeing) {
 		pump(p);
+		flush_poll(p);
+	}
 }
 
 /* Starts replays, oldest first, while profefe is up and slots are free;
  * while it is down, only the one probe the timer allowed. */
 static void pump(struct cap_pusher *p)
 {
+	/* A flush leaves an on-disk spool for the next run. */
+	if (p->flushing && !p->mem_spool)
+		return;
 	while (!p->freeing && (!p->down || p->probing)) {
 		size_t cap = p->down ? 1 : p->o.replay_inflight;
 		struct cap_spool_entry *e;
@@ -315,6 +331,55 @@ static void pump(struct cap_pusher *p)
 	}
 }
 
+/* Ends a flush when the pusher is flushed or the deadline has passed;
+ * otherwise waits for the deadline (or an earlier poll). */
+static void on_flush_timer(struct loop_timer *t)
+{
+	struct cap_pusher *p = t->arg;
+	int flushed = cap_pusher_flushed(p);
+	uint64_t now = loop_now_ms(p->loop);
+	if (!flushed && now < p->flush_deadline_ms) {
+		if (loop_timer_start(p->loop, &p->flush_timer, p->flush_deadline_ms - now) == 0)
+			return;
+	}
+	p->flushing = 0;
+	/* Replays held back by the flush resume on the next turn, unless the
+	 * callback, the last thing here, frees the pusher. */
+	(void)loop_timer_start(p->loop, &p->res_timer, 0);
+	p->flush_fn(p->flush_arg, flushed);
+}
+
+/* During a flush, ends it on a turn of its own once the pusher is flushed. */
+static void flush_poll(struct cap_pusher *p)
+{
+	if (p->flushing && !p->freeing && cap_pusher_flushed(p))
+		(void)loop_timer_start(p->loop, &p->flush_timer, 0);
+}
+
+int cap_pusher_flush(struct cap_pusher *p, uint32_t timeout_ms, cap_pusher_flush_fn fn, void *arg)
+{
+	if (fn == NULL)
+		return -EINVAL;
+	if (p->flushing)
+		return -EBUSY;
+	p->flush_deadline_ms = loop_now_ms(p->loop) + timeout_ms;
+	int rc = loop_timer_start(p->loop, &p->flush_timer,
+	                          cap_pusher_flushed(p) ? 0 : (uint64_t)timeout_ms);
+	if (rc < 0)
+		return rc;
+	p->flushing = 1;
+	p->flush_fn = fn;
+	p->flush_arg = arg;
+	return 0;
+}
+
+int cap_pusher_flushed(const struct cap_pusher *p)
+{
+	struct cap_spool_stats ss;
+	cap_spool_stats(p->spool, &ss);
+	return p->head == NULL && p->res_head == NULL && (!p->mem_spool || ss.files == 0);
+}
+
 int cap_pusher_new(struct loop *l, struct cap_profefe *c, const struct cap_pusher_opts *o,
                    cap_pusher_result_fn fn, void *arg, struct cap_pusher **out)
 {
@@ -336,6 +401,8 @@ int cap_pusher_new(struct loop *l, struct cap_profefe *c, const struct cap_pushe
 	p->o.spool_dir = NULL; /* lent only for the open below */
 	loop_timer_init(&p->timer, on_timer, p);
 	loop_timer_init(&p->res_timer, on_res_timer, p);
+	loop_timer_init(&p->flush_timer, on_flush_timer, p);
+	p->mem_spool = o == NULL || o->spool_dir == NULL;
 	p->res_tail = &p->res_head;
 	int rc = cap_spool_open(o ? o->spool_dir : NULL, p->o.spool_max_bytes, on_drop, p,
 	                        &p->spool);
@@ -354,6 +421,7 @@ void cap_pusher_free(struct cap_pusher *p)
 		return;
 	p->freeing = 1;
 	loop_timer_stop(p->loop, &p->timer);
+	loop_timer_stop(p->loop, &p->flush_timer);
 	/* Each cancel spools a direct push or releases a replay. */
 	while (p->head != NULL)
 		if (cap_profefe_cancel_arg(p->c, p->head) == 0)

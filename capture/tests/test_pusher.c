@@ -440,6 +440,100 @@ static void test_pusher_result_never_runs_inside_submit(void **state)
 	cap_pusher_free(p);
 }
 
+struct flushed {
+	int calls, flushed;
+};
+
+static void on_flushed(void *arg, int flushed)
+{
+	struct flushed *f = arg;
+	f->calls++;
+	f->flushed = flushed;
+}
+
+static void run_until_flushed(struct loop *l, struct flushed *f, int ms)
+{
+	for (int i = 0; i < ms / 10 && f->calls == 0; i++)
+		loop_run_once(l, 10);
+}
+
+static void test_pusher_flush_waits_for_pushes_in_flight(void **state)
+{
+	struct env *e = *state;
+	struct cap_pusher *p;
+	struct tally t = {0};
+	struct flushed fl = {0}, fl2 = {0};
+	struct cap_pusher_stats st;
+	/* An in-memory spool: what is in flight at free() would be lost. */
+	assert_int_equal(cap_pusher_new(e->l, e->c, NULL, on_result, &t, &p), 0);
+	atomic_store(&mode, MODE_SLOW);
+	submit(p, 0);
+	submit(p, 1);
+	cap_pusher_stats(p, &st);
+	assert_int_equal(st.inflight, 2);
+	assert_int_equal(cap_pusher_flushed(p), 0);
+	assert_int_equal(cap_pusher_flush(p, 5000, on_flushed, &fl), 0);
+	assert_int_equal(cap_pusher_flush(p, 5000, on_flushed, &fl2), -EBUSY);
+	assert_int_equal(fl.calls, 0);
+	run_until_flushed(e->l, &fl, 5000);
+	assert_int_equal(fl.calls, 1);
+	assert_int_equal(fl.flushed, 1);
+	assert_int_equal(cap_pusher_flushed(p), 1);
+	/* Both delivered and reported before the flush said so. */
+	assert_int_equal(t.ok, 2);
+	/* Already flushed: the callback still comes from the loop. */
+	memset(&fl, 0, sizeof(fl));
+	assert_int_equal(cap_pusher_flush(p, 5000, on_flushed, &fl), 0);
+	assert_int_equal(fl.calls, 0);
+	run_until_flushed(e->l, &fl, 1000);
+	assert_int_equal(fl.calls, 1);
+	assert_int_equal(fl.flushed, 1);
+	assert_int_equal(fl2.calls, 0);
+	cap_pusher_free(p);
+}
+
+static void test_pusher_flush_deadline_and_disk_spool(void **state)
+{
+	struct env *e = *state;
+	struct cap_pusher *p;
+	struct tally t = {0};
+	struct flushed fl = {0};
+	struct cap_pusher_stats st;
+	struct cap_pusher_opts o = {.backoff_base_ms = 5000};
+	atomic_store(&mode, MODE_503);
+	/* In memory: a spooled profile keeps the pusher from being flushed,
+	 * so the flush ends at its deadline. */
+	assert_int_equal(cap_pusher_new(e->l, e->c, &o, on_result, &t, &p), 0);
+	submit(p, 0);
+	for (int i = 0; i < 300; i++) {
+		cap_pusher_stats(p, &st);
+		if (st.spool_files == 1 && st.inflight == 0)
+			break;
+		loop_run_once(e->l, 10);
+	}
+	assert_int_equal(st.spool_files, 1);
+	assert_int_equal(cap_pusher_flushed(p), 0);
+	assert_int_equal(cap_pusher_flush(p, 200, on_flushed, &fl), 0);
+	run_until_flushed(e->l, &fl, 3000);
+	assert_int_equal(fl.calls, 1);
+	assert_int_equal(fl.flushed, 0);
+	cap_pusher_free(p);
+	/* On disk: the spooled profile survives a restart, so it does not
+	 * hold the flush back. */
+	o.spool_dir = e->dir;
+	memset(&fl, 0, sizeof(fl));
+	assert_int_equal(cap_pusher_new(e->l, e->c, &o, on_result, &t, &p), 0);
+	submit(p, 1);
+	assert_int_equal(cap_pusher_flush(p, 5000, on_flushed, &fl), 0);
+	run_until_flushed(e->l, &fl, 5000);
+	assert_int_equal(fl.calls, 1);
+	assert_int_equal(fl.flushed, 1);
+	cap_pusher_stats(p, &st);
+	assert_int_equal(st.spool_files, 1);
+	assert_int_equal(st.inflight, 0);
+	cap_pusher_free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -454,6 +548,10 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_pusher_stays_down_while_probes_hang, setup,
 	                                        teardown),
 	        cmocka_unit_test_setup_teardown(test_pusher_result_never_runs_inside_submit, setup,
+	                                        teardown),
+	        cmocka_unit_test_setup_teardown(test_pusher_flush_waits_for_pushes_in_flight, setup,
+	                                        teardown),
+	        cmocka_unit_test_setup_teardown(test_pusher_flush_deadline_and_disk_spool, setup,
 	                                        teardown),
 	};
 	return cmocka_run_group_tests(tests, group_setup, NULL);
