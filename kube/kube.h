@@ -283,9 +283,12 @@ void kube_recorder_free(struct kube_recorder *rec);
 /* Leader election on a coordination.k8s.io/v1 Lease                   */
 
 struct kube_leader_opts {
-	const char *ns;             /* the Lease's namespace */
-	const char *name;           /* the Lease's name */
-	const char *identity;       /* this candidate, e.g. pod name + "_" + random */
+	const char *ns;       /* the Lease's namespace */
+	const char *name;     /* the Lease's name */
+	const char *identity; /* this candidate, e.g. pod name + "_" + random */
+	/* Timings as client-go's LeaseDuration, RenewDeadline and
+	 * RetryPeriod; 0 takes the default. lease_ms is written to the Lease
+	 * in whole seconds. Keep retry_ms < renew_deadline_ms < lease_ms. */
 	uint32_t lease_ms;          /* default 15000 */
 	uint32_t renew_deadline_ms; /* default 10000 */
 	uint32_t retry_ms;          /* default 2000 */
@@ -301,6 +304,18 @@ int kube_leader_start(struct kube_client *kc, const struct kube_leader_opts *opt
                       const struct kube_leader_ops *ops, void *arg, struct kube_leader **out);
 /* 1 while leading. */
 int kube_leader_is_leader(const struct kube_leader *le);
+/* While leading: the time, on the loop's monotonic clock (loop_now_ms()),
+ * until which no other candidate can take the Lease: the SEND time of our
+ * last successful acquire or renew plus lease_ms. The server stored that
+ * write at some moment after we sent it, and others count leaseDuration
+ * from when they saw it, so the send time is the safe base, as client-go
+ * bounds its observedTime. 0 while not leading. */
+uint64_t kube_leader_valid_until_ms(const struct kube_leader *le);
+/* While leading: the monotonic time by which a renew must succeed, the
+ * same send time plus renew_deadline_ms; the leader stops leading (calls
+ * `stopped`) when it passes, even with a renew still in flight. 0 while
+ * not leading. */
+uint64_t kube_leader_renew_by_ms(const struct kube_leader *le);
 /* Stops campaigning. When leading, releases the Lease (holderIdentity ""
  * and leaseDurationSeconds 1, as client-go's ReleaseOnCancel) so another
  * candidate takes over at once, calls `stopped`, then `done` (may be NULL)

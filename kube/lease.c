@@ -6,8 +6,16 @@
  * candidate notes on its local monotonic clock when it last saw the Lease
  * record change, and treats the holder as gone only when the record has
  * stood still for leaseDurationSeconds. Taking over increments
- * leaseTransitions. A leader that cannot renew within the renew deadline
- * stops leading before its lease can expire elsewhere.
+ * leaseTransitions.
+ *
+ * Our own writes are timed from when they were SENT, not answered: the
+ * server may have stored the record at any moment in between, and others
+ * start counting when they first see it, so only the send time is a safe
+ * lower bound (a slow API server must not stretch our lease). A leader
+ * stops leading when no write has succeeded within the renew deadline of
+ * the last good write's send time, whether or not a request is still in
+ * flight, so it stops before its lease can expire elsewhere; and a write
+ * answered after that deadline does not make it lead.
  */
 #include "kube/kube_int.h"
 #include "loop/log.h"
@@ -32,10 +40,12 @@ struct kube_leader {
 	int leading;
 	int stopped; /* kube_leader_release() was called */
 	struct loop_timer tick;
+	struct loop_timer deadline; /* armed while leading: renewed_ms + renew_ms */
 	struct kube_call *call;
 	char *obs_record;        /* the Lease spec as last seen, serialized */
 	uint64_t obs_ms;         /* local time that record was first seen */
-	uint64_t renewed_ms;     /* local time of our last successful write */
+	uint64_t sent_ms;        /* local time the write in flight was sent */
+	uint64_t renewed_ms;     /* send time of our last successful write */
 	struct json_object *cur; /* the Lease as last read or written */
 	void (*release_done)(void *arg);
 	void *release_arg;
@@ -58,6 +68,8 @@ static void arm(struct kube_leader *le)
 
 static void set_leading(struct kube_leader *le, int on)
 {
+	if (!on)
+		loop_timer_stop(kube_client_loop(le->kc), &le->deadline);
 	if (le->leading == on)
 		return;
 	le->leading = on;
@@ -131,6 +143,33 @@ static struct json_object *our_spec(struct kube_leader *le, struct json_object *
 	return s;
 }
 
+/* Fires when the renew deadline has passed without a successful write. */
+static void on_deadline(struct loop_timer *t)
+{
+	struct kube_leader *le = t->arg;
+
+	log_warn("kube: lease not renewed within the renew deadline", "lease", le->name, NULL);
+	set_leading(le, 0);
+}
+
+/* A write sent at sent_ms succeeded: lead until the renew deadline from
+ * that send time, unless it has passed already. */
+static void renewed(struct kube_leader *le)
+{
+	uint64_t now = now_ms(le);
+
+	if (now - le->sent_ms >= le->renew_ms) {
+		log_warn("kube: lease write answered after the renew deadline", "lease", le->name,
+		         NULL);
+		set_leading(le, 0);
+		return;
+	}
+	le->renewed_ms = le->sent_ms;
+	loop_timer_start(kube_client_loop(le->kc), &le->deadline,
+	                 le->renewed_ms + le->renew_ms - now);
+	set_leading(le, 1);
+}
+
 static void written(void *arg, const struct kube_response *r)
 {
 	struct kube_leader *le = arg;
@@ -138,8 +177,7 @@ static void written(void *arg, const struct kube_response *r)
 	le->call = NULL;
 	if ((r->status == 200 || r->status == 201) && r->json) {
 		observe(le, r->json);
-		le->renewed_ms = now_ms(le);
-		set_leading(le, 1);
+		renewed(le);
 	} else {
 		log_debug("kube: lease write failed", "lease", le->name, "error", r->message, NULL);
 		if (le->leading && now_ms(le) - le->renewed_ms > le->renew_ms)
@@ -151,8 +189,11 @@ static void written(void *arg, const struct kube_response *r)
 static void write_lease(struct kube_leader *le, struct json_object *lease_take, int create)
 {
 	struct kube_req_opts o = {.timeout_ms = LEASE_REQ_TIMEOUT_MS, .max_retries = -1};
-	int rc = kube_request(le->kc, create ? "POST" : "PUT", create ? le->collection : le->item,
-	                      lease_take, &o, written, le, &le->call);
+	int rc;
+
+	le->sent_ms = now_ms(le);
+	rc = kube_request(le->kc, create ? "POST" : "PUT", create ? le->collection : le->item,
+	                  lease_take, &o, written, le, &le->call);
 
 	json_object_put(lease_take);
 	if (rc) {
@@ -258,6 +299,7 @@ int kube_leader_start(struct kube_client *kc, const struct kube_leader_opts *opt
 		le->ops = *ops;
 	le->arg = arg;
 	loop_timer_init(&le->tick, on_tick, le);
+	loop_timer_init(&le->deadline, on_deadline, le);
 	if (!le->ns || !le->name || !le->identity ||
 	    kube_path(le->item, sizeof(le->item), "coordination.k8s.io", "v1", le->ns, "leases",
 	              le->name, NULL) ||
@@ -274,6 +316,16 @@ int kube_leader_start(struct kube_client *kc, const struct kube_leader_opts *opt
 int kube_leader_is_leader(const struct kube_leader *le)
 {
 	return le->leading;
+}
+
+uint64_t kube_leader_valid_until_ms(const struct kube_leader *le)
+{
+	return le->leading ? le->renewed_ms + le->lease_ms : 0;
+}
+
+uint64_t kube_leader_renew_by_ms(const struct kube_leader *le)
+{
+	return le->leading ? le->renewed_ms + le->renew_ms : 0;
 }
 
 static void released(void *arg, const struct kube_response *r)
@@ -322,6 +374,7 @@ void kube_leader_free(struct kube_leader *le)
 		return;
 	kube_call_cancel(le->call);
 	loop_timer_stop(kube_client_loop(le->kc), &le->tick);
+	loop_timer_stop(kube_client_loop(le->kc), &le->deadline);
 	json_object_put(le->cur);
 	free(le->obs_record);
 	free(le->ns);
