@@ -50,7 +50,7 @@ enum cap_result {
 	CAP_RES_TIMEOUT,     /* connect or total timeout */
 	CAP_RES_TRANSPORT,   /* connection reset, or a reply that is not HTTP */
 	CAP_RES_HTTP,        /* non-2xx status; the message holds the body's first line */
-	CAP_RES_TOO_LARGE,   /* the body passed its size cap */
+	CAP_RES_TOO_LARGE,   /* the body passed its size cap, or the reply header curl's */
 	CAP_RES_NOT_PROFILE, /* 2xx, but the body is not a pprof profile */
 	CAP_RES_CANCELLED,   /* cancelled by the caller (e.g. its policy was deleted) */
 	CAP_RES_DROPPED,     /* delivery only: dropped from a full spool */

@@ -5,11 +5,31 @@
 #include <errno.h>
 #include <string.h>
 
+/* A CURLOPT_HEADERFUNCTION that only notes the blank line ending a header
+ * block. */
+static size_t header_cb(char *b, size_t size, size_t n, void *userdata)
+{
+	size_t len = size * n;
+	if ((len == 2 && b[0] == '\r' && b[1] == '\n') || (len == 1 && b[0] == '\n'))
+		*(int *)userdata = 1;
+	return len;
+}
+
+int cap__header_overflow(CURLcode rc, int hdr_done)
+{
+#if LIBCURL_VERSION_NUM >= 0x080600
+	if (rc == CURLE_TOO_LARGE)
+		return !hdr_done;
+#endif
+	return rc == CURLE_OUT_OF_MEMORY && !hdr_done;
+}
+
 int cap__easy_setup(CURL *e, const char *url, uint32_t connect_ms, uint64_t total_ms,
-                    struct loop_buf *buf, char *errbuf, const char *user_agent)
+                    struct loop_buf *buf, char *errbuf, const char *user_agent, int *hdr_done)
 {
 	CURLcode rc = CURLE_OK;
 	errbuf[0] = '\0';
+	*hdr_done = 0;
 	/* Each setopt result is checked: a refused option means a build
 	 * without a feature we rely on. */
 	if ((rc = curl_easy_setopt(e, CURLOPT_URL, url)) != CURLE_OK ||
@@ -22,6 +42,8 @@ int cap__easy_setup(CURL *e, const char *url, uint32_t connect_ms, uint64_t tota
 	    (rc = curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf)) != CURLE_OK ||
 	    (rc = curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, loop_buf_curl_write)) != CURLE_OK ||
 	    (rc = curl_easy_setopt(e, CURLOPT_WRITEDATA, buf)) != CURLE_OK ||
+	    (rc = curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb)) != CURLE_OK ||
+	    (rc = curl_easy_setopt(e, CURLOPT_HEADERDATA, hdr_done)) != CURLE_OK ||
 	    (rc = curl_easy_setopt(
 	             e, CURLOPT_MAXFILESIZE_LARGE,
 	             (curl_off_t)(buf->cap_bytes ? buf->cap_bytes : (size_t)64 << 20))) != CURLE_OK)

@@ -41,6 +41,7 @@ struct job {
 	CURL *easy;
 	struct loop_buf buf;
 	uint64_t enq_ms, start_ms;
+	int hdr_done; /* the reply's header block has ended */
 	char errbuf[CURL_ERROR_SIZE];
 	char msg[320];
 };
@@ -204,7 +205,7 @@ static int job_begin(struct cap_fetcher *f, struct job *j)
 	if (j->easy == NULL)
 		return -ENOMEM;
 	int rc = cap__easy_setup(j->easy, j->url, f->o.connect_timeout_ms, total, &j->buf,
-	                         j->errbuf, f->user_agent);
+	                         j->errbuf, f->user_agent, &j->hdr_done);
 	if (rc == 0 && f->o.insecure_tls &&
 	    (curl_easy_setopt(j->easy, CURLOPT_SSL_VERIFYPEER, 0L) != CURLE_OK ||
 	     curl_easy_setopt(j->easy, CURLOPT_SSL_VERIFYHOST, 0L) != CURLE_OK))
@@ -279,7 +280,12 @@ static void on_done(void *arg, CURL *easy, CURLcode rc)
 	tgt_leave(f, j);
 	f->st.bytes += j->buf.len;
 	enum cap_result res = cap__classify(rc, &j->buf);
-	if (res == CAP_RES_OK && (status < 200 || status > 299)) {
+	if (cap__header_overflow(rc, j->hdr_done)) {
+		/* The pod's fault, not the operator's memory. */
+		snprintf(j->msg, sizeof(j->msg), "response header from the pod exceeds %d bytes",
+		         CURL_MAX_HTTP_HEADER);
+		res = CAP_RES_TOO_LARGE;
+	} else if (res == CAP_RES_OK && (status < 200 || status > 299)) {
 		cap__first_line(j->buf.data, j->buf.len, line, sizeof(line));
 		snprintf(j->msg, sizeof(j->msg), "HTTP %ld: %s", status, line);
 		res = CAP_RES_HTTP;

@@ -9,9 +9,18 @@
 
 /* Sets the options every capture/ transfer has: the URL, NOSIGNAL, http(s)
  * only, no redirects, connect and total timeouts, the User-Agent, and a
- * capped body written to `buf`. Returns 0 or -EINVAL when curl refuses one. */
+ * capped body written to `buf`. `*hdr_done` (zeroed here) becomes 1 when
+ * the reply's header block has ended, for cap__header_overflow(). Returns
+ * 0 or -EINVAL when curl refuses one. */
 int cap__easy_setup(CURL *e, const char *url, uint32_t connect_ms, uint64_t total_ms,
-                    struct loop_buf *buf, char *errbuf, const char *user_agent);
+                    struct loop_buf *buf, char *errbuf, const char *user_agent, int *hdr_done);
+
+/* True when a transfer failed because the peer's reply header passed
+ * curl's limit (CURL_MAX_HTTP_HEADER per line): curl 7.x reports that as
+ * CURLE_OUT_OF_MEMORY, newer ones as CURLE_TOO_LARGE. An out-of-memory
+ * before the header ended is taken for this; a real allocation failure
+ * there is far less likely than a hostile or broken peer. */
+int cap__header_overflow(CURLcode rc, int hdr_done);
 
 /* Maps a finished transfer to a result kind, for transport-level outcomes;
  * CAP_RES_OK means "a complete HTTP reply came" and the caller judges it. */

@@ -31,6 +31,7 @@ struct preq {
 	enum reply_kind kind;
 	cap_profefe_fn fn;
 	void *arg;
+	int hdr_done; /* the reply's header block has ended */
 	char errbuf[CURL_ERROR_SIZE];
 	char msg[512];
 };
@@ -136,7 +137,11 @@ static void on_done(void *arg, CURL *easy, CURLcode rc)
 	preq_unlink(q);
 	r.http_status = status;
 	r.res = cap__classify(rc, &q->buf);
-	if (r.res == CAP_RES_OK) {
+	if (cap__header_overflow(rc, q->hdr_done)) {
+		r.res = CAP_RES_TOO_LARGE;
+		snprintf(q->msg, sizeof(q->msg), "response header from profefe exceeds %d bytes",
+		         CURL_MAX_HTTP_HEADER);
+	} else if (r.res == CAP_RES_OK) {
 		int ok = status >= 200 && status <= 299;
 		if (q->kind == R_JSON || !ok)
 			root = parse_json(q, &r);
@@ -188,7 +193,7 @@ static int start(struct cap_profefe *c, char *url, const void *body, size_t len,
 	if (q->easy == NULL)
 		goto out_q;
 	rc = cap__easy_setup(q->easy, url, c->o.connect_timeout_ms, c->o.timeout_ms, &q->buf,
-	                     q->errbuf, c->user_agent);
+	                     q->errbuf, c->user_agent, &q->hdr_done);
 	if (rc == 0 && body != NULL) {
 		struct curl_slist *h =
 		        curl_slist_append(NULL, "Content-Type: application/octet-stream");

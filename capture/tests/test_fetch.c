@@ -30,7 +30,8 @@ static size_t heap_len;
 static atomic_int active, max_active, served;
 
 /* Paths: /d/<ms>/<anything>: wait ms, then send the heap fixture;
- * /status/<code>: that status with a message line; /big: 1 MiB of 'x'. */
+ * /status/<code>: that status with a message line; /big: 1 MiB of 'x';
+ * /hugehdr: a 4 MiB response header line. */
 static void *serve_one(void *arg)
 {
 	int fd = (int)(intptr_t)arg;
@@ -70,6 +71,15 @@ static void *serve_one(void *arg)
 		for (int i = 0; i < 16; i++)
 			if (send(fd, big, sizeof(big), MSG_NOSIGNAL) < 0)
 				break;
+	} else if (strncmp(req, "GET /hugehdr", 12) == 0) {
+		static char big[1 << 16];
+		memset(big, 'a', sizeof(big));
+		snprintf(hdr, sizeof(hdr), "HTTP/1.1 200 OK\r\nX-Big: ");
+		send(fd, hdr, strlen(hdr), MSG_NOSIGNAL);
+		for (int i = 0; i < 64; i++)
+			if (send(fd, big, sizeof(big), MSG_NOSIGNAL) < 0)
+				break;
+		send(fd, "\r\n\r\n", 4, MSG_NOSIGNAL);
 	} else {
 		snprintf(hdr, sizeof(hdr),
 		         "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
@@ -327,6 +337,24 @@ static void test_fetch_error_kinds(void **state)
 	loop_free(l);
 }
 
+static void test_fetch_huge_header_is_the_pods_fault(void **state)
+{
+	struct loop *l;
+	struct cap_fetcher *f;
+	struct got g;
+	assert_int_equal(loop_new(&l), 0);
+	assert_int_equal(cap_fetcher_new(l, NULL, &f), 0);
+	start(f, "/hugehdr", CAP_PT_HEAP, "h", NULL, &g);
+	run_until_done(l, &g, 1);
+	assert_int_equal(g.calls, 1);
+	print_message("result %d: %s\n", g.res, g.msg);
+	/* Not "internal: Out of memory", which points at the operator. */
+	assert_int_equal(g.res, CAP_RES_TOO_LARGE);
+	assert_non_null(strstr(g.msg, "response header from the pod exceeds"));
+	cap_fetcher_free(f);
+	loop_free(l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -335,6 +363,7 @@ int main(void)
 	        cmocka_unit_test(test_fetch_max_per_target_serializes_one_pods_profiles),
 	        cmocka_unit_test(test_fetch_cancel),
 	        cmocka_unit_test(test_fetch_error_kinds),
+	        cmocka_unit_test(test_fetch_huge_header_is_the_pods_fault),
 	};
 	return cmocka_run_group_tests(tests, group_setup, NULL);
 }
