@@ -30,6 +30,19 @@
 struct job;
 
 #define JOB_BUCKETS 64
+/* Rounds tracked at once per policy: the one starting, and earlier ones
+ * whose captures or deliveries are still out. Older ones are published
+ * as they stand when a new round needs their slot. */
+#define ROUNDS_KEPT 4
+
+/* One round, named by its scheduled time, until its last capture and
+ * delivery are answered. Its tally becomes status.lastRound then. */
+struct round {
+	int64_t ms;          /* scheduled time; 0: free slot */
+	uint32_t jobs;       /* captures not yet ended */
+	uint32_t deliveries; /* profiles handed to a sink, no answer yet */
+	struct rec_round tally;
+};
 
 /* Everything the controller knows about one policy key. It outlives the
  * cached object while captures or a status write still refer to it. */
@@ -51,11 +64,11 @@ struct pstate {
 	struct pstate *next_dirty;
 
 	/* Round bookkeeping. */
-	int64_t round_ms;
-	uint32_t round_pending; /* jobs of the current round not yet finished */
-	struct job *jobs;       /* every live job of this policy */
+	struct rec_clock clock;
+	struct round rounds[ROUNDS_KEPT];
+	int64_t published_ms; /* the round status.lastRound shows */
+	struct job *jobs;     /* every live job of this policy */
 	int64_t targets;
-	uint32_t deliveries_pending;   /* submitted to a pusher, no result yet */
 	struct job *live[JOB_BUCKETS]; /* the jobs above, by pod and type */
 	struct loop_timer grace;       /* writes status if deliveries lag a round */
 
@@ -75,8 +88,9 @@ struct job {
 	uint64_t fetch_id;
 	int fetching;
 	int64_t round_ms;
-	char *pod;  /* "ns/name" */
-	char *prof; /* "cpu", "allocs", ... */
+	char *pod;                       /* "ns/name" */
+	char *prof;                      /* "cpu", "allocs", ... */
+	char *pod_ns, *pod_uid, *pod_ip; /* the pod as selected, checked at start */
 	char *url, *target_key, *service, *labels, *instance;
 	enum cap_ptype type;
 	uint32_t seconds, timeout_ms;
@@ -109,6 +123,9 @@ struct op_ctl {
 
 	struct pstate *states;
 	struct pstate *dirty_head, *dirty_tail;
+	int planned;         /* every policy was reconciled once after both caches synced */
+	struct early *early; /* delivery results held until then, newest first */
+	size_t nearly;
 	struct loop_timer drain;
 
 	int shutting_down; /* 1 draining, 2 cancelled and flushing, 3 done waiting */
@@ -121,7 +138,10 @@ struct op_ctl {
 	        *f_policies, *f_targets, *f_pods, *f_deliveries, *f_events;
 };
 
+struct early;
 static void reconcile(struct pstate *ps);
+static void early_apply(struct op_ctl *c);
+static void cancel_pod_jobs(struct pstate *ps, const struct rec_pod *pod);
 static void status_flush(struct pstate *ps);
 static void maybe_finish_shutdown(struct op_ctl *c);
 
@@ -217,6 +237,10 @@ static void on_drain(struct loop_timer *t)
 		ps->dirty = 0;
 		reconcile(ps);
 	}
+	if (!c->planned) {
+		c->planned = 1;
+		early_apply(c);
+	}
 }
 
 /* Marks a policy dirty; the queue deduplicates, and one zero-delay timer
@@ -304,15 +328,29 @@ static void pod_free(void *arg, void *value)
 	free(value);
 }
 
-/* A pod changed: every policy that selects its old or new form is dirty. */
+/* True when `b` is still the pod `a` was, at the same address. */
+static int pod_same_target(const struct rec_pod *a, const struct rec_pod *b)
+{
+	return b && strcmp(a->uid, b->uid) == 0 && a->pod_ip && b->pod_ip &&
+	       strcmp(a->pod_ip, b->pod_ip) == 0;
+}
+
+/* A pod changed from `a` to `b` (either NULL): every policy that selects
+ * either form is dirty, and a policy's captures of a pod that was deleted,
+ * changed its IP or left the selection are cancelled at once. */
 static void pod_touch(struct op_ctl *c, const struct rec_pod *a, const struct rec_pod *b)
 {
 	struct pstate *ps;
 
 	for (ps = c->states; ps; ps = ps->next) {
+		int sel_a, sel_b;
 		if (!ps->pol)
 			continue;
-		if ((a && rec_pod_selected(ps->pol, a)) || (b && rec_pod_selected(ps->pol, b)))
+		sel_a = a && rec_pod_selected(ps->pol, a);
+		sel_b = b && rec_pod_selected(ps->pol, b);
+		if (sel_a && (!sel_b || !rec_pod_capturable(b) || !pod_same_target(a, b)))
+			cancel_pod_jobs(ps, a);
+		if (sel_a || sel_b)
 			mark_dirty(ps);
 	}
 }
@@ -407,6 +445,7 @@ static int64_t count_targets(struct pstate *ps)
 static void cancel_jobs(struct pstate *ps)
 {
 	struct job *j, *next;
+	int i;
 
 	for (j = ps->jobs; j; j = next) {
 		next = j->next;
@@ -420,7 +459,12 @@ static void cancel_jobs(struct pstate *ps)
 	}
 	ps->jobs = NULL;
 	memset(ps->live, 0, sizeof(ps->live));
-	ps->round_pending = 0;
+	/* Their rounds wait only on deliveries now, if on anything. */
+	for (i = 0; i < ROUNDS_KEPT; i++) {
+		ps->rounds[i].jobs = 0;
+		if (ps->rounds[i].deliveries == 0)
+			memset(&ps->rounds[i], 0, sizeof(ps->rounds[i]));
+	}
 }
 
 static void forget_policy(struct pstate *ps)
@@ -444,18 +488,36 @@ static void forget_policy(struct pstate *ps)
 		ps->gone = 1; /* freed when the write returns */
 }
 
-/* (Re)plans the next round from the schedule, now. */
-static void plan_next(struct pstate *ps, int64_t now_ms)
+/* The schedule rounds follow now: NULL when the policy may not run. */
+static const struct rec_schedule *active_sched(const struct pstate *ps)
+{
+	if (!ps->pol || !ps->pol->valid || ps->pol->suspend)
+		return NULL;
+	return ps->pol->sched;
+}
+
+/* Arms the round timer for the clock's next scheduled time. The delay is
+ * taken against a fresh wall-clock reading; if the timer still fires a
+ * little early, on_fire() re-arms it (the clock decides, not the timer). */
+static void arm_fire(struct pstate *ps)
 {
 	struct op_ctl *c = ps->ctl;
-	int64_t next = -1;
+	int64_t delay;
 
 	loop_timer_stop(c->l, &ps->fire);
-	if (ps->pol && ps->pol->valid && ps->pol->sched && !ps->pol->suspend)
-		next = rec_schedule_next(ps->pol->sched, now_ms);
-	ps->st.next_schedule_ms = next > 0 ? next : 0;
-	if (next > 0)
-		loop_timer_start(c->l, &ps->fire, (uint64_t)(next - now_ms));
+	ps->st.next_schedule_ms = ps->clock.next_ms;
+	if (ps->clock.next_ms <= 0)
+		return;
+	delay = ps->clock.next_ms - loop_wall_ms();
+	if (loop_timer_start(c->l, &ps->fire, delay > 0 ? (uint64_t)delay : 0) != 0)
+		loop_timer_start(c->l, &ps->requeue, loop_backoff_next(&ps->backoff));
+}
+
+/* (Re)plans the next round from the schedule, now: edits apply at once. */
+static void plan_next(struct pstate *ps, int64_t now_ms)
+{
+	rec_clock_plan(&ps->clock, active_sched(ps), now_ms);
+	arm_fire(ps);
 }
 
 /* Recomputes the derived status fields and conditions from the plan. */
@@ -485,19 +547,30 @@ static void reconcile(struct pstate *ps)
 			gen = json_object_get_int64(v);
 		if (json_object_object_get_ex(meta, "uid", &v) &&
 		    (!ps->uid || strcmp(ps->uid, json_object_get_string(v)) != 0)) {
-			/* A new object under an old name starts from scratch. */
+			/* A new object under an old name starts from scratch:
+			 * the old one's captures and rounds are not its own. */
 			free(ps->uid);
 			ps->uid = strdup(json_object_get_string(v));
 			ps->generation = -1;
 			ps->st_loaded = 0;
+			cancel_jobs(ps);
+			memset(ps->rounds, 0, sizeof(ps->rounds));
+			ps->clock = (struct rec_clock){0};
+			ps->published_ms = 0;
 		}
 	}
+	/* A replica that does not lead follows the status the leader writes,
+	 * so when it takes over it continues from there: counters never go
+	 * backwards and lastErrors/recentProfiles never revert. */
+	if (c->o.leader_elect && !c->leading)
+		ps->st_loaded = 0;
 	if (!ps->st_loaded) {
 		struct json_object *st = NULL;
 		rec_status_free(&ps->st);
 		rec_status_init(&ps->st);
 		json_object_object_get_ex(obj, "status", &st);
 		rec_status_from_json(st, &ps->st);
+		ps->st.next_schedule_ms = ps->clock.next_ms;
 		ps->st_loaded = 1;
 	}
 	spec_changed = gen != ps->generation;
@@ -540,6 +613,8 @@ static void reconcile(struct pstate *ps)
 		op_metric_set(c->f_targets, lv, (double)targets);
 	}
 	ps->targets = targets;
+	if (!loop_timer_active(&ps->fire) && ps->clock.next_ms > 0)
+		arm_fire(ps); /* arming failed before */
 	status_recompute(ps, now);
 	if (spec_changed)
 		ps->status_dirty = 1;
@@ -662,14 +737,76 @@ static void job_free(struct job *j)
 	free(j->service);
 	free(j->labels);
 	free(j->instance);
+	free(j->pod_ns);
+	free(j->pod_uid);
+	free(j->pod_ip);
 	free(j);
 }
 
-/* Computes status for the round and writes it: the one write per round. */
+/* ------------------------------------------------------------------ */
+/* Rounds: tallies, publication, and the one status write per round    */
+
+/* The tracked round named `ms`, or NULL once it has been let go. */
+static struct round *round_find(struct pstate *ps, int64_t ms)
+{
+	int i;
+
+	if (ms <= 0)
+		return NULL;
+	for (i = 0; i < ROUNDS_KEPT; i++)
+		if (ps->rounds[i].ms == ms)
+			return &ps->rounds[i];
+	return NULL;
+}
+
+/* A slot for the round starting at `ms`. When every slot still waits on
+ * captures or deliveries, the oldest round is let go: its late answers
+ * then count only in the cumulative counters. */
+static struct round *round_begin(struct pstate *ps, int64_t ms)
+{
+	struct round *r = NULL;
+	int i;
+
+	for (i = 0; i < ROUNDS_KEPT; i++)
+		if (!r || ps->rounds[i].ms < r->ms)
+			r = &ps->rounds[i];
+	memset(r, 0, sizeof(*r));
+	r->ms = ms;
+	return r;
+}
+
+/* Makes `r`'s tally status.lastRound, unless a later round shows already. */
+static void round_publish(struct pstate *ps, const struct round *r)
+{
+	if (r->ms < ps->published_ms)
+		return;
+	ps->published_ms = r->ms;
+	ps->st.last_round = r->tally;
+	ps->st.last_round.started_ms = r->ms;
+	ps->status_dirty = 1;
+}
+
+static const char *policy_url(const struct pstate *ps)
+{
+	return ps->pol && ps->pol->profefe_url ? ps->pol->profefe_url : ps->ctl->o.profefe_url;
+}
+
+static struct sink *sink_find(struct op_ctl *c, const char *url)
+{
+	struct sink *s;
+
+	for (s = c->sinks; url && s; s = s->next)
+		if (strcmp(s->url, url) == 0)
+			return s;
+	return NULL;
+}
+
+/* Computes status and writes it. Delivery figures and the Degraded
+ * condition come from the policy's own sink only. */
 static void round_write(struct pstate *ps)
 {
 	struct op_ctl *c = ps->ctl;
-	struct sink *s;
+	struct sink *s = sink_find(c, policy_url(ps));
 	int64_t now = loop_wall_ms();
 
 	loop_timer_stop(c->l, &ps->grace);
@@ -678,11 +815,11 @@ static void round_write(struct pstate *ps)
 	 * spool and nothing is lost until it overflows. */
 	ps->st.spool_bytes = 0;
 	ps->st.spool_dropped = 0;
-	for (s = c->sinks; s; s = s->next) {
+	if (s) {
 		struct cap_pusher_stats st;
 		cap_pusher_stats(s->pusher, &st);
-		ps->st.spool_bytes += (int64_t)st.spool_bytes;
-		ps->st.spool_dropped += (int64_t)st.drops;
+		ps->st.spool_bytes = (int64_t)st.spool_bytes;
+		ps->st.spool_dropped = (int64_t)st.drops;
 		if (st.profefe_down) {
 			char msg[256];
 			snprintf(msg, sizeof(msg),
@@ -698,78 +835,157 @@ static void round_write(struct pstate *ps)
 	status_flush(ps);
 }
 
+/* Deliveries lag (profefe slow or down): publish the newest round whose
+ * captures have all ended, as it stands, and write. Its late answers
+ * update it in a later write. */
+static void grace_write(struct pstate *ps)
+{
+	struct round *best = NULL;
+	int i;
+
+	for (i = 0; i < ROUNDS_KEPT; i++) {
+		struct round *r = &ps->rounds[i];
+		if (r->ms > 0 && r->jobs == 0 && (!best || r->ms > best->ms))
+			best = r;
+	}
+	if (best)
+		round_publish(ps, best);
+	round_write(ps);
+}
+
 static void on_grace(struct loop_timer *t)
 {
-	round_write(t->arg);
+	grace_write(t->arg);
 }
 
-/* A job of the round finished capturing. Once all have, the round's status
- * is written as soon as its deliveries are answered, or after a grace
- * period when profefe is slow or down (the answers then show up in the
- * next round's write). */
-static void round_job_done(struct pstate *ps, struct job *j)
+/* A capture or delivery of round `r` ended. A round with nothing left
+ * out is published and written at once and lets go of its slot; one whose
+ * captures ended but whose deliveries lag is written after a grace period. */
+static void round_settle(struct pstate *ps, struct round *r)
 {
-	if (!ps)
+	if (r->jobs > 0)
 		return;
-	if (j->round_ms != ps->round_ms || ps->round_pending == 0 || --ps->round_pending > 0)
-		return;
-	if (ps->deliveries_pending == 0)
+	if (r->deliveries == 0) {
+		round_publish(ps, r);
+		memset(r, 0, sizeof(*r));
 		round_write(ps);
-	else if (!loop_timer_active(&ps->grace))
+	} else if (!loop_timer_active(&ps->grace)) {
 		loop_timer_start(ps->ctl->l, &ps->grace, 5000);
+	}
 }
 
-/* Ends a job: off its policy's lists, counted in its round, freed. Safe
- * for a job whose policy is gone (j->ps NULL). */
+/* Ends a job: off its policy's lists, counted down in its round, freed.
+ * Safe for a job whose policy is gone (j->ps NULL). */
 static void job_end(struct job *j)
 {
 	struct pstate *ps = j->ps;
+	struct round *r = ps ? round_find(ps, j->round_ms) : NULL;
 
 	job_unlink(j);
-	round_job_done(ps, j);
 	job_free(j);
+	if (r && r->jobs > 0) {
+		r->jobs--;
+		round_settle(ps, r);
+	}
 }
 
-static void record(struct pstate *ps, const char *pod, const char *prof, enum cap_result res,
-                   const char *msg, const char *id)
+/* Counts one result: in the cumulative status (counters and lists), in
+ * the metrics, and in the tally of its round (0 or a round let go: the
+ * cumulative counters only). */
+static void record(struct pstate *ps, int64_t round_ms, const char *pod, const char *prof,
+                   enum cap_result res, const char *msg, const char *id)
 {
 	struct op_ctl *c = ps->ctl;
 	const char *lv[3] = {ps->key, prof, cap_result_name(res)};
+	struct round *r = round_find(ps, round_ms);
+	struct rec_round shown = ps->st.last_round;
 	int64_t now = loop_wall_ms();
 
 	op_metric_add(c->f_captures, lv, 1);
 	if (res == CAP_RES_OK) {
 		rec_status_add_success(&ps->st, now, pod, prof, id ? id : "");
 		ps->st.last_capture_ms = now;
-		ps->st.last_round.succeeded++;
+		if (r)
+			r->tally.succeeded++;
 		log_debug("profile stored", "policy", ps->key, "pod", pod, "type", prof, "id", id,
 		          NULL);
 	} else if (res == CAP_RES_EMPTY) {
 		rec_status_add_skipped(&ps->st);
-		ps->st.last_round.skipped++;
+		if (r)
+			r->tally.skipped++;
 		log_debug("empty profile skipped", "policy", ps->key, "pod", pod, "type", prof,
 		          NULL);
 	} else if (res != CAP_RES_CANCELLED) {
 		char text[1024];
 		rec_status_add_failure(&ps->st, now, pod, prof, msg);
-		ps->st.last_round.failed++;
+		if (r)
+			r->tally.failed++;
 		log_warn("capture failed", "policy", ps->key, "pod", pod, "type", prof, "result",
 		         cap_result_name(res), "error", msg, NULL);
 		snprintf(text, sizeof(text), "pod %s, profile %s: %s", pod, prof, msg);
 		policy_event(ps, "Warning", "CaptureFailed", text);
 	}
+	/* status.lastRound shows one whole round's tally, never a mix. */
+	ps->st.last_round = shown;
+	if (r && r->ms == ps->published_ms)
+		round_publish(ps, r);
 }
 
 /* The origin we give each profile, so its delivery result (possibly after
- * a restart, from the spool) finds its policy: "ns/policy|ns/pod|type|uid".
- * Kubernetes names never contain '|'. */
+ * a restart, from the spool) finds its policy and round:
+ * "ns/policy|ns/pod|type|uid|round-ms". Kubernetes names never contain '|'. */
 static char *origin_make(const struct pstate *ps, const struct job *j)
 {
 	char *o;
 
-	if (asprintf(&o, "%s|%s|%s|%s", ps->key, j->pod, j->prof, ps->uid ? ps->uid : "") < 0)
+	if (asprintf(&o, "%s|%s|%s|%s|%" PRId64, ps->key, j->pod, j->prof, ps->uid ? ps->uid : "",
+	             j->round_ms) < 0)
 		return NULL;
 	return o;
+}
+
+/* One delivery result that arrived before the caches synced. */
+struct early {
+	char *origin, *message, *id;
+	enum cap_result res;
+	struct early *next;
+};
+
+#define EARLY_MAX 100000
+
+static void push_result_apply(struct op_ctl *c, const char *origin, enum cap_result res,
+                              const char *message, const char *id)
+{
+	char buf[1024], *f[5], *save = NULL;
+	struct pstate *ps;
+	struct round *r;
+	int64_t round_ms;
+	char *slash;
+	int i;
+
+	if (!origin || strlen(origin) >= sizeof(buf))
+		return;
+	strcpy(buf, origin);
+	for (i = 0; i < 5; i++)
+		f[i] = strtok_r(i ? NULL : buf, "|", &save);
+	if (!f[0] || !f[1] || !f[2] || !(slash = strchr(f[0], '/')))
+		return;
+	*slash = '\0';
+	ps = state_find(c, f[0], slash + 1);
+	if (!ps || ps->gone || !ps->pol || (f[3] && ps->uid && strcmp(f[3], ps->uid) != 0)) {
+		log_info("profile delivered for a policy that is gone", "origin", origin, "result",
+		         cap_result_name(res), NULL);
+		return;
+	}
+	round_ms = f[4] ? strtoll(f[4], NULL, 10) : 0;
+	record(ps, round_ms, f[1], f[2], res, message, id);
+	r = round_find(ps, round_ms);
+	if (r && r->deliveries > 0) {
+		r->deliveries--;
+		round_settle(ps, r);
+	} else {
+		ps->status_dirty = 1; /* late news: goes out with the next write */
+	}
 }
 
 static void on_push_result(void *arg, const struct cap_push_meta *m, enum cap_result res,
@@ -778,33 +994,54 @@ static void on_push_result(void *arg, const struct cap_push_meta *m, enum cap_re
 	struct sink *s = arg;
 	struct op_ctl *c = s->ctl;
 	const char *rv[] = {cap_result_name(res)};
-	char buf[1024], *f[4], *save = NULL;
-	struct pstate *ps;
-	char *slash;
-	int i;
+	struct early *e;
 
 	(void)http_status;
 	op_metric_add(c->f_deliveries, rv, 1);
-	if (!m->origin || strlen(m->origin) >= sizeof(buf))
-		return;
-	strcpy(buf, m->origin);
-	for (i = 0; i < 4; i++)
-		f[i] = strtok_r(i ? NULL : buf, "|", &save);
-	if (!f[0] || !f[1] || !f[2] || !(slash = strchr(f[0], '/')))
-		return;
-	*slash = '\0';
-	ps = state_find(c, f[0], slash + 1);
-	if (!ps || ps->gone || (f[3] && ps->uid && strcmp(f[3], ps->uid) != 0)) {
-		log_info("profile delivered for a policy that is gone", "origin", m->origin,
-		         "result", cap_result_name(res), NULL);
+	if (c->planned) {
+		push_result_apply(c, m->origin, res, message, id);
 		return;
 	}
-	record(ps, f[1], f[2], res, message, id);
-	if (ps->deliveries_pending > 0 && --ps->deliveries_pending == 0 && ps->round_pending == 0 &&
-	    loop_timer_active(&ps->grace))
-		round_write(ps);
-	else if (ps->round_pending == 0 && !loop_timer_active(&ps->grace))
-		ps->status_dirty = 1; /* late news: goes out with the next round */
+	/* Spooled profiles of an earlier run are answered before the
+	 * policies are known: hold the answers until they are planned. */
+	e = c->nearly < EARLY_MAX ? calloc(1, sizeof(*e)) : NULL;
+	if (e && m->origin && (e->origin = strdup(m->origin)) &&
+	    (!message || (e->message = strdup(message))) && (!id || (e->id = strdup(id)))) {
+		e->res = res;
+		e->next = c->early;
+		c->early = e;
+		c->nearly++;
+		return;
+	}
+	if (e) {
+		free(e->origin);
+		free(e->message);
+		free(e);
+	}
+	log_warn("delivery result not credited to its policy: too many before start-up", "origin",
+	         m->origin, NULL);
+}
+
+/* Credits the delivery results held since start-up, oldest first. */
+static void early_apply(struct op_ctl *c)
+{
+	struct early *e, *rev = NULL, *next;
+
+	for (e = c->early; e; e = next) {
+		next = e->next;
+		e->next = rev;
+		rev = e;
+	}
+	c->early = NULL;
+	c->nearly = 0;
+	for (e = rev; e; e = next) {
+		next = e->next;
+		push_result_apply(c, e->origin, e->res, e->message, e->id);
+		free(e->origin);
+		free(e->message);
+		free(e->id);
+		free(e);
+	}
 }
 
 /* The sink for `url`: one profefe client and pusher (with its own spool
@@ -817,26 +1054,26 @@ static struct sink *sink_for(struct op_ctl *c, const char *url)
 	 * in spool order; profefe orders profiles by their own timestamps. */
 	struct cap_pusher_opts po = {
 	        .spool_max_bytes = c->o.spool_max_bytes, .max_inflight = 32, .replay_inflight = 32};
-	char dir[4096];
+	char *dir = NULL;
 	struct sink *s;
 	size_t i, n;
 	int rc = 0;
 
-	for (s = c->sinks; s; s = s->next)
-		if (strcmp(s->url, url) == 0)
-			return s;
+	if ((s = sink_find(c, url)))
+		return s;
 	s = calloc(1, sizeof(*s));
 	if (!s || !(s->url = strdup(url)))
 		goto err;
 	s->ctl = c;
 	if (c->o.spool_dir) {
-		n = (size_t)snprintf(dir, sizeof(dir), "%s/", c->o.spool_dir);
-		for (i = 0; url[i] && n + 1 < sizeof(dir); i++)
-			dir[n++] =
-			        (isalnum((unsigned char)url[i]) || url[i] == '.' || url[i] == '-')
-			                ? url[i]
-			                : '_';
-		dir[n] = '\0';
+		/* The URL made safe as one path component. */
+		if (asprintf(&dir, "%s/%s", c->o.spool_dir, url) < 0) {
+			dir = NULL;
+			goto err;
+		}
+		for (i = strlen(c->o.spool_dir) + 1, n = strlen(dir); i < n; i++)
+			if (!isalnum((unsigned char)dir[i]) && dir[i] != '.' && dir[i] != '-')
+				dir[i] = '_';
 		po.spool_dir = dir;
 	}
 	rc = cap_profefe_new(c->l, url, NULL, &s->client);
@@ -844,39 +1081,42 @@ static struct sink *sink_for(struct op_ctl *c, const char *url)
 		rc = cap_pusher_new(c->l, s->client, &po, on_push_result, s, &s->pusher);
 	if (rc != 0)
 		goto err;
+	free(dir);
 	s->next = c->sinks;
 	c->sinks = s;
 	return s;
 err:
+	log_error("cannot set up delivery to profefe", "url", url, "spool", dir ? dir : "(memory)",
+	          "error", strerror(rc ? -rc : ENOMEM), NULL);
 	if (s) {
 		cap_profefe_free(s->client);
 		free(s->url);
 	}
 	free(s);
-	log_error("cannot set up delivery to profefe", "url", url, "spool",
-	          po.spool_dir ? po.spool_dir : "(memory)", "error", strerror(rc ? -rc : ENOMEM),
-	          NULL);
+	free(dir);
 	return NULL;
 }
 
-/* Hands a captured profile to its sink. The job ends here; the result
- * comes back through on_push_result(). Takes `body`. */
+/* Hands a captured profile to its sink. The result comes back through
+ * on_push_result(); the job's round counts the delivery until then.
+ * Takes `body`. */
 static void deliver(struct job *j, char *body, size_t len)
 {
 	struct pstate *ps = j->ps;
 	struct op_ctl *c = ps->ctl;
-	const char *url = ps->pol && ps->pol->profefe_url ? ps->pol->profefe_url : c->o.profefe_url;
+	const char *url = policy_url(ps);
 	struct cap_push_meta meta = {.service = j->service,
 	                             .type = cap_ptype_profefe(j->type),
 	                             .labels = j->labels,
 	                             .instance_id = j->instance,
 	                             .created_ms = j->created_ms};
+	struct round *r = round_find(ps, j->round_ms);
 	struct sink *s;
 	char *origin;
 
 	if (!url) {
 		free(body);
-		record(ps, j->pod, j->prof, CAP_RES_INTERNAL,
+		record(ps, j->round_ms, j->pod, j->prof, CAP_RES_INTERNAL,
 		       "no profefe URL: set spec.profefeURL or --profefe-url", NULL);
 		return;
 	}
@@ -885,15 +1125,20 @@ static void deliver(struct job *j, char *body, size_t len)
 	if (!s || !origin) {
 		free(body);
 		free(origin);
-		record(ps, j->pod, j->prof, CAP_RES_INTERNAL, "cannot set up delivery", NULL);
+		record(ps, j->round_ms, j->pod, j->prof, CAP_RES_INTERNAL, "cannot set up delivery",
+		       NULL);
 		return;
 	}
 	meta.origin = origin;
-	if (cap_pusher_submit_take(s->pusher, &meta, body, len) == 0)
-		ps->deliveries_pending++;
-	else
-		record(ps, j->pod, j->prof, CAP_RES_INTERNAL,
+	/* Counted before the submit: a result may be reported from inside it. */
+	if (r)
+		r->deliveries++;
+	if (cap_pusher_submit_take(s->pusher, &meta, body, len) != 0) {
+		if (r)
+			r->deliveries--;
+		record(ps, j->round_ms, j->pod, j->prof, CAP_RES_INTERNAL,
 		       "cannot queue the profile for delivery (spool not writable?)", NULL);
+	}
 	free(origin);
 }
 
@@ -918,9 +1163,22 @@ static void on_fetched(void *arg, struct cap_fetch_result *r)
 		body = cap_fetch_take_body(r, &len);
 		deliver(j, body, len);
 	} else {
-		record(ps, j->pod, j->prof, r->res, r->message, NULL);
+		record(ps, j->round_ms, j->pod, j->prof, r->res, r->message, NULL);
 	}
 	job_end(j);
+}
+
+/* True when the job's pod is, now, the pod it was planned for (same uid
+ * and IP) and the policy still selects it: a capture must never reach a
+ * pod that left, or another pod that took over its IP. */
+static int job_target_current(const struct job *j)
+{
+	const struct pstate *ps = j->ps;
+	const struct rec_pod *pod = kube_informer_get(ps->ctl->pods, j->pod_ns, j->instance);
+
+	return pod && ps->pol && strcmp(pod->uid, j->pod_uid) == 0 && pod->pod_ip &&
+	       strcmp(pod->pod_ip, j->pod_ip) == 0 && rec_pod_selected(ps->pol, pod) &&
+	       rec_pod_capturable(pod);
 }
 
 static void on_job_start(struct loop_timer *t)
@@ -934,17 +1192,53 @@ static void on_job_start(struct loop_timer *t)
 	                          .timeout_ms = j->timeout_ms,
 	                          .owner = ps};
 
+	if (!job_target_current(j)) {
+		const char *lv[] = {ps->key, j->prof, "target_gone"};
+		op_metric_add(ps->ctl->f_captures, lv, 1);
+		log_debug("capture not started: the pod left the selection", "policy", ps->key,
+		          "pod", j->pod, "type", j->prof, NULL);
+		job_end(j);
+		return;
+	}
 	j->created_ms = loop_wall_ms();
 	j->fetching = 1;
 	if (cap_fetch_start(ps->ctl->fetcher, &req, on_fetched, j, &j->fetch_id) != 0) {
 		j->fetching = 0;
-		record(ps, j->pod, j->prof, CAP_RES_INTERNAL, "cannot start the capture", NULL);
+		record(ps, j->round_ms, j->pod, j->prof, CAP_RES_INTERNAL,
+		       "cannot start the capture", NULL);
 		job_end(j);
 	}
 }
 
-static int job_add(struct pstate *ps, const struct rec_pod *pod, const struct rec_target *t,
-                   const struct rec_profile *prof, uint32_t offset_ms)
+/* Ends a job now: its spread timer stopped, its capture cancelled. */
+static void job_cancel(struct job *j)
+{
+	loop_timer_stop(j->ps->ctl->l, &j->start);
+	if (j->fetching)
+		cap_fetch_cancel(j->ps->ctl->fetcher, j->fetch_id); /* ends j */
+	else
+		job_end(j);
+}
+
+/* Cancels a policy's captures of `pod`, waiting or running: the pod was
+ * deleted, changed its IP or left the selection. */
+static void cancel_pod_jobs(struct pstate *ps, const struct rec_pod *pod)
+{
+	char key[512];
+	int t;
+
+	if (!ps->jobs ||
+	    snprintf(key, sizeof(key), "%s/%s", pod->ns, pod->name) >= (int)sizeof(key))
+		return;
+	for (t = 0; t < REC_PROF__COUNT; t++) {
+		struct job *j = job_live(ps, key, rec_profile_name((enum rec_profile_type)t));
+		if (j && strcmp(j->pod_uid, pod->uid) == 0)
+			job_cancel(j);
+	}
+}
+
+static int job_add(struct pstate *ps, struct round *r, const struct rec_pod *pod,
+                   const struct rec_target *t, const struct rec_profile *prof, uint32_t delay_ms)
 {
 	struct op_ctl *c = ps->ctl;
 	struct job *j = calloc(1, sizeof(*j));
@@ -966,15 +1260,21 @@ static int job_add(struct pstate *ps, const struct rec_pod *pod, const struct re
 	j->service = strdup(t->service);
 	j->prof = strdup(rec_profile_name(prof->type));
 	j->instance = strdup(pod->name);
+	j->pod_ns = strdup(pod->ns);
+	j->pod_uid = strdup(pod->uid);
+	j->pod_ip = strdup(pod->pod_ip ? pod->pod_ip : "");
 	if (asprintf(&j->pod, "%s/%s", pod->ns, pod->name) < 0)
 		j->pod = NULL;
 	if (!j->labels || !j->url || !j->target_key || !j->service || !j->prof || !j->instance ||
-	    !j->pod)
+	    !j->pod || !j->pod_ns || !j->pod_uid || !j->pod_ip)
 		goto err;
 	j->type = type;
 	j->seconds = prof->type == REC_PROF_CPU ? (uint32_t)prof->seconds : 0;
 	j->timeout_ms = (uint32_t)ps->pol->timeout_seconds * 1000u;
-	j->round_ms = ps->round_ms;
+	j->round_ms = r->ms;
+	loop_timer_init(&j->start, on_job_start, j);
+	if (loop_timer_start(c->l, &j->start, delay_ms) != 0)
+		goto err;
 	j->ps = ps;
 	j->next = ps->jobs;
 	if (ps->jobs)
@@ -983,9 +1283,7 @@ static int job_add(struct pstate *ps, const struct rec_pod *pod, const struct re
 	j->h = job_hash(j->pod, j->prof);
 	j->hnext = ps->live[j->h % JOB_BUCKETS];
 	ps->live[j->h % JOB_BUCKETS] = j;
-	ps->round_pending++;
-	loop_timer_init(&j->start, on_job_start, j);
-	loop_timer_start(c->l, &j->start, offset_ms);
+	r->jobs++;
 	return 0;
 err:
 	job_free(j);
@@ -994,9 +1292,30 @@ err:
 
 struct round_ctx {
 	struct pstate *ps;
+	struct round *r;
+	int64_t now;
+	uint32_t window; /* spread window of this round */
 	int64_t n;
 	int64_t busy; /* captures skipped: the previous one still runs */
 };
+
+/* A pod whose target cannot be resolved (a bad annotation): one failure
+ * for the round, in status, metrics, log and a Warning Event. */
+static void round_bad_target(struct round_ctx *rc, const char *podkey, const char *err)
+{
+	struct pstate *ps = rc->ps;
+	const char *lv[] = {ps->key, "all", "invalid_target"};
+	struct rec_round shown = ps->st.last_round;
+	char text[1024];
+
+	rec_status_add_failure(&ps->st, rc->now, podkey, "all", err);
+	ps->st.last_round = shown;
+	rc->r->tally.failed++;
+	op_metric_add(ps->ctl->f_captures, lv, 1);
+	log_warn("pod cannot be captured", "policy", ps->key, "pod", podkey, "error", err, NULL);
+	snprintf(text, sizeof(text), "pod %s: %s", podkey, err);
+	policy_event(ps, "Warning", "InvalidTarget", text);
+}
 
 static void round_pod(void *arg, const char *ns, const char *name, void *value)
 {
@@ -1005,7 +1324,8 @@ static void round_pod(void *arg, const char *ns, const char *name, void *value)
 	const struct rec_pod *pod = value;
 	struct rec_target t;
 	char err[256], podkey[512];
-	uint32_t off;
+	int64_t at;
+	uint32_t delay;
 	size_t i;
 
 	(void)ns;
@@ -1015,19 +1335,12 @@ static void round_pod(void *arg, const char *ns, const char *name, void *value)
 	rc->n++;
 	snprintf(podkey, sizeof(podkey), "%s/%s", pod->ns, pod->name);
 	if (rec_target_resolve(ps->pol, pod, &t, err, sizeof(err)) != 0) {
-		char text[1024];
-		const char *lv[] = {ps->key, "all", "invalid_target"};
-		rec_status_add_failure(&ps->st, loop_wall_ms(), podkey, "all", err);
-		ps->st.last_round.failed++;
-		op_metric_add(ps->ctl->f_captures, lv, 1);
-		log_warn("pod cannot be captured", "policy", ps->key, "pod", podkey, "error", err,
-		         NULL);
-		if (snprintf(text, sizeof(text), "pod %s: %s", podkey, err) < 0)
-			text[0] = 0;
-		policy_event(ps, "Warning", "InvalidTarget", text);
+		round_bad_target(rc, podkey, err);
 		return;
 	}
-	off = rec_spread_offset_ms(pod->uid, ps->ctl->o.spread_ms);
+	/* The pod's slot in the window counts from the scheduled time. */
+	at = rc->r->ms + rec_spread_offset_ms(pod->uid, rc->window);
+	delay = at > rc->now ? (uint32_t)(at - rc->now) : 0;
 	for (i = 0; i < ps->pol->nprofiles; i++) {
 		const char *prof = rec_profile_name(ps->pol->profiles[i].type);
 		/* The previous round's capture of this pod and type still
@@ -1040,7 +1353,7 @@ static void round_pod(void *arg, const char *ns, const char *name, void *value)
 			rc->busy++;
 			continue;
 		}
-		if (job_add(ps, pod, &t, &ps->pol->profiles[i], off) != 0)
+		if (job_add(ps, rc->r, pod, &t, &ps->pol->profiles[i], delay) != 0)
 			log_error("out of memory planning a capture", "policy", ps->key, NULL);
 	}
 }
@@ -1049,21 +1362,21 @@ static void on_fire(struct loop_timer *t)
 {
 	struct pstate *ps = t->arg;
 	struct op_ctl *c = ps->ctl;
-	struct round_ctx rc = {.ps = ps};
-	int64_t now = loop_wall_ms();
+	struct round_ctx rc = {.ps = ps, .now = loop_wall_ms()};
+	int64_t round = rec_clock_fire(&ps->clock, active_sched(ps), rc.now);
 
-	plan_next(ps, now + 1);
-	if (!ps->pol || !ps->pol->valid || ps->pol->suspend || c->shutting_down)
+	arm_fire(ps); /* early: re-armed for the same time; else the next */
+	if (round == 0 || c->shutting_down)
 		return;
 	if (c->o.leader_elect && !c->leading)
 		return;
 	/* The previous round still waits on deliveries (profefe slow or
 	 * down): write its status now, so every round gets its one write. */
 	if (loop_timer_active(&ps->grace))
-		round_write(ps);
-	ps->round_ms = now;
-	ps->round_pending = 0;
-	rec_status_round_start(&ps->st, now);
+		grace_write(ps);
+	rc.r = round_begin(ps, round);
+	rc.window = rec_round_window_ms(c->o.spread_ms, round, ps->clock.next_ms);
+	ps->st.last_schedule_ms = round;
 	kube_informer_foreach(c->pods, round_pod, &rc);
 	ps->targets = rc.n;
 	if (rc.busy > 0) {
@@ -1077,8 +1390,7 @@ static void on_fire(struct loop_timer *t)
 		             "spec.timeoutSeconds");
 	}
 	log_debug("round started", "policy", ps->key, NULL);
-	if (ps->round_pending == 0)
-		round_write(ps); /* nothing to capture: still say the round happened */
+	round_settle(ps, rc.r); /* nothing to capture: still say the round happened */
 }
 
 /* ------------------------------------------------------------------ */
@@ -1094,8 +1406,10 @@ static void lead_started(void *arg)
 	mark_all_dirty(c);
 	{
 		struct pstate *ps;
-		for (ps = c->states; ps; ps = ps->next)
+		for (ps = c->states; ps; ps = ps->next) {
+			ps->st_loaded = 0; /* continue from the status the last leader wrote */
 			ps->status_dirty = 1;
+		}
 	}
 }
 
@@ -1146,7 +1460,7 @@ static int register_metrics(struct op_ctl *c)
 	                          "Profiles waiting for profefe.", OP_GAUGE, NULL, 0, NULL, 0);
 	c->f_spool_drops = op_metrics_family(m, "profefe_operator_spool_dropped_total",
 	                                     "Profiles dropped because the spool was full.",
-	                                     OP_GAUGE, NULL, 0, NULL, 0);
+	                                     OP_COUNTER, NULL, 0, NULL, 0);
 	c->f_deliveries =
 	        op_metrics_family(m, "profefe_operator_deliveries_total",
 	                          "Pushes to profefe by result.", OP_COUNTER, res_only, 1, NULL, 0);
@@ -1331,7 +1645,7 @@ void op_ctl_update_gauges(struct op_ctl *c)
 		}
 		op_metric_set(c->f_spool_bytes, NULL, (double)bytes);
 		op_metric_set(c->f_spool_files, NULL, (double)files);
-		op_metric_set(c->f_spool_drops, NULL, (double)drops);
+		op_metric_set_counter(c->f_spool_drops, NULL, (double)drops);
 	}
 	for (ps = c->states; ps; ps = ps->next)
 		n += !ps->gone;
@@ -1339,11 +1653,11 @@ void op_ctl_update_gauges(struct op_ctl *c)
 	if (c->pods) {
 		op_metric_set(c->f_pods, NULL, (double)kube_informer_count(c->pods));
 		kube_informer_stats(c->pods, &is);
-		op_metric_set(c->f_watch_restarts, dv, (double)is.restarts);
+		op_metric_set_counter(c->f_watch_restarts, dv, (double)is.restarts);
 	}
 	if (c->pols) {
 		kube_informer_stats(c->pols, &is);
-		op_metric_set(c->f_watch_restarts, pv, (double)is.restarts);
+		op_metric_set_counter(c->f_watch_restarts, pv, (double)is.restarts);
 	}
 }
 
@@ -1441,6 +1755,15 @@ void op_ctl_free(struct op_ctl *c)
 	while (c->states) {
 		cancel_jobs(c->states);
 		state_free(c->states);
+	}
+	c->planned = 1;
+	while (c->early) {
+		struct early *e = c->early;
+		c->early = e->next;
+		free(e->origin);
+		free(e->message);
+		free(e->id);
+		free(e);
 	}
 	loop_timer_stop(c->l, &c->drain);
 	loop_timer_stop(c->l, &c->shutdown_deadline);
