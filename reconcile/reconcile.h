@@ -398,6 +398,7 @@ uint32_t rec_round_window_ms(uint32_t spread_ms, int64_t round_ms, int64_t next_
 
 #define REC_STATUS_LIST_MAX 10
 #define REC_COND_MAX        4
+#define REC_PROFILE_ID_MAX  128 /* bytes; the CRD's recentProfiles[].id maxLength */
 
 struct rec_condition {
 	char type[24];   /* Ready, SpecValid, ScheduleValid, Degraded */
@@ -408,12 +409,15 @@ struct rec_condition {
 	int64_t observed_generation;
 };
 
-/* One failed capture, or one stored profile. Strings owned by the status. */
+/* One failed capture (or several folded into one), or one stored profile.
+ * Strings owned by the status. */
 struct rec_event {
 	int64_t time_ms;
 	char *pod; /* "namespace/name" */
 	char *profile;
-	char *text; /* lastErrors: the message; recentProfiles: profefe's id */
+	char *text;    /* lastErrors: the message; recentProfiles: profefe's id */
+	char *kind;    /* lastErrors: the error kind ("" unclassified); else NULL */
+	int64_t count; /* lastErrors: failures folded into this entry, >= 1 */
 };
 
 /* The outcome of one round, fed to rec_status_compute(). */
@@ -433,7 +437,7 @@ struct rec_status {
 	size_t nrecent;
 	struct rec_condition conds[REC_COND_MAX];
 	size_t nconds;
-	struct rec_round last_round;        /* not serialised as such */
+	struct rec_round last_round;        /* this round's tallies; kept by rec_status_add_* */
 	int64_t spool_bytes, spool_dropped; /* delivery; -1 = unknown */
 };
 
@@ -445,12 +449,34 @@ void rec_status_init(struct rec_status *st);
 int rec_status_from_json(const struct json_object *obj, struct rec_status *st);
 void rec_status_free(struct rec_status *st);
 
-/* Records a stored profile / a failed capture / an empty profile. The lists
- * keep the REC_STATUS_LIST_MAX newest entries; counters saturate at INT64_MAX. */
+/* Records one capture's outcome. Each call counts itself once in the
+ * cumulative counters (saturating at INT64_MAX) and in last_round's
+ * tallies: status.c is the only owner of both, so callers must not
+ * increment last_round themselves. */
+
+/* A stored profile: lastCaptureTime, and an entry at the front of
+ * recentProfiles (the REC_STATUS_LIST_MAX newest). An `id` longer than
+ * REC_PROFILE_ID_MAX bytes is not listed (the CRD would refuse the whole
+ * status), but the success is still counted; returns -EINVAL for it so
+ * the caller can log it. Otherwise returns 0 or -ENOMEM. */
 int rec_status_add_success(struct rec_status *st, int64_t now_ms, const char *pod,
                            const char *profile, const char *id);
+/* A failed capture of `profile` from `pod` ("namespace/name"), of error
+ * `kind`, a short stable name such as "timeout", "http_500" or
+ * "invalid_target" (copied; NULL or "" is unclassified). lastErrors keeps
+ * one entry per (pod, profile, kind): a repeat takes the new time and
+ * `message` (cut to 511 bytes on a UTF-8 boundary), adds one to the
+ * entry's count and moves it to the front; a new one is pushed at the
+ * front. The list holds the REC_STATUS_LIST_MAX most recently failing
+ * entries, newest first. Returns 0 or -ENOMEM (counted either way). */
+int rec_status_add_failure_kind(struct rec_status *st, int64_t now_ms, const char *pod,
+                                const char *profile, const char *kind, const char *message);
+/* rec_status_add_failure_kind() with no kind: repeats fold by pod and
+ * profile alone, the newest message winning, so errors that carry
+ * timings or addresses still take one entry per pod and profile. */
 int rec_status_add_failure(struct rec_status *st, int64_t now_ms, const char *pod,
                            const char *profile, const char *message);
+/* An empty profile, skipped: not a failure. */
 void rec_status_add_skipped(struct rec_status *st);
 
 /* Sets one condition. lastTransitionTime moves only when `status` changes;

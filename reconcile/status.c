@@ -1,6 +1,10 @@
 /* reconcile/status.c: a policy's status, per the Kubernetes API
  * conventions: metav1.Condition entries whose lastTransitionTime moves only
- * when the status does, observedGeneration, and bounded lists. */
+ * when the status does, observedGeneration, and bounded lists.
+ *
+ * lastErrors folds repeats as Kubernetes' EventCorrelator folds Events: one
+ * entry per (pod, profile, error kind) with a count, so one pod failing
+ * every round cannot push every other failing pod out of the list. */
 #include "reconcile/internal.h"
 
 #include <errno.h>
@@ -21,6 +25,7 @@ static void event_free(struct rec_event *e)
 	free(e->pod);
 	free(e->profile);
 	free(e->text);
+	free(e->kind);
 	memset(e, 0, sizeof(*e));
 }
 
@@ -38,14 +43,19 @@ void rec_status_free(struct rec_status *st)
 }
 
 /* Puts an event at the front of a newest-first list of at most
- * REC_STATUS_LIST_MAX, dropping the oldest. Copies the strings. */
+ * REC_STATUS_LIST_MAX, dropping the oldest. Copies the strings; `kind`
+ * may be NULL (recentProfiles). */
 static int push_event(struct rec_event *list, size_t *n, int64_t t, const char *pod,
-                      const char *profile, const char *text)
+                      const char *profile, const char *text, const char *kind, int64_t count)
 {
-	struct rec_event e = {t, strdup(pod ? pod : ""), strdup(profile ? profile : ""),
-	                      strdup(text ? text : "")};
+	struct rec_event e = {t,
+	                      strdup(pod ? pod : ""),
+	                      strdup(profile ? profile : ""),
+	                      strdup(text ? text : ""),
+	                      kind ? strdup(kind) : NULL,
+	                      count < 1 ? 1 : count};
 
-	if (e.pod == NULL || e.profile == NULL || e.text == NULL) {
+	if (e.pod == NULL || e.profile == NULL || e.text == NULL || (kind && e.kind == NULL)) {
 		event_free(&e);
 		return -ENOMEM;
 	}
@@ -54,6 +64,40 @@ static int push_event(struct rec_event *list, size_t *n, int64_t t, const char *
 	memmove(list + 1, list, *n * sizeof(*list));
 	list[0] = e;
 	(*n)++;
+	return 0;
+}
+
+/* Adds `count` failures of (pod, profile, kind) at time `t` to the error
+ * list: a repeat takes the newer time and message, adds to the count and
+ * moves to the front; anything else is pushed. A NULL kind is "". */
+static int fold_error(struct rec_status *st, int64_t t, const char *pod, const char *profile,
+                      const char *kind, const char *text, int64_t count)
+{
+	struct rec_event *list = st->errors, e;
+	size_t i;
+	char *copy;
+
+	pod = pod ? pod : "";
+	profile = profile ? profile : "";
+	kind = kind ? kind : "";
+	count = count < 1 ? 1 : count;
+	for (i = 0; i < st->nerrors; i++)
+		if (!strcmp(list[i].pod, pod) && !strcmp(list[i].profile, profile) &&
+		    !strcmp(list[i].kind ? list[i].kind : "", kind))
+			break;
+	if (i == st->nerrors)
+		return push_event(list, &st->nerrors, t, pod, profile, text, kind, count);
+	copy = strdup(text ? text : "");
+	if (copy == NULL)
+		return -ENOMEM;
+	e = list[i];
+	free(e.text);
+	e.text = copy;
+	if (t > e.time_ms)
+		e.time_ms = t;
+	e.count = count > INT64_MAX - e.count ? INT64_MAX : e.count + count;
+	memmove(list + 1, list, i * sizeof(*list));
+	list[0] = e;
 	return 0;
 }
 
@@ -70,7 +114,9 @@ int rec_status_add_success(struct rec_status *st, int64_t now_ms, const char *po
 	st->last_round.succeeded++;
 	if (now_ms > st->last_capture_ms)
 		st->last_capture_ms = now_ms;
-	return push_event(st->recent, &st->nrecent, now_ms, pod, profile, id);
+	if (id && strlen(id) > REC_PROFILE_ID_MAX)
+		return -EINVAL;
+	return push_event(st->recent, &st->nrecent, now_ms, pod, profile, id, NULL, 1);
 }
 
 /* Drops a multi-byte UTF-8 sequence cut short by truncation at the end of
@@ -89,8 +135,8 @@ static void utf8_trim(char *s)
 		s[i - 1] = '\0';
 }
 
-int rec_status_add_failure(struct rec_status *st, int64_t now_ms, const char *pod,
-                           const char *profile, const char *message)
+int rec_status_add_failure_kind(struct rec_status *st, int64_t now_ms, const char *pod,
+                                const char *profile, const char *kind, const char *message)
 {
 	char msg[512];
 
@@ -98,7 +144,13 @@ int rec_status_add_failure(struct rec_status *st, int64_t now_ms, const char *po
 	st->last_round.failed++;
 	snprintf(msg, sizeof(msg), "%s", message ? message : "");
 	utf8_trim(msg);
-	return push_event(st->errors, &st->nerrors, now_ms, pod, profile, msg);
+	return fold_error(st, now_ms, pod, profile, kind, msg, 1);
+}
+
+int rec_status_add_failure(struct rec_status *st, int64_t now_ms, const char *pod,
+                           const char *profile, const char *message)
+{
+	return rec_status_add_failure_kind(st, now_ms, pod, profile, NULL, message);
 }
 
 void rec_status_add_skipped(struct rec_status *st)
@@ -242,7 +294,18 @@ static int add_time(struct json_object *o, const char *key, int64_t ms)
 	        o, key, json_object_new_string(rec_time_format(ms, buf, sizeof(buf))));
 }
 
-static struct json_object *events_json(const struct rec_event *v, size_t n, const char *textkey)
+/* lastErrors' fold fields: count, and the kind when there is one. */
+static int add_fold(struct json_object *e, const struct rec_event *v)
+{
+	if (json_object_object_add(e, "count", json_object_new_int64(v->count)))
+		return -1;
+	if (v->kind == NULL || v->kind[0] == '\0')
+		return 0;
+	return json_object_object_add(e, "errorKind", json_object_new_string(v->kind));
+}
+
+static struct json_object *events_json(const struct rec_event *v, size_t n, const char *textkey,
+                                       int errors)
 {
 	struct json_object *arr = json_object_new_array();
 	size_t i;
@@ -253,7 +316,7 @@ static struct json_object *events_json(const struct rec_event *v, size_t n, cons
 		    json_object_object_add(e, "pod", json_object_new_string(v[i].pod)) ||
 		    json_object_object_add(e, "profile", json_object_new_string(v[i].profile)) ||
 		    json_object_object_add(e, textkey, json_object_new_string(v[i].text)) ||
-		    json_object_array_add(arr, e)) {
+		    (errors && add_fold(e, &v[i])) || json_object_array_add(arr, e)) {
 			json_object_put(e);
 			json_object_put(arr);
 			return NULL;
@@ -309,8 +372,8 @@ char *rec_status_patch_body(const struct rec_status *st)
 		json_object_put(s);
 		goto out;
 	}
-	errs = events_json(st->errors, st->nerrors, "message");
-	recent = events_json(st->recent, st->nrecent, "id");
+	errs = events_json(st->errors, st->nerrors, "message", 1);
+	recent = events_json(st->recent, st->nrecent, "id", 0);
 	conds = conds_json(st);
 	if (json_object_object_add(s, "lastErrors", errs) ||
 	    json_object_object_add(s, "recentProfiles", recent) ||
@@ -379,9 +442,10 @@ static const char *str_field(const struct json_object *o, const char *key)
 	return NULL;
 }
 
-/* Loads a list written newest first, keeping that order. */
-static int events_from_json(const struct json_object *arr, struct rec_event *list, size_t *n,
-                            const char *textkey)
+/* Loads a list written newest first, keeping that order. lastErrors
+ * entries are folded as they load, so a list written before entries had
+ * counts (one entry per failure) comes back as one entry per kind. */
+static int events_from_json(const struct json_object *arr, struct rec_status *st, int errors)
 {
 	size_t i, len;
 
@@ -392,10 +456,20 @@ static int events_from_json(const struct json_object *arr, struct rec_event *lis
 		len = REC_STATUS_LIST_MAX;
 	for (i = len; i-- > 0;) {
 		struct json_object *e = json_object_array_get_idx(arr, i);
+		int rc;
 		if (!json_object_is_type(e, json_type_object))
 			continue;
-		if (push_event(list, n, time_field(e, "time"), str_field(e, "pod"),
-		               str_field(e, "profile"), str_field(e, textkey)) < 0)
+		if (errors)
+			rc = fold_error(st, time_field(e, "time"), str_field(e, "pod"),
+			                str_field(e, "profile"), str_field(e, "errorKind"),
+			                str_field(e, "message"), int_field(e, "count"));
+		else if (str_field(e, "id") && strlen(str_field(e, "id")) > REC_PROFILE_ID_MAX)
+			continue; /* the CRD would refuse the whole status */
+		else
+			rc = push_event(st->recent, &st->nrecent, time_field(e, "time"),
+			                str_field(e, "pod"), str_field(e, "profile"),
+			                str_field(e, "id"), NULL, 1);
+		if (rc < 0)
 			return -ENOMEM;
 	}
 	return 0;
@@ -424,11 +498,9 @@ int rec_status_from_json(const struct json_object *obj, struct rec_status *st)
 		st->last_round.failed = u32_field(v, "failed");
 		st->last_round.skipped = u32_field(v, "skipped");
 	}
-	if (json_object_object_get_ex(obj, "lastErrors", &v) &&
-	    events_from_json(v, st->errors, &st->nerrors, "message") < 0)
+	if (json_object_object_get_ex(obj, "lastErrors", &v) && events_from_json(v, st, 1) < 0)
 		goto out_nomem;
-	if (json_object_object_get_ex(obj, "recentProfiles", &v) &&
-	    events_from_json(v, st->recent, &st->nrecent, "id") < 0)
+	if (json_object_object_get_ex(obj, "recentProfiles", &v) && events_from_json(v, st, 0) < 0)
 		goto out_nomem;
 	if (!json_object_object_get_ex(obj, "conditions", &v) ||
 	    !json_object_is_type(v, json_type_array))

@@ -248,6 +248,100 @@ static void test_status_lists_keep_ten_newest_first(void **state)
 	rec_status_free(&st);
 }
 
+/* One pod failing every round must not hide the others: repeats of
+ * (pod, profile, error kind) fold into one entry with a count. */
+static void test_status_errors_fold_by_pod_profile_and_kind(void **state)
+{
+	struct rec_status st;
+	char msg[64];
+	int64_t t = T0;
+
+	rec_status_init(&st);
+	for (int i = 0; i < 30; i++) {
+		snprintf(msg, sizeof(msg), "timed out after %d ms", 2000 + i);
+		assert_int_equal(
+		        rec_status_add_failure_kind(&st, t++, "shop/a", "heap", "timeout", msg), 0);
+		if (i == 9)
+			rec_status_add_failure_kind(&st, t++, "shop/b", "heap", "http_500",
+			                            "HTTP 500");
+		if (i == 19)
+			rec_status_add_failure_kind(&st, t++, "shop/c", "cpu", "timeout",
+			                            "timed out");
+	}
+	rec_status_add_failure_kind(&st, t++, "shop/d", "heap", "invalid_target", "bad port");
+	assert_int_equal(st.nerrors, 4);
+	assert_string_equal(st.errors[0].pod, "shop/d");
+	assert_string_equal(st.errors[1].pod, "shop/a");
+	assert_int_equal(st.errors[1].count, 30);
+	assert_string_equal(st.errors[1].text, "timed out after 2029 ms");
+	assert_int_equal(st.errors[1].time_ms, T0 + 31);
+	assert_string_equal(st.errors[2].pod, "shop/c");
+	assert_string_equal(st.errors[3].pod, "shop/b");
+	for (size_t i = 0; i < st.nerrors; i++)
+		if (i != 1)
+			assert_int_equal(st.errors[i].count, 1);
+	assert_int_equal(st.captures_failed, 33);
+	/* A different kind for the same pod and profile is its own entry. */
+	rec_status_add_failure_kind(&st, t++, "shop/a", "heap", "http_500", "HTTP 500");
+	assert_int_equal(st.nerrors, 5);
+	assert_int_equal(st.errors[0].count, 1);
+	rec_status_free(&st);
+}
+
+/* Without a kind, repeats fold by pod and profile alone (the newest
+ * message wins), so the old entry point cannot flood the list either. */
+static void test_status_unclassified_errors_fold_by_pod_and_profile(void **state)
+{
+	struct rec_status st;
+
+	rec_status_init(&st);
+	for (int i = 0; i < 15; i++)
+		rec_status_add_failure(&st, T0 + i, "shop/a", "all",
+		                       i % 2 ? "bad annotation port" : "bad annotation path");
+	rec_status_add_failure(&st, T0 + 20, "shop/b", "all", "bad annotation port");
+	assert_int_equal(st.nerrors, 2);
+	assert_string_equal(st.errors[1].pod, "shop/a");
+	assert_int_equal(st.errors[1].count, 15);
+	assert_string_equal(st.errors[1].text, "bad annotation path");
+	rec_status_free(&st);
+}
+
+/* status.c is the one owner of the round tallies: one call, one count. */
+static void test_status_round_tallies_count_each_outcome_once(void **state)
+{
+	struct rec_status st;
+
+	rec_status_init(&st);
+	rec_status_round_start(&st, T0);
+	rec_status_add_failure_kind(&st, T0 + 1, "shop/a", "heap", "timeout", "timed out");
+	rec_status_add_success(&st, T0 + 2, "shop/b", "heap", "id-1");
+	assert_int_equal(st.last_round.failed, 1);
+	assert_int_equal(st.last_round.succeeded, 1);
+	assert_int_equal(st.last_round.skipped, 0);
+	rec_status_free(&st);
+}
+
+/* An id longer than the CRD allows would make every status write fail:
+ * it is counted as a success but not listed. */
+static void test_status_overlong_profile_id_is_not_listed(void **state)
+{
+	struct rec_status st;
+	char id[REC_PROFILE_ID_MAX + 2];
+
+	memset(id, 'x', sizeof(id) - 1);
+	id[sizeof(id) - 1] = '\0';
+	rec_status_init(&st);
+	assert_int_equal(rec_status_add_success(&st, T0, "shop/a", "heap", id), -EINVAL);
+	assert_int_equal(st.nrecent, 0);
+	assert_int_equal(st.captures_succeeded, 1);
+	assert_int_equal(st.last_round.succeeded, 1);
+	assert_int_equal(st.last_capture_ms, T0);
+	id[REC_PROFILE_ID_MAX] = '\0'; /* exactly the maximum is fine */
+	assert_int_equal(rec_status_add_success(&st, T0, "shop/a", "heap", id), 0);
+	assert_int_equal(st.nrecent, 1);
+	rec_status_free(&st);
+}
+
 static void test_status_long_error_is_cut_on_a_utf8_boundary(void **state)
 {
 	struct rec_status st;
@@ -318,10 +412,12 @@ static void test_status_patch_body_is_a_merge_patch(void **state)
 	assert_string_equal(json_object_get_string(field(v, "id")), "bq3kbj6a0t0g00dm7qpg");
 	assert_string_equal(json_object_get_string(field(v, "pod")), "shop/a");
 	assert_string_equal(json_object_get_string(field(v, "profile")), "heap");
+	assert_false(json_object_object_get_ex(v, "count", NULL));
 	v = json_object_array_get_idx(field(s, "lastErrors"), 0);
 	assert_string_equal(json_object_get_string(field(v, "message")),
 	                    "HTTP 400: \"seconds\" too long");
 	assert_string_equal(json_object_get_string(field(v, "time")), "2024-06-01T00:00:02Z");
+	assert_int_equal(json_object_get_int64(field(v, "count")), 1);
 	v = field(s, "conditions");
 	assert_int_equal(json_object_array_length(v), 4);
 	for (size_t i = 0; i < 4; i++) {
@@ -348,6 +444,7 @@ static void test_status_survives_restart_via_json(void **state)
 	rec_status_init(&a);
 	for (int i = 0; i < 12; i++)
 		rec_status_add_failure(&a, T0 + i * 1000, "shop/x", "cpu", "refused");
+	rec_status_add_failure_kind(&a, T0 + 12000, "shop/y", "cpu", "timeout", "timed out");
 	rec_status_add_success(&a, T0 + 20000, "shop/x", "heap", "id-9");
 	a.spool_bytes = 4096;
 	a.spool_dropped = 0;
@@ -357,14 +454,30 @@ static void test_status_survives_restart_via_json(void **state)
 	struct json_object *o = json_tokener_parse(body), *s = NULL;
 	assert_true(json_object_object_get_ex(o, "status", &s));
 	assert_int_equal(rec_status_from_json(s, &b), 0);
-	assert_int_equal(b.captures_failed, 12);
-	assert_int_equal(b.nerrors, 10);
-	assert_int_equal(b.errors[0].time_ms, T0 + 11000); /* still newest first */
+	assert_int_equal(b.captures_failed, 13);
+	assert_int_equal(b.nerrors, 2);
+	assert_int_equal(b.errors[0].time_ms, T0 + 12000); /* still newest first */
+	assert_string_equal(b.errors[0].kind, "timeout");
+	assert_int_equal(b.errors[1].time_ms, T0 + 11000);
+	assert_int_equal(b.errors[1].count, 12);
+	/* The kind survives too: a repeat after the restart still folds. */
+	rec_status_add_failure_kind(&b, T0 + 13000, "shop/y", "cpu", "timeout", "timed out");
+	assert_int_equal(b.nerrors, 2);
+	assert_int_equal(b.errors[0].count, 2);
 	assert_int_equal(b.nrecent, 1);
 	assert_int_equal(b.last_capture_ms, T0 + 20000);
 	/* After a restart the conditions keep their transition times. */
 	rec_status_compute(&b, p, &errs, 1, T0 + MIN, T0 + 10 * MIN);
 	assert_int_equal(rec_status_condition(&b, "Ready")->last_transition_ms, T0 + 30000);
+	b.spool_bytes = 4096;
+	b.spool_dropped = 0;
+	body2 = rec_status_patch_body(&b);
+	assert_non_null(strstr(body2, "\"count\":2"));
+	free(body2);
+	/* Written again without the repeat, the status is unchanged. */
+	rec_status_free(&b);
+	assert_int_equal(rec_status_from_json(s, &b), 0);
+	rec_status_compute(&b, p, &errs, 1, T0 + MIN, T0 + 10 * MIN);
 	b.spool_bytes = 4096;
 	b.spool_dropped = 0;
 	body2 = rec_status_patch_body(&b);
@@ -375,6 +488,31 @@ static void test_status_survives_restart_via_json(void **state)
 	rec_status_free(&a);
 	rec_status_free(&b);
 	rec_policy_free(p);
+}
+
+/* A list written before entries had counts (one entry per failure) is
+ * folded on load; a count below 1 reads as 1. */
+static void test_status_from_json_folds_uncounted_repeats(void **state)
+{
+	struct rec_status st;
+	struct json_object *o = json_tokener_parse(
+	        "{\"lastErrors\":["
+	        "{\"time\":\"2024-06-01T00:00:03Z\",\"pod\":\"shop/a\",\"profile\":\"heap\","
+	        "\"message\":\"new\"},"
+	        "{\"time\":\"2024-06-01T00:00:02Z\",\"pod\":\"shop/b\",\"profile\":\"heap\","
+	        "\"message\":\"b\",\"count\":0},"
+	        "{\"time\":\"2024-06-01T00:00:01Z\",\"pod\":\"shop/a\",\"profile\":\"heap\","
+	        "\"message\":\"old\",\"count\":4}]}");
+
+	assert_int_equal(rec_status_from_json(o, &st), 0);
+	assert_int_equal(st.nerrors, 2);
+	assert_string_equal(st.errors[0].pod, "shop/a");
+	assert_string_equal(st.errors[0].text, "new");
+	assert_int_equal(st.errors[0].count, 5);
+	assert_int_equal(st.errors[0].time_ms, T0 + 3000);
+	assert_int_equal(st.errors[1].count, 1);
+	rec_status_free(&st);
+	json_object_put(o);
 }
 
 static void test_status_from_json_tolerates_garbage(void **state)
@@ -407,10 +545,15 @@ int main(void)
 	        cmocka_unit_test(test_status_degraded_when_captures_fail),
 	        cmocka_unit_test(test_status_empty_profiles_are_skipped_not_failed),
 	        cmocka_unit_test(test_status_lists_keep_ten_newest_first),
+	        cmocka_unit_test(test_status_errors_fold_by_pod_profile_and_kind),
+	        cmocka_unit_test(test_status_unclassified_errors_fold_by_pod_and_profile),
+	        cmocka_unit_test(test_status_round_tallies_count_each_outcome_once),
+	        cmocka_unit_test(test_status_overlong_profile_id_is_not_listed),
 	        cmocka_unit_test(test_status_long_error_is_cut_on_a_utf8_boundary),
 	        cmocka_unit_test(test_status_counters_saturate),
 	        cmocka_unit_test(test_status_patch_body_is_a_merge_patch),
 	        cmocka_unit_test(test_status_survives_restart_via_json),
+	        cmocka_unit_test(test_status_from_json_folds_uncounted_repeats),
 	        cmocka_unit_test(test_status_from_json_tolerates_garbage),
 	};
 	return cmocka_run_group_tests_name("reconcile_status", tests, NULL, NULL);
