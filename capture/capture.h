@@ -55,12 +55,13 @@ enum cap_result {
 	CAP_RES_CANCELLED,   /* cancelled by the caller (e.g. its policy was deleted) */
 	CAP_RES_DROPPED,     /* delivery only: dropped from a full spool */
 	CAP_RES_INTERNAL,    /* out of memory, or a curl setup failure */
+	CAP_RES_OVER_BUDGET, /* the captures in flight together held max_inflight_bytes */
 	CAP_RES__COUNT
 };
 
 /* A short stable name ("ok", "empty", "refused", "timeout", "http",
- * "transport", "too_large", "not_profile", "cancelled", "dropped", "internal"), for metric
- * labels. A static string. */
+ * "transport", "too_large", "not_profile", "cancelled", "dropped", "internal",
+ * "over_budget"), for metric labels. A static string. */
 const char *cap_result_name(enum cap_result r);
 
 /* ---- URLs ---------------------------------------------------------------- */
@@ -139,6 +140,9 @@ struct cap_fetcher_opts {
 	size_t max_per_target;       /* non-CPU captures of one target at once; 0: no limit
 	                                (CPU captures are always one per target) */
 	size_t max_body_bytes;       /* per body; 0: 64 MiB */
+	size_t max_inflight_bytes;   /* body bytes buffered by all captures in flight together;
+	                                0: 2 * max_body_bytes (128 MiB by default). At least
+	                                max_body_bytes, or cap_fetcher_new() fails. */
 	uint32_t connect_timeout_ms; /* 0: 5000 */
 	const char *user_agent;      /* copied; NULL: "profefe-operator/<version>" */
 	int insecure_tls;            /* 1: skip TLS verification for https targets */
@@ -170,7 +174,18 @@ struct cap_fetch_result {
 typedef void (*cap_fetch_done_fn)(void *arg, struct cap_fetch_result *r);
 
 /* Creates a fetcher on loop `l` (lent; it must outlive the fetcher). `o` may
- * be NULL for the defaults. Returns 0 and stores it in `*out`, or -ENOMEM. */
+ * be NULL for the defaults. Returns 0 and stores it in `*out`, -EINVAL when
+ * max_inflight_bytes is below max_body_bytes, or -ENOMEM.
+ *
+ * The budget: max_body_bytes bounds one hostile pod (an endless body), and
+ * max_inflight_bytes bounds them all, so memory does not grow with
+ * max_inflight times max_body_bytes. A capture whose next bytes would pass
+ * the budget fails with CAP_RES_OVER_BUDGET (counted in budget_refusals)
+ * and frees its share at once. The default, two bodies' worth, lets one
+ * pod reach its own cap while the others still have a full body's room;
+ * a few hundred typical profiles of tens to hundreds of KB fit in that.
+ * Buffers grow by doubling, so allocated memory can be up to twice the
+ * bytes counted. */
 int cap_fetcher_new(struct loop *l, const struct cap_fetcher_opts *o, struct cap_fetcher **out);
 
 /* Cancels everything (each callback sees CAP_RES_CANCELLED) and frees the
@@ -202,6 +217,9 @@ struct cap_fetcher_stats {
 	uint64_t started;
 	uint64_t finished[CAP_RES__COUNT]; /* by result */
 	uint64_t bytes;                    /* body bytes received */
+	uint64_t inflight_bytes;           /* body bytes buffered by captures in flight now */
+	uint64_t inflight_bytes_peak;      /* the most inflight_bytes has been */
+	uint64_t budget_refusals;          /* captures failed with CAP_RES_OVER_BUDGET */
 };
 void cap_fetcher_stats(const struct cap_fetcher *f, struct cap_fetcher_stats *out);
 

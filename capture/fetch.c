@@ -41,7 +41,9 @@ struct job {
 	CURL *easy;
 	struct loop_buf buf;
 	uint64_t enq_ms, start_ms;
-	int hdr_done; /* the reply's header block has ended */
+	int hdr_done;          /* the reply's header block has ended */
+	int over_budget;       /* a write would have passed max_inflight_bytes */
+	size_t budget_held_by; /* then: bytes the other captures held */
 	char errbuf[CURL_ERROR_SIZE];
 	char msg[320];
 };
@@ -69,6 +71,7 @@ struct cap_fetcher {
 	struct tgt *tgts[TGT_BUCKETS];
 	uint64_t next_id;
 	int dispatching;
+	size_t inflight_bytes; /* the sum of buf.len over running jobs */
 	struct cap_fetcher_stats st;
 };
 
@@ -192,6 +195,37 @@ static int target_busy(struct cap_fetcher *f, const struct job *j)
 
 static void on_done(void *arg, CURL *easy, CURLcode rc);
 
+/* The CURLOPT_WRITEFUNCTION of a capture: appends to its capped buffer
+ * within the fetcher's budget. Returning short makes curl fail the
+ * transfer with CURLE_WRITE_ERROR; the job's flags tell why. */
+static size_t job_write(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	struct job *j = userdata;
+	struct cap_fetcher *f = j->f;
+	size_t n = size * nmemb;
+
+	/* Past its own cap it is the pod's fault (TOO_LARGE), not the budget's. */
+	if (j->buf.len + n <= j->buf.cap_bytes && n > f->o.max_inflight_bytes - f->inflight_bytes) {
+		j->over_budget = 1;
+		j->budget_held_by = f->inflight_bytes - j->buf.len;
+		return 0;
+	}
+	if (loop_buf_append(&j->buf, ptr, n) != 0)
+		return 0;
+	f->inflight_bytes += n;
+	if (f->inflight_bytes > f->st.inflight_bytes_peak)
+		f->st.inflight_bytes_peak = f->inflight_bytes;
+	return n;
+}
+
+/* Takes a job off the running list and its bytes off the budget. */
+static void job_stop_running(struct cap_fetcher *f, struct job *j)
+{
+	jlist_del(&f->running, j);
+	tgt_leave(f, j);
+	f->inflight_bytes -= j->buf.len;
+}
+
 /* Starts the transfer of a job taken off the queue. */
 static int job_begin(struct cap_fetcher *f, struct job *j)
 {
@@ -206,6 +240,9 @@ static int job_begin(struct cap_fetcher *f, struct job *j)
 		return -ENOMEM;
 	int rc = cap__easy_setup(j->easy, j->url, f->o.connect_timeout_ms, total, &j->buf,
 	                         j->errbuf, f->user_agent, &j->hdr_done);
+	if (rc == 0 && (curl_easy_setopt(j->easy, CURLOPT_WRITEFUNCTION, job_write) != CURLE_OK ||
+	                curl_easy_setopt(j->easy, CURLOPT_WRITEDATA, j) != CURLE_OK))
+		rc = -EINVAL;
 	if (rc == 0 && f->o.insecure_tls &&
 	    (curl_easy_setopt(j->easy, CURLOPT_SSL_VERIFYPEER, 0L) != CURLE_OK ||
 	     curl_easy_setopt(j->easy, CURLOPT_SSL_VERIFYHOST, 0L) != CURLE_OK))
@@ -276,11 +313,18 @@ static void on_done(void *arg, CURL *easy, CURLcode rc)
 	long status = 0;
 	char line[200];
 	(void)curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
-	jlist_del(&f->running, j);
-	tgt_leave(f, j);
+	job_stop_running(f, j);
 	f->st.bytes += j->buf.len;
 	enum cap_result res = cap__classify(rc, &j->buf);
-	if (cap__header_overflow(rc, j->hdr_done)) {
+	if (rc == CURLE_WRITE_ERROR && j->over_budget) {
+		/* Said from the operator's side: its limit, not the pod's. */
+		snprintf(j->msg, sizeof(j->msg),
+		         "over the memory budget of %zu bytes for all captures in flight "
+		         "(%zu held by this capture, %zu by others)",
+		         f->o.max_inflight_bytes, j->buf.len, j->budget_held_by);
+		res = CAP_RES_OVER_BUDGET;
+		f->st.budget_refusals++;
+	} else if (cap__header_overflow(rc, j->hdr_done)) {
 		/* The pod's fault, not the operator's memory. */
 		snprintf(j->msg, sizeof(j->msg), "response header from the pod exceeds %d bytes",
 		         CURL_MAX_HTTP_HEADER);
@@ -324,6 +368,12 @@ int cap_fetcher_new(struct loop *l, const struct cap_fetcher_opts *o, struct cap
 		f->o.max_inflight = DEFAULT_INFLIGHT;
 	if (f->o.max_body_bytes == 0)
 		f->o.max_body_bytes = DEFAULT_BODY;
+	if (f->o.max_inflight_bytes == 0)
+		f->o.max_inflight_bytes = 2 * f->o.max_body_bytes;
+	if (f->o.max_inflight_bytes < f->o.max_body_bytes) {
+		free(f);
+		return -EINVAL;
+	}
 	if (f->o.connect_timeout_ms == 0)
 		f->o.connect_timeout_ms = DEFAULT_CONNECT_MS;
 	f->user_agent = strdup(f->o.user_agent ? f->o.user_agent : cap_user_agent());
@@ -341,8 +391,7 @@ int cap_fetcher_new(struct loop *l, const struct cap_fetcher_opts *o, struct cap
 static void job_cancel(struct cap_fetcher *f, struct job *j)
 {
 	if (j->state == JOB_RUNNING) {
-		jlist_del(&f->running, j);
-		tgt_leave(f, j);
+		job_stop_running(f, j);
 		loop_transfer_cancel(f->loop, j->easy);
 	} else {
 		jlist_del(&f->queue, j);
@@ -464,6 +513,7 @@ char *cap_fetch_take_body(struct cap_fetch_result *r, size_t *len)
 void cap_fetcher_stats(const struct cap_fetcher *f, struct cap_fetcher_stats *out)
 {
 	*out = f->st;
+	out->inflight_bytes = f->inflight_bytes;
 	out->inflight = f->running.n;
 	out->queued = f->queue.n;
 }

@@ -41,6 +41,7 @@ static const char *const result_names[CAP_RES__COUNT] = {
         [CAP_RES_CANCELLED] = "cancelled",
         [CAP_RES_DROPPED] = "dropped",
         [CAP_RES_INTERNAL] = "internal",
+        [CAP_RES_OVER_BUDGET] = "over_budget",
 };
 
 const char *cap_ptype_name(enum cap_ptype t)

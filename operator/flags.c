@@ -23,6 +23,7 @@ enum {
 	F_SPOOL_DIR,
 	F_SPOOL_MAX,
 	F_MAX_PROFILE,
+	F_MAX_INFLIGHT_BYTES,
 	F_SPREAD,
 	F_SHUTDOWN,
 	F_LOG_FORMAT,
@@ -45,6 +46,7 @@ static const struct option longopts[] = {
         {"spool-dir", required_argument, NULL, F_SPOOL_DIR},
         {"spool-max-bytes", required_argument, NULL, F_SPOOL_MAX},
         {"max-profile-bytes", required_argument, NULL, F_MAX_PROFILE},
+        {"max-inflight-bytes", required_argument, NULL, F_MAX_INFLIGHT_BYTES},
         {"spread-window", required_argument, NULL, F_SPREAD},
         {"shutdown-timeout", required_argument, NULL, F_SHUTDOWN},
         {"log-format", required_argument, NULL, F_LOG_FORMAT},
@@ -87,6 +89,11 @@ void op_flags_usage(FILE *out)
 	      "  --spool-max-bytes SIZE             spool cap, e.g. 512Mi (default 256Mi)\n"
 	      "  --max-profile-bytes SIZE           largest profile accepted from a pod (default "
 	      "64Mi)\n"
+	      "  --max-inflight-bytes SIZE          memory all captures in flight may hold "
+	      "together;\n"
+	      "                                     past it a capture fails as over_budget "
+	      "(default:\n"
+	      "                                     twice --max-profile-bytes)\n"
 	      "  --spread-window DURATION           spread a round's captures over this window "
 	      "(default 10s)\n"
 	      "  --shutdown-timeout DURATION        on SIGTERM, wait this long for captures "
@@ -214,6 +221,13 @@ static int apply(struct op_flags *f, int c, const char *arg, char *err, size_t e
 			return 0;
 		name = "--max-profile-bytes (want a size of at least 1Ki, e.g. 64Mi)";
 		break;
+	case F_MAX_INFLIGHT_BYTES:
+		if (parse_size(arg, &f->max_inflight_bytes) == 0 && f->max_inflight_bytes >= 1024) {
+			f->max_inflight_bytes_arg = arg;
+			return 0;
+		}
+		name = "--max-inflight-bytes (want a size of at least 1Ki, e.g. 128Mi)";
+		break;
 	case F_SPREAD:
 		if (parse_duration(arg, &f->spread_ms) == 0)
 			return 0;
@@ -277,6 +291,14 @@ int op_flags_parse(int argc, char **argv, struct op_flags *f, char *err, size_t 
 	}
 	if (optind < argc) {
 		snprintf(err, errlen, "unexpected argument \"%s\"; see --help", argv[optind]);
+		return -EINVAL;
+	}
+	/* Checked after all flags, so that their order does not matter. */
+	if (f->max_inflight_bytes != 0 && f->max_inflight_bytes < f->max_profile_bytes) {
+		snprintf(err, errlen,
+		         "invalid value \"%s\" for --max-inflight-bytes (want at least "
+		         "--max-profile-bytes, %" PRIu64 " bytes)",
+		         f->max_inflight_bytes_arg, f->max_profile_bytes);
 		return -EINVAL;
 	}
 	if (f->profefe_url && strncmp(f->profefe_url, "http://", 7) != 0 &&

@@ -11,25 +11,29 @@
 #include <stdio.h>
 
 struct op_flags {
-	const char *kubeconfig;     /* --kubeconfig; NULL: KUBECONFIG/in-cluster */
-	const char *context;        /* --context */
-	const char *ns;             /* --namespace: watch scope; NULL = all */
-	const char *profefe_url;    /* --profefe-url */
-	const char *metrics_addr;   /* --metrics-bind-address, default ":8080" */
-	const char *health_addr;    /* --health-probe-bind-address, default ":8081" */
-	int leader_elect;           /* --leader-elect */
-	const char *lease_ns;       /* --leader-election-namespace; default: config's */
-	const char *lease_name;     /* --leader-election-id */
-	const char *identity;       /* --identity; default: hostname_random */
-	size_t max_inflight;        /* --max-inflight, default 256 */
-	const char *spool_dir;      /* --spool-dir; NULL: in memory */
-	uint64_t spool_max_bytes;   /* --spool-max-bytes, default 256 MiB */
-	uint64_t max_profile_bytes; /* --max-profile-bytes, default 64 MiB */
-	uint32_t spread_ms;         /* --spread-window, default 10s */
-	uint32_t shutdown_ms;       /* --shutdown-timeout, default 15s */
-	int log_json;               /* --log-format=json */
-	int verbosity;              /* -v N */
-	int check;                  /* --check */
+	const char *kubeconfig;      /* --kubeconfig; NULL: KUBECONFIG/in-cluster */
+	const char *context;         /* --context */
+	const char *ns;              /* --namespace: watch scope; NULL = all */
+	const char *profefe_url;     /* --profefe-url */
+	const char *metrics_addr;    /* --metrics-bind-address, default ":8080" */
+	const char *health_addr;     /* --health-probe-bind-address, default ":8081" */
+	int leader_elect;            /* --leader-elect */
+	const char *lease_ns;        /* --leader-election-namespace; default: config's */
+	const char *lease_name;      /* --leader-election-id */
+	const char *identity;        /* --identity; default: hostname_random */
+	size_t max_inflight;         /* --max-inflight, default 256 */
+	const char *spool_dir;       /* --spool-dir; NULL: in memory */
+	uint64_t spool_max_bytes;    /* --spool-max-bytes, default 256 MiB */
+	uint64_t max_profile_bytes;  /* --max-profile-bytes, default 64 MiB */
+	uint64_t max_inflight_bytes; /* --max-inflight-bytes: body bytes all captures in flight
+	                                may hold together; 0 (default): the fetcher's,
+	                                2 * max_profile_bytes. Never below max_profile_bytes. */
+	const char *max_inflight_bytes_arg; /* its text as given, for messages; NULL if not given */
+	uint32_t spread_ms;                 /* --spread-window, default 10s */
+	uint32_t shutdown_ms;               /* --shutdown-timeout, default 15s */
+	int log_json;                       /* --log-format=json */
+	int verbosity;                      /* -v N */
+	int check;                          /* --check */
 	int help, version;
 };
 

@@ -31,7 +31,7 @@ static atomic_int active, max_active, served;
 
 /* Paths: /d/<ms>/<anything>: wait ms, then send the heap fixture;
  * /status/<code>: that status with a message line; /big: 1 MiB of 'x';
- * /hugehdr: a 4 MiB response header line. */
+ * /hugehdr: a 4 MiB response header line; /endless: a body without end. */
 static void *serve_one(void *arg)
 {
 	int fd = (int)(intptr_t)arg;
@@ -71,6 +71,14 @@ static void *serve_one(void *arg)
 		for (int i = 0; i < 16; i++)
 			if (send(fd, big, sizeof(big), MSG_NOSIGNAL) < 0)
 				break;
+	} else if (strncmp(req, "GET /endless", 12) == 0) {
+		/* Paced, so that several such bodies grow side by side. */
+		static char chunk[1 << 14];
+		memset(chunk, 'e', sizeof(chunk));
+		snprintf(hdr, sizeof(hdr), "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+		send(fd, hdr, strlen(hdr), MSG_NOSIGNAL);
+		while (send(fd, chunk, sizeof(chunk), MSG_NOSIGNAL) >= 0)
+			usleep(2000);
 	} else if (strncmp(req, "GET /hugehdr", 12) == 0) {
 		static char big[1 << 16];
 		memset(big, 'a', sizeof(big));
@@ -355,6 +363,65 @@ static void test_fetch_huge_header_is_the_pods_fault(void **state)
 	loop_free(l);
 }
 
+static void test_fetch_budget_bounds_bytes_in_flight(void **state)
+{
+	struct loop *l;
+	struct cap_fetcher *f;
+	/* Five endless bodies, each allowed 1 MiB, share a 2 MiB budget. */
+	const size_t budget = 2u << 20;
+	struct cap_fetcher_opts o = {.max_body_bytes = 1u << 20, .max_inflight_bytes = budget};
+	struct cap_fetcher_opts bad = {.max_body_bytes = 1u << 20, .max_inflight_bytes = 1000};
+	struct got g[5];
+	struct cap_fetcher_stats st;
+	assert_int_equal(loop_new(&l), 0);
+	assert_int_equal(cap_fetcher_new(l, &bad, &f), -EINVAL);
+	assert_int_equal(cap_fetcher_new(l, &o, &f), 0);
+	for (int i = 0; i < 5; i++) {
+		char key[16];
+		snprintf(key, sizeof(key), "e%d", i);
+		start(f, "/endless", CAP_PT_HEAP, key, NULL, &g[i]);
+	}
+	for (int i = 0; i < 400; i++) {
+		size_t done = 0;
+		for (int k = 0; k < 5; k++)
+			done += g[k].calls > 0;
+		cap_fetcher_stats(f, &st);
+		assert_true(st.inflight_bytes <= budget);
+		if (done == 5)
+			break;
+		loop_run_once(l, 25);
+	}
+	uint64_t over = 0;
+	for (int k = 0; k < 5; k++) {
+		assert_int_equal(g[k].calls, 1);
+		assert_true(g[k].res == CAP_RES_TOO_LARGE || g[k].res == CAP_RES_OVER_BUDGET);
+		if (g[k].res == CAP_RES_OVER_BUDGET) {
+			over++;
+			print_message("%s\n", g[k].msg);
+			assert_non_null(strstr(g[k].msg, "budget"));
+		}
+	}
+	cap_fetcher_stats(f, &st);
+	print_message("peak %llu, refusals %llu\n", (unsigned long long)st.inflight_bytes_peak,
+	              (unsigned long long)st.budget_refusals);
+	/* The high-water mark held too, between the loop's turns as well. */
+	assert_true(st.inflight_bytes_peak <= budget);
+	assert_true(st.inflight_bytes_peak > (1u << 20));
+	assert_true(over >= 1);
+	assert_int_equal(st.budget_refusals, over);
+	assert_int_equal(st.finished[CAP_RES_OVER_BUDGET], over);
+	assert_int_equal(st.inflight_bytes, 0);
+	assert_string_equal(cap_result_name(CAP_RES_OVER_BUDGET), "over_budget");
+	/* The budget is free again: a normal capture goes through. */
+	start(f, "/d/10/after", CAP_PT_HEAP, "n", NULL, &g[0]);
+	run_until_done(l, g, 1);
+	assert_int_equal(g[0].res, CAP_RES_OK);
+	cap_fetcher_stats(f, &st);
+	assert_int_equal(st.inflight_bytes, 0);
+	cap_fetcher_free(f);
+	loop_free(l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -364,6 +431,7 @@ int main(void)
 	        cmocka_unit_test(test_fetch_cancel),
 	        cmocka_unit_test(test_fetch_error_kinds),
 	        cmocka_unit_test(test_fetch_huge_header_is_the_pods_fault),
+	        cmocka_unit_test(test_fetch_budget_bounds_bytes_in_flight),
 	};
 	return cmocka_run_group_tests(tests, group_setup, NULL);
 }

@@ -27,6 +27,7 @@ static void test_defaults_follow_kubebuilder(void **state)
 	assert_int_equal(f.max_inflight, 256);
 	assert_true(f.spool_max_bytes == 256ull << 20);
 	assert_true(f.max_profile_bytes == 64ull << 20);
+	assert_true(f.max_inflight_bytes == 0); /* the fetcher's: 2 * max_profile_bytes */
 	assert_int_equal(f.spread_ms, 10000);
 	assert_false(f.leader_elect);
 	assert_null(f.ns);
@@ -61,6 +62,8 @@ static void test_every_flag_parses(void **state)
 	                "1Gi",
 	                "--max-profile-bytes",
 	                "512Ki",
+	                "--max-inflight-bytes",
+	                "1Gi",
 	                "--spread-window",
 	                "1m30s",
 	                "--shutdown-timeout=5s",
@@ -89,6 +92,7 @@ static void test_every_flag_parses(void **state)
 	assert_string_equal(f.spool_dir, "/s");
 	assert_true(f.spool_max_bytes == 1ull << 30);
 	assert_true(f.max_profile_bytes == 512ull << 10);
+	assert_true(f.max_inflight_bytes == 1ull << 30);
 	assert_int_equal(f.spread_ms, 90000);
 	assert_int_equal(f.shutdown_ms, 5000);
 	assert_true(f.log_json);
@@ -118,6 +122,8 @@ static void test_bad_values_name_the_flag(void **state)
 	        {"--max-inflight", "lots", "--max-inflight"},
 	        {"--spool-max-bytes", "12Xi", "--spool-max-bytes"},
 	        {"--spool-max-bytes", "-5", "--spool-max-bytes"},
+	        {"--max-inflight-bytes", "12Xi", "--max-inflight-bytes"},
+	        {"--max-inflight-bytes", "0", "--max-inflight-bytes"},
 	        {"--spread-window", "soon", "--spread-window"},
 	        {"--log-format", "xml", "--log-format"},
 	        {"--leader-elect", "maybe", "--leader-elect"},
@@ -139,6 +145,23 @@ static void test_bad_values_name_the_flag(void **state)
 		assert_non_null(strstr(err, cases[i].want));
 		assert_non_null(strstr(err, cases[i].value));
 	}
+}
+
+static void test_max_inflight_bytes_holds_one_profile(void **state)
+{
+	char *small[] = {"op", "--max-inflight-bytes=1Mi", NULL};
+	char *both[] = {"op", "--max-inflight-bytes=1Mi", "--max-profile-bytes=1Mi", NULL};
+	struct op_flags f;
+	char err[256] = "";
+
+	(void)state;
+	/* Below the default --max-profile-bytes (64Mi), whatever the order. */
+	assert_int_equal(op_flags_parse(ARGC(small), small, &f, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "--max-inflight-bytes"));
+	assert_non_null(strstr(err, "1Mi"));
+	assert_non_null(strstr(err, "--max-profile-bytes"));
+	assert_int_equal(op_flags_parse(ARGC(both), both, &f, err, sizeof(err)), 0);
+	assert_true(f.max_inflight_bytes == 1ull << 20);
 }
 
 static void test_unknown_flag_missing_value_and_stray_args_fail(void **state)
@@ -165,6 +188,7 @@ int main(void)
 	        cmocka_unit_test(test_every_flag_parses),
 	        cmocka_unit_test(test_leader_elect_takes_explicit_false),
 	        cmocka_unit_test(test_bad_values_name_the_flag),
+	        cmocka_unit_test(test_max_inflight_bytes_holds_one_profile),
 	        cmocka_unit_test(test_unknown_flag_missing_value_and_stray_args_fail),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
