@@ -66,14 +66,6 @@ const char *cap_result_name(enum cap_result r);
 
 /* ---- URLs ---------------------------------------------------------------- */
 
-/* Builds the URL of a profile: <scheme>://<host>:<port><path>/<type>, and for
- * CPU <path>/profile?seconds=N. An IPv6 literal host gets brackets. No
- * debug= parameter, so Go answers with gzipped protobuf. `path` may be NULL
- * ("/debug/pprof") and may end with '/'. Returns a malloc'd string (the
- * caller frees it) or NULL when out of memory or on a bad argument. */
-char *cap_profile_url(const char *scheme, const char *host, unsigned port, const char *path,
-                      enum cap_ptype type, unsigned seconds);
-
 /* Writes the target key "host:port" ("[v6]:port" for IPv6) that keeps CPU
  * captures exclusive per process. Returns 0, or -ENOSPC when it does not fit. */
 int cap_target_key(const char *host, unsigned port, char *buf, size_t len);
@@ -149,12 +141,12 @@ struct cap_fetcher_opts {
 };
 
 struct cap_request {
-	const char *url;        /* copied; see cap_profile_url() */
+	const char *url;        /* copied; e.g. reconcile's target URL */
 	const char *target_key; /* copied; "host:port", the CPU exclusivity key */
 	enum cap_ptype type;
 	uint32_t seconds;    /* CPU only: the profile's duration */
 	uint32_t timeout_ms; /* per capture; a CPU capture gets seconds*1000 + this; 0: 15000 */
-	const void *owner;   /* an opaque token for cap_fetch_cancel_owner(); may be NULL */
+	const void *owner;   /* unused; kept so that callers setting it still compile */
 };
 
 struct cap_fetch_result {
@@ -203,10 +195,6 @@ int cap_fetch_start(struct cap_fetcher *f, const struct cap_request *req, cap_fe
 /* Cancels one capture, queued or in flight. Its callback runs now with
  * CAP_RES_CANCELLED. Returns 0, or -ENOENT when it has already finished. */
 int cap_fetch_cancel(struct cap_fetcher *f, uint64_t id);
-
-/* Cancels every capture started with `owner`, e.g. when a policy is
- * deleted. Returns how many were cancelled. */
-size_t cap_fetch_cancel_owner(struct cap_fetcher *f, const void *owner);
 
 /* Takes the body out of a result (the caller frees it); NULL when none. */
 char *cap_fetch_take_body(struct cap_fetch_result *r, size_t *len);

@@ -35,7 +35,6 @@ struct job {
 	char *url, *key;
 	enum cap_ptype type;
 	uint32_t seconds, timeout_ms;
-	const void *owner;
 	cap_fetch_done_fn done;
 	void *arg;
 	CURL *easy;
@@ -440,7 +439,6 @@ int cap_fetch_start(struct cap_fetcher *f, const struct cap_request *req, cap_fe
 	j->type = req->type;
 	j->seconds = req->seconds;
 	j->timeout_ms = req->timeout_ms ? req->timeout_ms : DEFAULT_TIMEOUT_MS;
-	j->owner = req->owner;
 	j->done = done;
 	j->arg = arg;
 	j->buf.cap_bytes = f->o.max_body_bytes;
@@ -471,33 +469,6 @@ int cap_fetch_cancel(struct cap_fetcher *f, uint64_t id)
 	job_cancel(f, j);
 	dispatch(f);
 	return 0;
-}
-
-/* Returns the first job of `owner` on `l`, or NULL. */
-static struct job *find_owner(struct jlist *l, const void *owner)
-{
-	for (struct job *j = l->head; j; j = j->next)
-		if (j->owner == owner)
-			return j;
-	return NULL;
-}
-
-size_t cap_fetch_cancel_owner(struct cap_fetcher *f, const void *owner)
-{
-	size_t n = 0;
-	struct job *j;
-	int was = f->dispatching;
-	/* Hold dispatch back: freed slots must not start the owner's own
-	 * queued captures. Each callback may change the lists, so search
-	 * again from the start each time. */
-	f->dispatching = 1;
-	while ((j = find_owner(&f->running, owner)) != NULL || (j = find_owner(&f->queue, owner))) {
-		job_cancel(f, j);
-		n++;
-	}
-	f->dispatching = was;
-	dispatch(f);
-	return n;
 }
 
 char *cap_fetch_take_body(struct cap_fetch_result *r, size_t *len)

@@ -88,31 +88,6 @@ int cap_target_key(const char *host, unsigned port, char *buf, size_t len)
 	return n < 0 || (size_t)n >= len ? -ENOSPC : 0;
 }
 
-char *cap_profile_url(const char *scheme, const char *host, unsigned port, const char *path,
-                      enum cap_ptype type, unsigned seconds)
-{
-	char hostport[300], *url;
-	size_t plen;
-	int n;
-	if (host == NULL || *host == '\0' || port == 0 || port > 65535 ||
-	    (unsigned)type >= CAP_PT_OTHER)
-		return NULL;
-	if (cap_target_key(host, port, hostport, sizeof(hostport)) < 0)
-		return NULL;
-	if (path == NULL || *path == '\0')
-		path = "/debug/pprof";
-	plen = strlen(path);
-	while (plen > 0 && path[plen - 1] == '/')
-		plen--;
-	if (type == CAP_PT_CPU)
-		n = asprintf(&url, "%s://%s%s%.*s/profile?seconds=%u", scheme ? scheme : "http",
-		             hostport, path[0] == '/' ? "" : "/", (int)plen, path, seconds);
-	else
-		n = asprintf(&url, "%s://%s%s%.*s/%s", scheme ? scheme : "http", hostport,
-		             path[0] == '/' ? "" : "/", (int)plen, path, cap_ptype_name(type));
-	return n < 0 ? NULL : url;
-}
-
 /* Bytes Go's url.QueryEscape leaves alone. */
 static int unreserved(unsigned char c)
 {

@@ -67,26 +67,6 @@ static void test_query_escape(void **state)
 	free(e);
 }
 
-static void test_profile_urls(void **state)
-{
-	char *u = cap_profile_url("http", "10.0.0.5", 6060, NULL, CAP_PT_CPU, 10);
-	assert_string_equal(u, "http://10.0.0.5:6060/debug/pprof/profile?seconds=10");
-	free(u);
-	u = cap_profile_url("https", "10.0.0.5", 8443, "/admin/pprof/", CAP_PT_HEAP, 0);
-	assert_string_equal(u, "https://10.0.0.5:8443/admin/pprof/heap");
-	free(u);
-	u = cap_profile_url("http", "fd00::1", 6060, "debug/pprof", CAP_PT_ALLOCS, 0);
-	assert_string_equal(u, "http://[fd00::1]:6060/debug/pprof/allocs");
-	free(u);
-	u = cap_profile_url("http", "127.0.0.1", 6060, "/", CAP_PT_GOROUTINE, 0);
-	assert_string_equal(u, "http://127.0.0.1:6060/goroutine");
-	free(u);
-	assert_null(cap_profile_url("http", "127.0.0.1", 0, NULL, CAP_PT_HEAP, 0));
-	assert_null(cap_profile_url("http", "127.0.0.1", 70000, NULL, CAP_PT_HEAP, 0));
-	assert_null(cap_profile_url("http", "", 6060, NULL, CAP_PT_HEAP, 0));
-	assert_null(cap_profile_url("http", "h", 6060, NULL, CAP_PT_OTHER, 0));
-}
-
 static void test_target_key(void **state)
 {
 	char k[64];
@@ -140,7 +120,6 @@ int main(void)
 	        cmocka_unit_test(test_labels_skip_empty_keys_and_null_values),
 	        cmocka_unit_test(test_labels_equal_keys_sorted_by_value),
 	        cmocka_unit_test(test_query_escape),
-	        cmocka_unit_test(test_profile_urls),
 	        cmocka_unit_test(test_target_key),
 	        cmocka_unit_test(test_ptype_names),
 	        cmocka_unit_test(test_format_time_utc),
