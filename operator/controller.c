@@ -130,6 +130,7 @@ struct op_ctl {
 
 	int shutting_down; /* 1 draining, 2 cancelled and flushing, 3 done waiting */
 	struct loop_timer shutdown_deadline;
+	uint64_t shutdown_end_ms; /* loop_now_ms() at the deadline */
 	void (*shutdown_done)(void *arg);
 	void *shutdown_arg;
 
@@ -144,6 +145,8 @@ static void early_apply(struct op_ctl *c);
 static void cancel_pod_jobs(struct pstate *ps, const struct rec_pod *pod);
 static void status_flush(struct pstate *ps);
 static void maybe_finish_shutdown(struct op_ctl *c);
+struct sink;
+static void sink_flush(struct sink *s);
 
 /* ------------------------------------------------------------------ */
 /* Policy states and the dirty queue                                   */
@@ -388,7 +391,11 @@ static void pod_synced(void *arg)
 /* ------------------------------------------------------------------ */
 /* Events                                                              */
 
-static void policy_event(struct pstate *ps, const char *type, const char *reason, const char *msg)
+/* Records an Event on the policy. Events with the same `key` (e.g.
+ * "pod|type|error kind") fold into one series with a count, whatever their
+ * message says (timings, byte counts) and however far apart they come. */
+static void policy_event(struct pstate *ps, const char *type, const char *reason, const char *key,
+                         const char *msg)
 {
 	struct op_ctl *c = ps->ctl;
 	struct kube_objref ref = {.api_version = PPOL_GROUP "/" PPOL_VERSION,
@@ -400,7 +407,7 @@ static void policy_event(struct pstate *ps, const char *type, const char *reason
 
 	if (!c->rec || (c->o.leader_elect && !c->leading))
 		return;
-	if (kube_event(c->rec, &ref, type, reason, msg) == 0)
+	if (kube_event_keyed(c->rec, &ref, type, reason, key, msg) == 0)
 		op_metric_add(c->f_events, v, 1);
 }
 
@@ -595,7 +602,7 @@ static void reconcile(struct pstate *ps)
 				                        rec_errs_count(&ps->errs, REC_ERR_TIMEZONE)
 				                ? "InvalidSchedule"
 				                : "InvalidSpec",
-				        msg);
+				        NULL, msg);
 				free(ps->warned_spec);
 				ps->warned_spec = strdup(msg);
 			}
@@ -917,13 +924,15 @@ static void record(struct pstate *ps, int64_t round_ms, const char *pod, const c
 		          NULL);
 	} else if (res != CAP_RES_CANCELLED) {
 		char text[1024];
-		rec_status_add_failure(&ps->st, now, pod, prof, msg);
+		char key[600];
+		rec_status_add_failure_kind(&ps->st, now, pod, prof, cap_result_name(res), msg);
 		if (r)
 			r->tally.failed++;
 		log_warn("capture failed", "policy", ps->key, "pod", pod, "type", prof, "result",
 		         cap_result_name(res), "error", msg, NULL);
 		snprintf(text, sizeof(text), "pod %s, profile %s: %s", pod, prof, msg);
-		policy_event(ps, "Warning", "CaptureFailed", text);
+		snprintf(key, sizeof(key), "%s|%s|%s", pod, prof, cap_result_name(res));
+		policy_event(ps, "Warning", "CaptureFailed", key, text);
 	}
 	/* status.lastRound shows one whole round's tally, never a mix. */
 	ps->st.last_round = shown;
@@ -1138,6 +1147,8 @@ static void deliver(struct job *j, char *body, size_t len)
 			r->deliveries--;
 		record(ps, j->round_ms, j->pod, j->prof, CAP_RES_INTERNAL,
 		       "cannot queue the profile for delivery (spool not writable?)", NULL);
+	} else if (c->shutting_down) {
+		sink_flush(s); /* shutdown waits for this push too */
 	}
 	free(origin);
 }
@@ -1308,13 +1319,13 @@ static void round_bad_target(struct round_ctx *rc, const char *podkey, const cha
 	struct rec_round shown = ps->st.last_round;
 	char text[1024];
 
-	rec_status_add_failure(&ps->st, rc->now, podkey, "all", err);
+	rec_status_add_failure_kind(&ps->st, rc->now, podkey, "all", "invalid_target", err);
 	ps->st.last_round = shown;
 	rc->r->tally.failed++;
 	op_metric_add(ps->ctl->f_captures, lv, 1);
 	log_warn("pod cannot be captured", "policy", ps->key, "pod", podkey, "error", err, NULL);
 	snprintf(text, sizeof(text), "pod %s: %s", podkey, err);
-	policy_event(ps, "Warning", "InvalidTarget", text);
+	policy_event(ps, "Warning", "InvalidTarget", podkey, text);
 }
 
 static void round_pod(void *arg, const char *ns, const char *name, void *value)
@@ -1384,7 +1395,7 @@ static void on_fire(struct loop_timer *t)
 		snprintf(n, sizeof(n), "%" PRId64, rc.busy);
 		log_warn("captures skipped: the previous round's are still running", "policy",
 		         ps->key, "skipped", n, NULL);
-		policy_event(ps, "Warning", "RoundOverlap",
+		policy_event(ps, "Warning", "RoundOverlap", NULL,
 		             "captures skipped because the previous round's captures of the same "
 		             "pods are still running; lengthen spec.schedule or lower "
 		             "spec.timeoutSeconds");
@@ -1544,6 +1555,9 @@ int op_ctl_new(struct loop *l, struct kube_client *kc, struct op_metrics *m,
 	 * types for one pod then follow each other instead of piling up. */
 	fo.max_per_target = 1;
 	fo.max_body_bytes = (size_t)o->max_profile_bytes;
+	/* One hostile pod (an endless body, a gzip bomb) must not multiply
+	 * the operator's memory by the captures in flight. */
+	fo.max_inflight_bytes = (size_t)o->max_inflight_bytes;
 	rc = cap_fetcher_new(l, &fo, &c->fetcher);
 	if (rc) {
 		snprintf(err, errlen, "cannot create the capture fetcher: %s", strerror(-rc));
@@ -1661,14 +1675,46 @@ void op_ctl_update_gauges(struct op_ctl *c)
 	}
 }
 
+/* True while shutting down would lose or repeat something: a capture or
+ * status write in flight, or a push not yet answered (with the in-memory
+ * spool, a profile not yet delivered). */
 static int busy(const struct op_ctl *c)
 {
 	const struct pstate *ps;
+	const struct sink *s;
 
 	for (ps = c->states; ps; ps = ps->next)
 		if (ps->status_inflight || ps->jobs)
 			return 1;
+	for (s = c->sinks; s; s = s->next)
+		if (!cap_pusher_flushed(s->pusher))
+			return 1;
 	return 0;
+}
+
+static void sink_flushed(void *arg, int flushed);
+
+/* Waits, on the loop, for the sink's pushes in flight to be answered. */
+static void sink_flush(struct sink *s)
+{
+	struct op_ctl *c = s->ctl;
+	uint64_t now = loop_now_ms(c->l), end = c->shutdown_end_ms;
+
+	if (c->shutting_down >= 3 || cap_pusher_flushed(s->pusher))
+		return;
+	if (cap_pusher_flush(s->pusher, end > now ? (uint32_t)(end - now) : 0, sink_flushed, s) !=
+	    0)
+		log_warn("shutdown: cannot wait for pushes in flight", "url", s->url, NULL);
+}
+
+static void sink_flushed(void *arg, int flushed)
+{
+	struct sink *s = arg;
+
+	/* Captures that ended meanwhile may have submitted more. */
+	if (flushed)
+		sink_flush(s);
+	maybe_finish_shutdown(s->ctl);
 }
 
 static void lease_released(void *arg)
@@ -1723,6 +1769,7 @@ static void on_shutdown_deadline(struct loop_timer *t)
 void op_ctl_shutdown(struct op_ctl *c, uint32_t deadline_ms, void (*done)(void *arg), void *arg)
 {
 	struct pstate *ps;
+	struct sink *s;
 
 	c->shutting_down = 1;
 	c->shutdown_done = done;
@@ -1743,6 +1790,9 @@ void op_ctl_shutdown(struct op_ctl *c, uint32_t deadline_ms, void (*done)(void *
 	}
 	loop_timer_init(&c->shutdown_deadline, on_shutdown_deadline, c);
 	loop_timer_start(c->l, &c->shutdown_deadline, deadline_ms);
+	c->shutdown_end_ms = loop_now_ms(c->l) + deadline_ms;
+	for (s = c->sinks; s; s = s->next)
+		sink_flush(s);
 	maybe_finish_shutdown(c);
 }
 

@@ -27,7 +27,8 @@ struct op_ctl_opts {
 	const char *profefe_url; /* default sink; a policy's profefeURL wins */
 	size_t max_inflight;
 	uint64_t max_profile_bytes;
-	const char *spool_dir; /* NULL: in memory */
+	uint64_t max_inflight_bytes; /* all capture bodies at once; 0: the fetcher's default */
+	const char *spool_dir;       /* NULL: in memory */
 	uint64_t spool_max_bytes;
 	uint32_t spread_ms;
 	int leader_elect;

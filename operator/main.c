@@ -142,6 +142,7 @@ static int run(const struct op_flags *f, struct kube_config *cfg)
 	                         .profefe_url = f->profefe_url,
 	                         .max_inflight = f->max_inflight,
 	                         .max_profile_bytes = f->max_profile_bytes,
+	                         .max_inflight_bytes = f->max_inflight_bytes,
 	                         .spool_dir = f->spool_dir,
 	                         .spool_max_bytes = f->spool_max_bytes,
 	                         .spread_ms = f->spread_ms,
