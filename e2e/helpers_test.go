@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"testing"
@@ -61,3 +62,32 @@ func sumValues(p *profile.Profile, i int) int64 {
 }
 
 func isGzip(b []byte) bool { return len(b) >= 2 && b[0] == 0x1f && b[1] == 0x8b }
+
+// pollInterval is how often eventually and waitUntil look again.
+const pollInterval = 250 * time.Millisecond
+
+// waitUntil polls f every pollInterval until it returns nil or timeout
+// passes, and returns nil or f's last error (the last observed state),
+// prefixed with what and the time waited. Tests synchronise on observed
+// state through this (or eventually), never on a bare sleep.
+func waitUntil(timeout time.Duration, what string, f func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: not true after %v; last observed: %v", what, timeout, err)
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
+// eventually is waitUntil that fails t (Fatal) on timeout.
+func eventually(t testing.TB, timeout time.Duration, what string, f func() error) {
+	t.Helper()
+	if err := waitUntil(timeout, what, f); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -131,20 +131,101 @@ func httpGet(url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// eventually retries f every 250ms until it succeeds or the timeout passes.
+// eventually is the package's eventually (helpers_test.go) on e.t.
 func (e *env) eventually(timeout time.Duration, what string, f func() error) {
 	e.t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for {
-		if err = f(); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("%s: not true after %v: %v", what, timeout, err)
-		}
-		time.Sleep(250 * time.Millisecond)
+	eventually(e.t, timeout, what, f)
+}
+
+// profefeTypes are the types profefe stores (allocs is stored as heap).
+var profefeTypes = []string{"cpu", "heap", "goroutine", "mutex", "block", "threadcreate"}
+
+// storedProfiles counts every profile profefe holds, over all services and
+// types.
+func storedProfiles(t testing.TB, pf *harness.Profefe) (int, error) {
+	svcs, err := pf.Services(t.Context())
+	if err != nil {
+		return 0, err
 	}
+	n := 0
+	for _, svc := range svcs {
+		for _, typ := range profefeTypes {
+			ps, err := pf.List(t.Context(), harness.ListQuery{Service: svc, Type: typ,
+				From: time.Now().Add(-24 * time.Hour), To: time.Now().Add(time.Hour), Limit: 1000000})
+			if err != nil {
+				return 0, err
+			}
+			n += len(ps)
+		}
+	}
+	return n, nil
+}
+
+// settle waits until what the operator started has landed: no capture in
+// flight, and profefe holding exactly the profiles the operator counts as
+// delivered, unchanged over two polls in a row (more than the 200 ms
+// spread window apart, so a capture still waiting on its spread timer at
+// the first poll shows up at the second).
+func (e *env) settle(op *operator, timeout time.Duration) {
+	e.t.Helper()
+	prev := -2.0
+	e.eventually(timeout, "the operator's captures have landed in profefe", func() error {
+		inflight := metric(op.metricsAddr, "profefe_operator_captures_inflight")
+		delivered := max(0, metric(op.metricsAddr, `profefe_operator_deliveries_total{result="ok"}`))
+		stored, err := storedProfiles(e.t, e.pf)
+		if err != nil {
+			return err
+		}
+		was := prev
+		prev = delivered
+		if inflight != 0 || float64(stored) != delivered || was != delivered {
+			return fmt.Errorf("captures in flight %v, delivered %v (previous poll %v), profefe holds %d",
+				inflight, delivered, was, stored)
+		}
+		return nil
+	})
+}
+
+// waitRounds waits until the operator has started n rounds of policy name
+// scheduled after now, as the policy's status.lastScheduleTime shows (a
+// round's status is written once it has started, so every distinct value
+// after now is one round). n rounds of a period P after now mean at least
+// (n-1)*P has passed by the operator's own clock.
+func (e *env) waitRounds(ns, name string, n int, timeout time.Duration) {
+	e.t.Helper()
+	since := time.Now().Truncate(time.Second)
+	seen := map[string]bool{}
+	e.eventually(timeout, fmt.Sprintf("%d rounds of policy %s scheduled after %s", n, name, since.Format(time.RFC3339)), func() error {
+		v := e.jsonpath(ns, name, "{.status.lastScheduleTime}")
+		if last, err := time.Parse(time.RFC3339, v); err == nil && last.After(since) {
+			seen[v] = true
+		}
+		if len(seen) < n {
+			return fmt.Errorf("%d such rounds seen; lastScheduleTime %q", len(seen), v)
+		}
+		return nil
+	})
+}
+
+// observed waits until the operator has seen the policy's current spec:
+// status.observedGeneration equals metadata.generation.
+func (e *env) observed(ns, name string, timeout time.Duration) {
+	e.t.Helper()
+	e.eventually(timeout, "the operator observed the spec of "+name, func() error {
+		g := strings.Fields(e.jsonpath(ns, name, "{.metadata.generation} {.status.observedGeneration}"))
+		if len(g) != 2 || g[0] != g[1] {
+			return fmt.Errorf("generation / observedGeneration = %v", g)
+		}
+		return nil
+	})
+}
+
+// clockPolicy applies a policy that selects no pod: its rounds (status
+// .lastScheduleTime) witness that schedule periods have passed while the
+// policy under test is suspended or deleted.
+func (e *env) clockPolicy(ns, name, schedule string) {
+	e.t.Helper()
+	e.policy(ns, name, schedule, "no-such-app-"+name, false)
 }
 
 // pod starts a real pprof target on a fresh loopback IP and creates a
@@ -418,7 +499,7 @@ func TestOperator(t *testing.T) {
 			}
 			return nil
 		})
-		time.Sleep(2 * time.Second) // let the last round's captures land
+		e.settle(op, 30*time.Second) // the last round's captures have landed
 		before := countProfiles(t, e.pf, "web", "goroutine", nil)
 		edited := time.Now()
 		if _, err := e.cp.Kubectl(ctx, "patch", "ppol", "web", "-n", ns, "--type=merge", "-p", `{"spec":{"schedule":"@every 5s"}}`); err != nil {
@@ -443,6 +524,8 @@ func TestOperator(t *testing.T) {
 	})
 
 	t.Run("suspend", func(t *testing.T) {
+		// Same period as web; its rounds show that web's would have come.
+		e.clockPolicy(ns, "web-clock", "@every 5s")
 		if _, err := e.cp.Kubectl(ctx, "patch", "ppol", "web", "-n", ns, "--type=merge", "-p", `{"spec":{"suspend":true}}`); err != nil {
 			t.Fatal(err)
 		}
@@ -452,9 +535,11 @@ func TestOperator(t *testing.T) {
 			}
 			return nil
 		})
-		time.Sleep(3 * time.Second) // a round already running may finish
+		e.observed(ns, "web", 10*time.Second)
+		e.settle(op, 30*time.Second) // a round already running may finish
 		before := countProfiles(t, e.pf, "web", "goroutine", nil)
-		time.Sleep(11 * time.Second) // two periods of @every 5s
+		e.waitRounds(ns, "web-clock", 3, 30*time.Second) // two periods of @every 5s
+		e.settle(op, 30*time.Second)
 		if after := countProfiles(t, e.pf, "web", "goroutine", nil); after != before {
 			t.Errorf("suspended policy captured: %d -> %d goroutine profiles", before, after)
 		}
@@ -548,8 +633,16 @@ spec:
 			return n, total
 		}
 		n1, c1 := events()
-		time.Sleep(7 * time.Second) // more rounds fail the same way
-		n2, c2 := events()
+		e.waitRounds(ns, "web", 2, 30*time.Second) // more rounds fail the same way
+		var n2, c2 int
+		if err := waitUntil(15*time.Second, "the CaptureFailed Events count the new rounds", func() error {
+			if n2, c2 = events(); c2 <= c1 {
+				return fmt.Errorf("%d Events, counts %d (%d before)", n2, c2, c1)
+			}
+			return nil
+		}); err != nil {
+			t.Error(err)
+		}
 		if n2 != n1 || c2 <= c1 || n2 > 10 {
 			msgs, _ := e.cp.Kubectl(ctx, "get", "events", "-n", ns, "--field-selector", "reason=CaptureFailed",
 				"-o", "jsonpath={range .items[*]}{.count} {.message}{\"\\n\"}{end}")
@@ -572,15 +665,19 @@ spec:
 		if _, err := e.cp.Kubectl(ctx, "delete", "ppol", "web", "-n", ns); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(3 * time.Second) // captures in flight are cancelled or land
+		e.settle(op, 30*time.Second) // captures in flight are cancelled or land
 		before := countProfiles(t, e.pf, "web", "goroutine", nil)
-		time.Sleep(11 * time.Second)
+		e.waitRounds(ns, "web-clock", 3, 30*time.Second) // two periods of @every 5s
+		e.settle(op, 30*time.Second)
 		if after := countProfiles(t, e.pf, "web", "goroutine", nil); after != before {
 			t.Errorf("deleted policy still captures: %d -> %d", before, after)
 		}
 		_, body := httpGet("http://" + op.metricsAddr + "/metrics")
 		if strings.Contains(body, `profefe_operator_targets{policy="`+ns+`/web"}`) {
 			t.Errorf("/metrics still has series of the deleted policy")
+		}
+		if _, err := e.cp.Kubectl(ctx, "delete", "ppol", "web-clock", "-n", ns); err != nil {
+			t.Fatal(err)
 		}
 	})
 
@@ -704,7 +801,14 @@ func TestOperatorResilience(t *testing.T) {
 		if v := metric(op.metricsAddr, "profefe_operator_spool_profiles"); v <= 0 {
 			t.Errorf("profefe_operator_spool_profiles = %v during the outage", v)
 		}
-		time.Sleep(5 * time.Second) // a few more rounds pile up
+		spooled := metric(op.metricsAddr, "profefe_operator_spool_profiles")
+		e.waitRounds(ns, "one", 2, 30*time.Second) // a few more rounds pile up
+		e.eventually(10*time.Second, "the spool holds their profiles too", func() error {
+			if v := metric(op.metricsAddr, "profefe_operator_spool_profiles"); v <= spooled {
+				return fmt.Errorf("spool holds %v profiles, %v before", v, spooled)
+			}
+			return nil
+		})
 		if err := e.pf.StartServer(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -716,7 +820,8 @@ func TestOperatorResilience(t *testing.T) {
 		})
 		// Quiesce, then every profile the operator delivered is in profefe.
 		e.policy(ns, "one", "@every 2s", "shared", true)
-		time.Sleep(4 * time.Second)
+		e.observed(ns, "one", 10*time.Second)
+		e.settle(op, 30*time.Second)
 		e.eventually(20*time.Second, "profefe holds every delivered profile", func() error {
 			delivered := metric(op.metricsAddr, `profefe_operator_deliveries_total{result="ok"}`)
 			stored := 0

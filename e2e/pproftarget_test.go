@@ -89,18 +89,23 @@ func TestPprofTarget(t *testing.T) {
 		if code != 400 || !strings.Contains(string(body), "exceeds server's WriteTimeout") {
 			t.Errorf("seconds=5 with WriteTimeout 5s (legacy): %d %q, want 400", code, body)
 		}
-		// Two CPU profiles at once: the second gets 500.
+		// Two CPU profiles at once: the second gets 500. The second starts
+		// once the target's goroutine dump shows the first one profiling.
 		var wg sync.WaitGroup
 		codes := make([]int, 2)
 		bodies := make([][]byte, 2)
-		for i := range 2 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				time.Sleep(time.Duration(i) * 200 * time.Millisecond)
-				codes[i], bodies[i] = fetch(t, tg.URL+"/debug/pprof/profile?seconds=1", 5*time.Second)
-			}()
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes[0], bodies[0] = fetch(t, tg.URL+"/debug/pprof/profile?seconds=2", 5*time.Second)
+		}()
+		eventually(t, 5*time.Second, "the first CPU profile runs", func() error {
+			if _, dump := fetch(t, tg.URL+"/debug/pprof/goroutine?debug=2", 5*time.Second); !strings.Contains(string(dump), "net/http/pprof.Profile(") {
+				return fmt.Errorf("no net/http/pprof.Profile in the goroutine dump")
+			}
+			return nil
+		})
+		codes[1], bodies[1] = fetch(t, tg.URL+"/debug/pprof/profile?seconds=1", 5*time.Second)
 		wg.Wait()
 		if codes[0] != 200 || codes[1] != 500 || !strings.Contains(string(bodies[1]), "cpu profiling already in use") {
 			t.Errorf("concurrent CPU profiles: %d then %d %q; want 200 then 500", codes[0], codes[1], bodies[1])
