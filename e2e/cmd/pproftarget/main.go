@@ -57,6 +57,7 @@ type config struct {
 	garbageSize  int
 	hugeSize     int64
 	withParent   bool
+	logRequests  bool
 }
 
 func main() {
@@ -75,6 +76,7 @@ func main() {
 	flag.IntVar(&c.garbageSize, "garbage-size", 4096, "garbage mode: body size in bytes")
 	flag.Int64Var(&c.hugeSize, "huge-size", 0, "huge mode: body size in bytes (0 = endless)")
 	flag.BoolVar(&c.withParent, "exit-with-parent", true, "exit when the process that started this one dies (no strays after a killed test run)")
+	flag.BoolVar(&c.logRequests, "log-requests", false, "log every request's arrival as \"request <unix ms> <uri>\" on stderr")
 	flag.Parse()
 
 	var h http.Handler
@@ -98,6 +100,9 @@ func main() {
 		log.Fatalf("pproftarget: unknown -mode %q", c.mode)
 	}
 
+	if c.logRequests {
+		h = logRequests(h)
+	}
 	if c.withParent {
 		go exitWithParent()
 	}
@@ -118,6 +123,18 @@ func main() {
 	if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
 		log.Fatalf("pproftarget: %v", err)
 	}
+}
+
+// logRequests writes one line per request as it arrives, before it is
+// served: "request <unix ms> <request uri>".
+func logRequests(next http.Handler) http.Handler {
+	var mu sync.Mutex
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		fmt.Fprintf(os.Stderr, "request %d %s\n", time.Now().UnixMilli(), r.URL.RequestURI())
+		mu.Unlock()
+		next.ServeHTTP(w, r)
+	})
 }
 
 // exitWithParent exits once this process is orphaned (re-parented to init or
