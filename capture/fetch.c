@@ -14,6 +14,7 @@
  * per target is counted in a small hash table, so the scan asks O(1) per job.
  */
 #include "capture/internal.h"
+#include "common/common.h"
 #include "loop/log.h"
 
 #include <errno.h>
@@ -135,11 +136,9 @@ static void job_finish(struct job *j, enum cap_result res, long status)
 
 static struct tgt **tgt_slot(struct cap_fetcher *f, const char *key)
 {
-	uint32_t h = 2166136261u;
+	uint64_t h = ppop_fnv1a_str(PPOP_FNV1A_INIT, key);
 	struct tgt **pp;
 
-	for (const char *p = key; *p; p++)
-		h = (h ^ (unsigned char)*p) * 16777619u;
 	for (pp = &f->tgts[h % TGT_BUCKETS]; *pp; pp = &(*pp)->next)
 		if (strcmp((*pp)->key, key) == 0)
 			break;

@@ -14,6 +14,7 @@
  * starting other transfers; callers' callbacks often do exactly that, so
  * the bytes are queued and parsed from a zero-delay timer instead.
  */
+#include "common/common.h"
 #include "kube/kube_int.h"
 #include "loop/log.h"
 #include "loop/loop.h"
@@ -77,13 +78,9 @@ struct kube_informer {
 
 /* ---- the table ---------------------------------------------------- */
 
-static uint32_t fnv1a(const char *s)
+static uint32_t key_hash(const char *key)
 {
-	uint32_t h = 2166136261u;
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h;
+	return (uint32_t)ppop_fnv1a_str(PPOP_FNV1A_INIT, key);
 }
 
 static struct entry **table_slot(const struct table *t, const char *key, uint32_t h)
@@ -122,7 +119,7 @@ static int table_grow(struct table *t)
 
 static struct entry *table_find(const struct table *t, const char *key)
 {
-	struct entry **pp = table_slot(t, key, fnv1a(key));
+	struct entry **pp = table_slot(t, key, key_hash(key));
 
 	return pp ? *pp : NULL;
 }
@@ -130,7 +127,7 @@ static struct entry *table_find(const struct table *t, const char *key)
 /* Unlinks and returns the entry for `key`, or NULL. */
 static struct entry *table_take(struct table *t, const char *key)
 {
-	struct entry **pp = table_slot(t, key, fnv1a(key)), *e;
+	struct entry **pp = table_slot(t, key, key_hash(key)), *e;
 
 	if (!pp || !*pp)
 		return NULL;
@@ -148,7 +145,7 @@ static int table_put(struct table *t, struct entry *e)
 
 	if (t->n >= t->nb && table_grow(t))
 		return -ENOMEM;
-	e->hash = fnv1a(e->key);
+	e->hash = key_hash(e->key);
 	pp = &t->b[e->hash & (t->nb - 1)];
 	e->next = *pp;
 	*pp = e;

@@ -1,6 +1,8 @@
 /* operator/metrics.c: families, series hashed by label values, rendering. */
 #include "operator/metrics.h"
 
+#include "common/common.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -118,11 +120,7 @@ err:
 /* FNV-1a over the joined label values. */
 static uint64_t hash_key(const char *k)
 {
-	uint64_t h = 1469598103934665603ull;
-
-	for (; *k; k++)
-		h = (h ^ (unsigned char)*k) * 1099511628211ull;
-	return h;
+	return ppop_fnv1a_str(PPOP_FNV1A_INIT, k);
 }
 
 static char *join_values(const struct op_family *f, const char *const *values)

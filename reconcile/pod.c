@@ -1,5 +1,6 @@
 /* reconcile/pod.c: the compact pod, selection, and capture targets
  * (DESIGN §3-§4). */
+#include "common/common.h"
 #include "reconcile/internal.h"
 
 #include <errno.h>
@@ -399,14 +400,11 @@ int rec_target_labels(const struct rec_policy *p, const struct rec_pod *pod,
 
 uint32_t rec_spread_offset_ms(const char *uid, uint32_t window_ms)
 {
-	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+	uint64_t h;
 
 	if (window_ms == 0)
 		return 0;
-	for (; *uid; uid++) {
-		h ^= (unsigned char)*uid;
-		h *= 1099511628211ULL;
-	}
+	h = ppop_fnv1a_str(PPOP_FNV1A_INIT, uid);
 	h ^= h >> 33; /* FNV's low bits mix poorly for short keys */
 	h *= 0xff51afd7ed558ccdULL;
 	h ^= h >> 33;

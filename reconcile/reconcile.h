@@ -514,4 +514,140 @@ char *rec_time_format(int64_t ms, char *buf, size_t len);
 /* Parses RFC 3339 ("...Z" or "+hh:mm", optional fraction). 0 or -EINVAL. */
 int rec_time_parse(const char *s, int64_t *out_ms);
 
+/* ------------------------------------------------------------------ */
+/* The controller's state machine for one policy (DESIGN §7).
+ *
+ * reconcile/ decides, operator/ carries out. Each step takes what happened
+ * (a timer fired, a capture or delivery ended, a pod changed, the spec
+ * changed, leadership was lost) and the wall clock as arguments, changes
+ * the policy's state, and appends the actions to carry out to a list: arm
+ * the round timer, start or cancel a capture, write the status, emit an
+ * Event, count a metric. Nothing here does I/O, so unit tests drive the
+ * whole thing with a virtual clock and fake captures and deliveries.
+ *
+ * Protocol: every START is answered exactly once by rec_ctl_captured()
+ * (CANCELLED included), and every capture answered CAPTURED is answered
+ * exactly once by rec_ctl_delivered() for the same round, pod and type. */
+
+#define REC_CTL_ROUNDS 4 /* rounds tracked at once; older ones are let go */
+
+/* One round, named by its scheduled time, until its last capture and
+ * delivery are answered. */
+struct rec_ctl_round {
+	int64_t ms;          /* 0: free slot */
+	uint32_t jobs;       /* captures not yet answered */
+	uint32_t deliveries; /* captured profiles whose delivery is not answered */
+	struct rec_round tally;
+};
+
+/* One capture of one profile type from one pod, for one round. Lent to
+ * the caller from START until its rec_ctl_captured() answer. */
+struct rec_ctl_job {
+	int64_t round_ms;
+	enum rec_profile_type type;
+	char *pod;                  /* "ns/name" */
+	char *ns, *name, *uid, *ip; /* the pod as planned */
+	int cancelling;             /* CANCEL was asked for */
+	void *user;                 /* the caller's handle */
+	/* Private. */
+	uint32_t h;
+	struct rec_ctl_job *hnext, *next, *prev;
+};
+
+struct rec_ctl {
+	struct rec_status st;
+	struct rec_clock clock;
+	struct rec_ctl_round rounds[REC_CTL_ROUNDS];
+	int64_t published_ms; /* the round status.lastRound shows */
+	int64_t targets;      /* pods selected and capturable at the last round */
+	int grace;            /* a GRACE action is outstanding */
+	int dirty;            /* st changed since the caller last wrote it */
+	/* Private: live jobs, and the same jobs by (pod, type). */
+	struct rec_ctl_job *jobs;
+	struct rec_ctl_job **tab;
+	size_t njobs, ntab;
+};
+
+enum rec_act_type {
+	REC_ACT_FIRE,   /* arm the round timer for at_ms (0: disarm) */
+	REC_ACT_START,  /* start `job`'s capture at at_ms (its spread slot) */
+	REC_ACT_CANCEL, /* cancel `job`'s capture; answer CANCELLED */
+	REC_ACT_GRACE,  /* call rec_ctl_grace() at at_ms */
+	REC_ACT_WRITE,  /* write st now: a round ended */
+	REC_ACT_EVENT,  /* a Warning Event: reason, key (dedup), msg */
+	REC_ACT_COUNT,  /* count a capture result: pod, profile, result */
+};
+
+struct rec_act {
+	enum rec_act_type type;
+	int64_t at_ms;
+	struct rec_ctl_job *job;
+	const char *reason; /* static: EVENT reason, COUNT result */
+	char *key, *msg;    /* owned by the list: EVENT key/message, COUNT profile */
+};
+
+struct rec_acts {
+	struct rec_act *v;
+	size_t n, cap;
+	int oom; /* an action could not be added: the caller should requeue */
+};
+
+/* Empties the list (frees its strings), keeping its storage. */
+void rec_acts_clear(struct rec_acts *a);
+void rec_acts_free(struct rec_acts *a);
+
+/* What a capture or delivery came to. */
+enum rec_outcome {
+	REC_OUT_CAPTURED,  /* capture: a profile in hand; its delivery follows */
+	REC_OUT_STORED,    /* delivery: stored; `id` is profefe's */
+	REC_OUT_EMPTY,     /* a valid profile without samples: skipped */
+	REC_OUT_FAILED,    /* `kind` says how (e.g. "timeout"), `msg` the detail */
+	REC_OUT_CANCELLED, /* not counted anywhere */
+};
+
+void rec_ctl_init(struct rec_ctl *c);
+/* Frees the jobs (the caller must have stopped its captures) and status. */
+void rec_ctl_free(struct rec_ctl *c);
+/* Forgets rounds, clock and jobs, appending CANCEL for each live job: a
+ * new object under the same name starts from scratch. */
+void rec_ctl_reset(struct rec_ctl *c, struct rec_acts *a);
+
+/* The spec changed (or the policy is new): plan the next round now.
+ * `s` NULL: the policy may not run (invalid, suspended). */
+void rec_ctl_plan(struct rec_ctl *c, const struct rec_schedule *s, int64_t now_ms,
+                  struct rec_acts *a);
+
+/* The round timer fired. `pods` are every cached pod (lent); the policy
+ * selects among them. `capture` is 0 when this replica may not capture
+ * (not leading, shutting down): the clock still moves on. Returns the
+ * round's scheduled time, or 0 when none was due. */
+int64_t rec_ctl_fire(struct rec_ctl *c, const struct rec_policy *p,
+                     const struct rec_pod *const *pods, size_t npods, uint32_t spread_ms,
+                     int capture, int64_t now_ms, struct rec_acts *a);
+
+/* True when `pod` (the cached pod under the job's name now, or NULL) is
+ * the pod the job was planned for, at the same IP, and `p` still selects
+ * it: a capture must start only then. */
+int rec_ctl_may_start(const struct rec_policy *p, const struct rec_ctl_job *j,
+                      const struct rec_pod *pod);
+
+/* A job's capture ended. The job is freed. */
+void rec_ctl_captured(struct rec_ctl *c, struct rec_ctl_job *j, enum rec_outcome out,
+                      const char *kind, const char *msg, int64_t now_ms, struct rec_acts *a);
+/* A delivery ended: round 0 or a round let go counts only in the
+ * cumulative counters (a spool replayed after a restart). */
+void rec_ctl_delivered(struct rec_ctl *c, int64_t round_ms, const char *pod, const char *profile,
+                       enum rec_outcome out, const char *kind, const char *msg, const char *id,
+                       int64_t now_ms, struct rec_acts *a);
+/* The grace timer fired: deliveries lag; publish the newest round whose
+ * captures have all ended, as it stands, and write. */
+void rec_ctl_grace(struct rec_ctl *c, int64_t now_ms, struct rec_acts *a);
+
+/* A pod changed from `old` to `now` (either NULL). Captures of a pod that
+ * was deleted, changed its IP or left the selection are cancelled. */
+void rec_ctl_pod_changed(struct rec_ctl *c, const struct rec_policy *p, const struct rec_pod *old,
+                         const struct rec_pod *now, struct rec_acts *a);
+/* Cancels every live capture (policy deleted, leadership lost, shutdown). */
+void rec_ctl_cancel_all(struct rec_ctl *c, struct rec_acts *a);
+
 #endif
