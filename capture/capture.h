@@ -1,8 +1,8 @@
 /* capture/capture.h: taking pprof profiles from Go services, cheaply and safely.
  *
  * This header covers what every user of capture/ needs: profile types and
- * their URLs, the results a capture can have, the pprof sanity checker, the
- * profefe labels encoding, and the fetcher that runs many captures at once
+ * their URLs, the results a capture can have, the pprof sanity checker,
+ * profefe's time format, and the fetcher that runs many captures at once
  * on the shared loop. The profefe client and the delivery spool are in
  * capture/profefe.h and capture/spool.h; the directory sink in
  * capture/dirsink.h.
@@ -15,6 +15,8 @@
  */
 #ifndef CAPTURE_CAPTURE_H
 #define CAPTURE_CAPTURE_H
+
+#include "common/common.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -98,26 +100,6 @@ enum cap_pprof_verdict cap_pprof_check(const void *data, size_t len);
  * Returns 0 and the type, -EINVAL when it is not a profile, -EFBIG past the
  * cap, -ENOMEM. An unrecognised profile is CAP_PT_OTHER. */
 int cap_pprof_detect_type(const void *data, size_t len, size_t max_bytes, enum cap_ptype *out);
-
-/* ---- profefe labels ------------------------------------------------------- */
-
-struct cap_label {
-	const char *key;
-	const char *value;
-};
-
-/* Encodes labels for profefe's `labels` parameter with reconcile's
- * rec_labels_encode(), after sorting them by key (then value), each key and value query-escaped (so
- * ',' and '=' inside survive profefe's split), joined as "k=v,k2=v2", never a leading or trailing
- * comma. Labels with an empty key are skipped. The result is the parameter's value; it is escaped
- * once more when it goes into a URL. Returns a malloc'd string (the caller frees it; "" for no
- * labels) or NULL when out of memory. */
-char *cap_labels_encode(const struct cap_label *labels, size_t n);
-
-/* Query-escapes `s`: RFC 3986 unreserved bytes are kept, every other byte
- * becomes %XX (a space too, which Go's url.QueryUnescape reads back the
- * same). Returns a malloc'd string (the caller frees it) or NULL. */
-char *cap_query_escape(const char *s);
 
 /* Formats `wall_ms` (ms since the epoch) as profefe's UTC time,
  * "2006-01-02T15:04:05". `buf` needs 20 bytes. Returns 0 or -ENOSPC. */

@@ -258,7 +258,7 @@ static void sb_param(struct sb *b, const char *key, const char *val)
 {
 	if (val == NULL)
 		return;
-	char *esc = cap_query_escape(val);
+	char *esc = ppop_query_escape(val);
 	if (esc == NULL) {
 		b->err = 1;
 		return;
@@ -342,7 +342,7 @@ int cap_profefe_get(struct cap_profefe *c, const char *const *ids, size_t n, cap
 	sb_add(&b, c->base);
 	sb_add(&b, "/api/0/profiles/");
 	for (size_t i = 0; i < n; i++) {
-		char *esc = cap_query_escape(ids[i]);
+		char *esc = ppop_query_escape(ids[i]);
 		if (esc == NULL || ids[i][0] == '\0') {
 			free(esc);
 			free(b.p);

@@ -95,7 +95,7 @@ static int header_add(char **h, size_t *n, const char *key, const char *val)
 {
 	if (val == NULL)
 		return 0;
-	char *esc = cap_query_escape(val);
+	char *esc = ppop_query_escape(val);
 	if (esc == NULL)
 		return -ENOMEM;
 	size_t add = strlen(key) + strlen(esc) + 2;

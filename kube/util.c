@@ -1,6 +1,7 @@
 /* kube/util.c: small helpers: base64, whole-file reads, timestamps, and
  * URL path and query building.
  */
+#include "common/common.h"
 #include "kube/kube_int.h"
 
 #include <errno.h>
@@ -207,35 +208,14 @@ void kube__format_time(int64_t ms, int micro, char *buf, size_t n)
 		snprintf(buf, n, "%sZ", base);
 }
 
-static int unreserved(unsigned char c)
-{
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-	       c == '-' || c == '.' || c == '_' || c == '~';
-}
-
 /* Appends `s` percent-encoded at buf+*len; leaves *len past the end. */
 static int append_escaped(char *buf, size_t n, size_t *len, const char *s)
 {
-	static const char hex[] = "0123456789ABCDEF";
-	size_t l = *len;
+	size_t need = ppop_query_escaped_len(s);
 
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (unreserved(c)) {
-			if (l + 1 >= n)
-				return -ENAMETOOLONG;
-			buf[l++] = (char)c;
-		} else {
-			if (l + 3 >= n)
-				return -ENAMETOOLONG;
-			buf[l++] = '%';
-			buf[l++] = hex[c >> 4];
-			buf[l++] = hex[c & 15];
-		}
-	}
-	buf[l] = '\0';
-	*len = l;
+	if (*len + need >= n)
+		return -ENAMETOOLONG;
+	*len = (size_t)(ppop_query_escape_into(buf + *len, s) - buf);
 	return 0;
 }
 

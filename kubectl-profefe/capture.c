@@ -298,7 +298,7 @@ static void push(struct job *j, char *body, size_t len)
 
 	j->body = body;
 	rc = rec_target_labels(&cx->pol, j->t->pod, &j->prof, &kvs);
-	if (rc == 0 && (labels = rec_labels_encode(kvs.v, kvs.n)) == NULL)
+	if (rc == 0 && (labels = ppop_labels_encode(kvs.v, kvs.n)) == NULL)
 		rc = -ENOMEM;
 	m.service = j->t->tgt.service;
 	m.type = rec_profile_store_type(j->prof.type);

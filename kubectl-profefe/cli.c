@@ -642,7 +642,7 @@ int kp_parse_timeout(const char *s, int64_t *out_ms)
 
 int kp_labels_arg(const char *s, char **out, char *err, size_t errlen)
 {
-	struct cap_label *labels = NULL;
+	struct ppop_kv *labels = NULL;
 	char *copy, *save = NULL, *tok;
 	size_t n = 0, max = 1;
 	int rc = -EINVAL;
@@ -666,9 +666,9 @@ int kp_labels_arg(const char *s, char **out, char *err, size_t errlen)
 			goto out;
 		}
 		*eq = '\0';
-		labels[n++] = (struct cap_label){tok, eq + 1};
+		labels[n++] = (struct ppop_kv){tok, eq + 1};
 	}
-	*out = cap_labels_encode(labels, n);
+	*out = ppop_labels_encode(labels, n);
 	rc = *out ? 0 : -ENOMEM;
 out:
 	free(labels);

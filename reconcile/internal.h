@@ -20,7 +20,7 @@ int64_t rec__zone_next_transition(const struct rec_zone *z, int64_t t);
 
 /* Builds a sorted rec_kvs from `n` borrowed pairs: copies every string into
  * one arena. Later duplicates of a key replace earlier ones. */
-int rec__kvs_build(struct rec_kvs *out, const struct rec_kv *pairs, size_t n);
+int rec__kvs_build(struct rec_kvs *out, const struct ppop_kv *pairs, size_t n);
 
 /* strdup that maps NULL to NULL. */
 char *rec__strdup(const char *s);

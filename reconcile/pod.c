@@ -30,7 +30,7 @@ static const char *get_s(const struct json_object *o, const char *key)
 /* The strings of a pod before they are packed into one block. */
 struct pod_src {
 	const char *str[10]; /* ns name uid rv node ip okind oname container image */
-	struct rec_kv labels[POD_MAX_PAIRS], ann[POD_MAX_PAIRS];
+	struct ppop_kv labels[POD_MAX_PAIRS], ann[POD_MAX_PAIRS];
 	size_t nlabels, nann;
 	enum rec_pod_phase phase;
 	int ready;
@@ -38,7 +38,7 @@ struct pod_src {
 
 static int kv_cmp(const void *a, const void *b)
 {
-	return strcmp(((const struct rec_kv *)a)->key, ((const struct rec_kv *)b)->key);
+	return strcmp(((const struct ppop_kv *)a)->key, ((const struct ppop_kv *)b)->key);
 }
 
 static void collect_meta(struct pod_src *s, const struct json_object *md, const char **defc)
@@ -52,7 +52,7 @@ static void collect_meta(struct pod_src *s, const struct json_object *md, const 
 		{
 			if (s->nlabels < POD_MAX_PAIRS && json_object_is_type(v, json_type_string))
 				s->labels[s->nlabels++] =
-				        (struct rec_kv){k, json_object_get_string(v)};
+				        (struct ppop_kv){k, json_object_get_string(v)};
 		}
 	}
 	if (json_object_is_type(ann, json_type_object)) {
@@ -63,7 +63,7 @@ static void collect_meta(struct pod_src *s, const struct json_object *md, const 
 			if (strcmp(k, "kubectl.kubernetes.io/default-container") == 0)
 				*defc = json_object_get_string(v);
 			if (strncmp(k, "profefe.com/", 12) == 0 && s->nann < POD_MAX_PAIRS)
-				s->ann[s->nann++] = (struct rec_kv){k, json_object_get_string(v)};
+				s->ann[s->nann++] = (struct ppop_kv){k, json_object_get_string(v)};
 		}
 	}
 	n = json_object_is_type(owners, json_type_array) ? json_object_array_length(owners) : 0;
@@ -118,7 +118,7 @@ static char *pack(char **p, const char *s)
 	return r;
 }
 
-static void pack_pairs(char **p, struct rec_kv *dst, const struct rec_kv *src, size_t n)
+static void pack_pairs(char **p, struct ppop_kv *dst, const struct ppop_kv *src, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		dst[i].key = pack(p, src[i].key);
@@ -149,10 +149,10 @@ int rec_pod_from_json(const struct json_object *obj, struct rec_pod **out)
 		s->str[i] = "";
 	collect_meta(s, md, &defc);
 	collect_spec_status(s, get(obj, "spec"), get(obj, "status"), defc);
-	qsort(s->labels, s->nlabels, sizeof(struct rec_kv), kv_cmp);
-	qsort(s->ann, s->nann, sizeof(struct rec_kv), kv_cmp);
+	qsort(s->labels, s->nlabels, sizeof(struct ppop_kv), kv_cmp);
+	qsort(s->ann, s->nann, sizeof(struct ppop_kv), kv_cmp);
 
-	size = sizeof(*pod) + (s->nlabels + s->nann) * sizeof(struct rec_kv);
+	size = sizeof(*pod) + (s->nlabels + s->nann) * sizeof(struct ppop_kv);
 	for (i = 0; i < 10; i++)
 		size += strlen(s->str[i]) + 1;
 	for (i = 0; i < s->nlabels; i++)
@@ -164,7 +164,7 @@ int rec_pod_from_json(const struct json_object *obj, struct rec_pod **out)
 		goto out;
 	}
 	memset(pod, 0, sizeof(*pod));
-	pod->labels = (struct rec_kv *)(pod + 1);
+	pod->labels = (struct ppop_kv *)(pod + 1);
 	pod->ann = pod->labels + s->nlabels;
 	p = (char *)(pod->ann + s->nann);
 	dst[0] = &pod->ns, dst[1] = &pod->name, dst[2] = &pod->uid;
@@ -186,9 +186,9 @@ out:
 	return rc;
 }
 
-static const char *pairs_get(const struct rec_kv *v, size_t n, const char *key)
+static const char *pairs_get(const struct ppop_kv *v, size_t n, const char *key)
 {
-	struct rec_kv k = {.key = key}, *r;
+	struct ppop_kv k = {.key = key}, *r;
 
 	if (n == 0)
 		return NULL;
@@ -373,21 +373,21 @@ const char *rec_image_tag(const char *image, char *buf, size_t len)
 int rec_target_labels(const struct rec_policy *p, const struct rec_pod *pod,
                       const struct rec_profile *prof, struct rec_kvs *out)
 {
-	struct rec_kv pairs[8 + REC_MAX_LABELS];
+	struct ppop_kv pairs[8 + REC_MAX_LABELS];
 	char tag[128];
 	const char *version = rec_pod_label(pod, "app.kubernetes.io/version");
 	size_t n = 0, i;
 
 	if (version == NULL || version[0] == '\0')
 		version = rec_image_tag(pod->image, tag, sizeof(tag));
-	pairs[n++] = (struct rec_kv){"namespace", pod->ns};
-	pairs[n++] = (struct rec_kv){"pod", pod->name};
-	pairs[n++] = (struct rec_kv){"node", pod->node};
-	pairs[n++] = (struct rec_kv){"policy", p->name};
-	pairs[n++] = (struct rec_kv){"container", pod->container};
-	pairs[n++] = (struct rec_kv){"version", version};
+	pairs[n++] = (struct ppop_kv){"namespace", pod->ns};
+	pairs[n++] = (struct ppop_kv){"pod", pod->name};
+	pairs[n++] = (struct ppop_kv){"node", pod->node};
+	pairs[n++] = (struct ppop_kv){"policy", p->name};
+	pairs[n++] = (struct ppop_kv){"container", pod->container};
+	pairs[n++] = (struct ppop_kv){"version", version};
 	if (prof->type == REC_PROF_ALLOCS)
-		pairs[n++] = (struct rec_kv){"pprof_type", "allocs"};
+		pairs[n++] = (struct ppop_kv){"pprof_type", "allocs"};
 	for (i = 0; i < p->labels.n && i < REC_MAX_LABELS; i++)
 		pairs[n++] = p->labels.v[i];
 	for (i = 0; i < n;) /* leave empty values out */

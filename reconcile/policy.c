@@ -272,7 +272,7 @@ static void parse_profiles(struct rec_policy *p, const struct json_object *spec,
 static int parse_labels(struct rec_policy *p, const struct json_object *spec, struct rec_errs *errs)
 {
 	struct json_object *l = get(spec, "labels");
-	struct rec_kv pairs[REC_MAX_LABELS];
+	struct ppop_kv pairs[REC_MAX_LABELS];
 	char path[128];
 	size_t n = 0, i;
 

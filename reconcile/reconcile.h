@@ -17,6 +17,8 @@
 #ifndef RECONCILE_RECONCILE_H
 #define RECONCILE_RECONCILE_H
 
+#include "common/common.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -59,17 +61,13 @@ size_t rec_errs_count(const struct rec_errs *e, enum rec_err_kind kind);
 size_t rec_errs_format(const struct rec_errs *e, int kind, char *buf, size_t len);
 
 /* ------------------------------------------------------------------ */
-/* Key/value lists: labels, annotations. Always sorted by key.        */
-
-struct rec_kv {
-	const char *key;
-	const char *value;
-};
+/* Key/value lists: labels, annotations. Always sorted by key. The pair
+ * is common/'s struct ppop_kv.                                        */
 
 /* An owned, sorted list of key/value pairs. Strings are owned by the list
  * (one allocation per list; see rec_kvs_free). */
 struct rec_kvs {
-	struct rec_kv *v;
+	struct ppop_kv *v;
 	size_t n;
 	char *store_; /* private: the string arena */
 };
@@ -78,13 +76,9 @@ struct rec_kvs {
 const char *rec_kvs_get(const struct rec_kvs *kvs, const char *key);
 void rec_kvs_free(struct rec_kvs *kvs);
 
-/* Encodes sorted pairs as profefe's labels parameter, "k=v,k2=v2": each key
- * and value is query-escaped (everything but A-Z a-z 0-9 - . _ ~ becomes
- * %XX), because profefe splits on ',' and '=' and then url.QueryUnescape()s
- * each part. The result still has to be query-escaped once more as a whole
- * when it is put into a URL (capture/ does that). Never a leading or
- * trailing comma. Returns a malloc'd string (caller frees) or NULL on ENOMEM. */
-char *rec_labels_encode(const struct rec_kv *v, size_t n);
+/* Deprecated: ppop_labels_encode(), which it calls. Kept only until
+ * operator/controller.c calls that; delete it then. */
+char *rec_labels_encode(const struct ppop_kv *v, size_t n);
 
 /* ------------------------------------------------------------------ */
 /* Label selectors (metav1.LabelSelector), Kubernetes labels semantics. */
@@ -304,9 +298,9 @@ struct rec_pod {
 	const char *container, *image;       /* the profiled container */
 	enum rec_pod_phase phase;
 	int ready; /* condition Ready is "True" */
-	struct rec_kv *labels;
+	struct ppop_kv *labels;
 	size_t nlabels;
-	struct rec_kv *ann; /* the profefe.com/ annotations */
+	struct ppop_kv *ann; /* the profefe.com/ annotations */
 	size_t nann;
 	size_t size_bytes; /* the whole block, for memory accounting */
 };
@@ -572,7 +566,7 @@ enum rec_act_type {
 	REC_ACT_FIRE,   /* arm the round timer for at_ms (0: disarm) */
 	REC_ACT_START,  /* start `job`'s capture at at_ms (its spread slot) */
 	REC_ACT_CANCEL, /* cancel `job`'s capture; answer CANCELLED */
-	REC_ACT_GRACE,  /* call rec_ctl_grace() at at_ms */
+	REC_ACT_GRACE,  /* call rec_ctl_grace() at at_ms (0: disarm) */
 	REC_ACT_WRITE,  /* write st now: a round ended */
 	REC_ACT_EVENT,  /* a Warning Event: reason, key (dedup), msg */
 	REC_ACT_COUNT,  /* count a capture result: pod, profile, result */

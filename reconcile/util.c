@@ -1,5 +1,5 @@
-/* reconcile/util.c: error lists, sorted key/value lists, label encoding,
- * civil-date arithmetic and RFC 3339 times. */
+/* reconcile/util.c: error lists, sorted key/value lists, civil-date arithmetic and RFC 3339 times.
+ */
 #include "reconcile/internal.h"
 
 #include <errno.h>
@@ -77,14 +77,14 @@ char *rec__strdup(const char *s)
 
 static int kv_cmp(const void *a, const void *b)
 {
-	const struct rec_kv *x = a, *y = b;
+	const struct ppop_kv *x = a, *y = b;
 	return strcmp(x->key, y->key);
 }
 
 /* Builds the list in two passes over the input: size, then copy. A stable
  * sort is not available, so duplicates are resolved before sorting by
  * keeping the last occurrence. */
-int rec__kvs_build(struct rec_kvs *out, const struct rec_kv *pairs, size_t n)
+int rec__kvs_build(struct rec_kvs *out, const struct ppop_kv *pairs, size_t n)
 {
 	size_t i, j, total = 0, k = 0;
 	char *p;
@@ -126,7 +126,7 @@ out_free:
 
 const char *rec_kvs_get(const struct rec_kvs *kvs, const char *key)
 {
-	struct rec_kv k = {.key = key}, *r;
+	struct ppop_kv k = {.key = key}, *r;
 
 	if (kvs == NULL || kvs->n == 0)
 		return NULL;
@@ -143,49 +143,9 @@ void rec_kvs_free(struct rec_kvs *kvs)
 	memset(kvs, 0, sizeof(*kvs));
 }
 
-static int unreserved(unsigned char c)
+char *rec_labels_encode(const struct ppop_kv *v, size_t n)
 {
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-	       c == '-' || c == '.' || c == '_' || c == '~';
-}
-
-static char *escape_into(char *p, const char *s)
-{
-	static const char hex[] = "0123456789ABCDEF";
-
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (unreserved(c)) {
-			*p++ = (char)c;
-		} else {
-			*p++ = '%';
-			*p++ = hex[c >> 4];
-			*p++ = hex[c & 15];
-		}
-	}
-	return p;
-}
-
-char *rec_labels_encode(const struct rec_kv *v, size_t n)
-{
-	size_t i, total = 1;
-	char *out, *p;
-
-	for (i = 0; i < n; i++)
-		total += 3 * (strlen(v[i].key) + strlen(v[i].value)) + 2;
-	out = malloc(total);
-	if (out == NULL)
-		return NULL;
-	p = out;
-	for (i = 0; i < n; i++) {
-		if (i > 0)
-			*p++ = ',';
-		p = escape_into(p, v[i].key);
-		*p++ = '=';
-		p = escape_into(p, v[i].value);
-	}
-	*p = '\0';
-	return out;
+	return ppop_labels_encode(v, n);
 }
 
 /* Howard Hinnant's days_from_civil / civil_from_days. */

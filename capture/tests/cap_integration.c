@@ -307,7 +307,7 @@ static struct cap_profefe *new_client(void)
 static void push_one(struct cap_pusher *p, const char *service, enum cap_ptype t, const char *pod,
                      char *body, size_t len, const char *origin)
 {
-	struct cap_label l[] = {
+	struct ppop_kv l[] = {
 	        {"namespace", "it"},
 	        {"pod", pod},
 	        {"policy", "it-policy"},
@@ -315,7 +315,7 @@ static void push_one(struct cap_pusher *p, const char *service, enum cap_ptype t
 	        {"version", "go1.26 build,1"},
 	        {t == CAP_PT_ALLOCS ? "pprof_type" : "", t == CAP_PT_ALLOCS ? "allocs" : ""},
 	};
-	char *labels = cap_labels_encode(l, sizeof(l) / sizeof(l[0]));
+	char *labels = ppop_labels_encode(l, sizeof(l) / sizeof(l[0]));
 	struct cap_push_meta m = {
 	        .service = service,
 	        .type = cap_ptype_profefe(t),
@@ -643,8 +643,8 @@ static void stream(struct cap_pusher *p, struct cap_fetcher *f, const char *serv
 		char seq[16], origin[16];
 		snprintf(seq, sizeof(seq), "%d", i);
 		snprintf(origin, sizeof(origin), "%d", i);
-		struct cap_label l[] = {{"run", run_id}, {"seq", seq}};
-		char *labels = cap_labels_encode(l, 2);
+		struct ppop_kv l[] = {{"run", run_id}, {"seq", seq}};
+		char *labels = ppop_labels_encode(l, 2);
 		struct cap_push_meta m = {.service = service,
 		                          .type = "goroutine",
 		                          .labels = labels,

@@ -30,7 +30,7 @@ static void exercise_targets(const struct rec_policy *p, const struct rec_pod *p
 	for (size_t i = 0; i < p->nprofiles; i++) {
 		(void)rec_target_url(&t, &p->profiles[i], url, sizeof(url));
 		if (rec_target_labels(p, pod, &p->profiles[i], &kvs) == 0) {
-			free(rec_labels_encode(kvs.v, kvs.n));
+			free(ppop_labels_encode(kvs.v, kvs.n));
 			rec_kvs_free(&kvs);
 		}
 	}

@@ -17,7 +17,7 @@
 static void labels_from(const char *json, struct rec_kvs *out)
 {
 	struct json_object *o = json_tokener_parse(json);
-	struct rec_kv pairs[16];
+	struct ppop_kv pairs[16];
 	size_t n = 0;
 
 	assert_non_null(o);

@@ -363,7 +363,7 @@ static char *labels_string(const char *spec, const char *pod_labels, enum rec_pr
 	assert_int_equal(rec_target_labels(p, pod, &prof, &kvs), 0);
 	for (size_t i = 1; i < kvs.n; i++)
 		assert_true(strcmp(kvs.v[i - 1].key, kvs.v[i].key) < 0);
-	char *s = rec_labels_encode(kvs.v, kvs.n);
+	char *s = ppop_labels_encode(kvs.v, kvs.n);
 	rec_kvs_free(&kvs);
 	free(pod);
 	rec_policy_free(p);
@@ -391,20 +391,20 @@ static void test_target_labels_sorted_with_version_and_allocs(void **state)
 
 static void test_labels_encode_escapes_and_never_leads_with_comma(void **state)
 {
-	static const struct rec_kv kv[] = {
+	static const struct ppop_kv kv[] = {
 	        {"a", "x,y=z"},
 	        {"b", "sp ace+plus%"},
 	        {"c/d", "ü"},
 	        {"e", ""},
 	};
-	char *s = rec_labels_encode(kv, 4);
+	char *s = ppop_labels_encode(kv, 4);
 
 	assert_string_equal(s, "a=x%2Cy%3Dz,b=sp%20ace%2Bplus%25,c%2Fd=%C3%BC,e=");
 	free(s);
-	s = rec_labels_encode(kv, 0);
+	s = ppop_labels_encode(kv, 0);
 	assert_string_equal(s, "");
 	free(s);
-	s = rec_labels_encode(kv, 1);
+	s = ppop_labels_encode(kv, 1);
 	assert_string_equal(s, "a=x%2Cy%3Dz");
 	free(s);
 }
