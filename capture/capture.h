@@ -1,11 +1,9 @@
 /* capture/capture.h: taking pprof profiles from Go services, cheaply and safely.
  *
- * This header covers what every user of capture/ needs: profile types and
- * their URLs, the results a capture can have, the pprof sanity checker,
- * profefe's time format, and the fetcher that runs many captures at once
- * on the shared loop. The profefe client and the delivery spool are in
- * capture/profefe.h and capture/spool.h; the directory sink in
- * capture/dirsink.h.
+ * This header covers what every user of capture/ needs: target keys, the results a capture can
+ * have, the pprof sanity checker, profefe's time format, and the fetcher that runs many captures at
+ * once on the shared loop. The profefe client and the delivery spool are in capture/profefe.h and
+ * capture/spool.h; the directory sink in capture/dirsink.h.
  *
  * Nothing here knows about Kubernetes: a capture is a URL, a profile type,
  * a target key and some bounds. The facts it relies on are Go's (DESIGN.md
@@ -23,25 +21,17 @@
 
 struct loop;
 
-/* The pprof profile types Go serves under /debug/pprof/. */
-enum cap_ptype {
-	CAP_PT_CPU = 0,
-	CAP_PT_HEAP,
-	CAP_PT_ALLOCS,
-	CAP_PT_GOROUTINE,
-	CAP_PT_MUTEX,
-	CAP_PT_BLOCK,
-	CAP_PT_THREADCREATE,
-	CAP_PT_OTHER, /* a profile that is none of the above */
-	CAP_PT__COUNT
-};
-
-/* The pprof name ("cpu", "allocs", ...), a static string. */
-const char *cap_ptype_name(enum cap_ptype t);
-/* The profefe type: allocs is stored as "heap" (profefe has no allocs). */
-const char *cap_ptype_profefe(enum cap_ptype t);
-/* Parses a pprof name. Returns 0, or -EINVAL for an unknown name. */
-int cap_ptype_parse(const char *name, enum cap_ptype *out);
+/* Profile types are common/'s enum ppop_ptype. The spellings below are
+ * kept only until operator/controller.c uses those; delete them then. */
+#define cap_ptype ppop_ptype
+static inline const char *cap_ptype_profefe(enum ppop_ptype t)
+{
+	return ppop_ptype_profefe(t);
+}
+static inline int cap_ptype_parse(const char *name, enum ppop_ptype *out)
+{
+	return ppop_ptype_parse(name, out);
+}
 
 /* What became of one capture or push. Errors are distinct so that status
  * and metrics can say which bound or fault was hit. */
@@ -95,11 +85,11 @@ enum cap_pprof_verdict cap_pprof_check(const void *data, size_t len);
  * sample type; for `kubectl profefe load`, not the hot path: it inflates the
  * whole profile, up to `max_bytes` (0: 64 MiB). Go writes block and mutex
  * profiles identically (contentions/count + delay/nanoseconds); those come
- * back as CAP_PT_BLOCK unless a sample's stack names sync.(*Mutex).Unlock or
+ * back as PPOP_PT_BLOCK unless a sample's stack names sync.(*Mutex).Unlock or
  * sync.(*RWMutex).Unlock, which only the mutex profiler records.
  * Returns 0 and the type, -EINVAL when it is not a profile, -EFBIG past the
- * cap, -ENOMEM. An unrecognised profile is CAP_PT_OTHER. */
-int cap_pprof_detect_type(const void *data, size_t len, size_t max_bytes, enum cap_ptype *out);
+ * cap, -ENOMEM. An unrecognised profile is PPOP_PT_OTHER. */
+int cap_pprof_detect_type(const void *data, size_t len, size_t max_bytes, enum ppop_ptype *out);
 
 /* Formats `wall_ms` (ms since the epoch) as profefe's UTC time,
  * "2006-01-02T15:04:05". `buf` needs 20 bytes. Returns 0 or -ENOSPC. */
@@ -125,7 +115,7 @@ struct cap_fetcher_opts {
 struct cap_request {
 	const char *url;        /* copied; e.g. reconcile's target URL */
 	const char *target_key; /* copied; "host:port", the CPU exclusivity key */
-	enum cap_ptype type;
+	enum ppop_ptype type;
 	uint32_t seconds;    /* CPU only: the profile's duration */
 	uint32_t timeout_ms; /* per capture; a CPU capture gets seconds*1000 + this; 0: 15000 */
 	const void *owner;   /* unused; kept so that callers setting it still compile */

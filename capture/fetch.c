@@ -34,7 +34,7 @@ struct job {
 	uint64_t id;
 	enum job_state state;
 	char *url, *key;
-	enum cap_ptype type;
+	enum ppop_ptype type;
 	uint32_t seconds, timeout_ms;
 	cap_fetch_done_fn done;
 	void *arg;
@@ -168,9 +168,9 @@ static void tgt_leave(struct cap_fetcher *f, const struct job *j)
 
 	if (t == NULL)
 		return;
-	if (j->type == CAP_PT_CPU && t->cpu > 0)
+	if (j->type == PPOP_PT_CPU && t->cpu > 0)
 		t->cpu--;
-	else if (j->type != CAP_PT_CPU && t->other > 0)
+	else if (j->type != PPOP_PT_CPU && t->other > 0)
 		t->other--;
 	if (t->cpu == 0 && t->other == 0) {
 		*pp = t->next;
@@ -186,7 +186,7 @@ static int target_busy(struct cap_fetcher *f, const struct job *j)
 
 	if (t == NULL)
 		return 0;
-	if (j->type == CAP_PT_CPU)
+	if (j->type == PPOP_PT_CPU)
 		return t->cpu > 0;
 	return f->o.max_per_target > 0 && t->other >= f->o.max_per_target;
 }
@@ -228,7 +228,7 @@ static void job_stop_running(struct cap_fetcher *f, struct job *j)
 static int job_begin(struct cap_fetcher *f, struct job *j)
 {
 	uint64_t total = j->timeout_ms;
-	if (j->type == CAP_PT_CPU)
+	if (j->type == PPOP_PT_CPU)
 		total += (uint64_t)j->seconds * 1000;
 	struct tgt *t = tgt_get(f, j->key, 1);
 	if (t == NULL)
@@ -252,7 +252,7 @@ static int job_begin(struct cap_fetcher *f, struct job *j)
 	j->state = JOB_RUNNING;
 	j->start_ms = loop_now_ms(f->loop);
 	jlist_push(&f->running, j);
-	if (j->type == CAP_PT_CPU)
+	if (j->type == PPOP_PT_CPU)
 		t->cpu++;
 	else
 		t->other++;
@@ -296,7 +296,7 @@ static enum cap_result judge_body(struct job *j)
 		return CAP_RES_OK;
 	case CAP_PPROF_EMPTY:
 		snprintf(j->msg, sizeof(j->msg), "empty %s profile (0 samples)",
-		         cap_ptype_name(j->type));
+		         ppop_ptype_name(j->type));
 		return CAP_RES_EMPTY;
 	default:
 		snprintf(j->msg, sizeof(j->msg), "not a pprof profile (%zu bytes)", j->buf.len);
@@ -422,7 +422,7 @@ int cap_fetch_start(struct cap_fetcher *f, const struct cap_request *req, cap_fe
                     void *arg, uint64_t *id)
 {
 	if (f == NULL || req == NULL || req->url == NULL || done == NULL ||
-	    (unsigned)req->type >= CAP_PT__COUNT)
+	    (unsigned)req->type >= PPOP_PT__COUNT)
 		return -EINVAL;
 	struct job *j = calloc(1, sizeof(*j));
 	if (j == NULL)

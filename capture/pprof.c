@@ -437,28 +437,28 @@ static int has_string(const struct decoded *d, const char *want)
 	return 0;
 }
 
-static enum cap_ptype classify(const struct decoded *d)
+static enum ppop_ptype classify(const struct decoded *d)
 {
 	if (has_vt(d, "cpu", "nanoseconds"))
-		return CAP_PT_CPU;
+		return PPOP_PT_CPU;
 	if (has_vt(d, "alloc_space", "bytes") || has_vt(d, "inuse_space", "bytes"))
-		return str_is(d, d->default_st, "alloc_space") ? CAP_PT_ALLOCS : CAP_PT_HEAP;
+		return str_is(d, d->default_st, "alloc_space") ? PPOP_PT_ALLOCS : PPOP_PT_HEAP;
 	if (has_vt(d, "goroutine", "count"))
-		return CAP_PT_GOROUTINE;
+		return PPOP_PT_GOROUTINE;
 	if (has_vt(d, "threadcreate", "count"))
-		return CAP_PT_THREADCREATE;
+		return PPOP_PT_THREADCREATE;
 	if (has_vt(d, "contentions", "count") && has_vt(d, "delay", "nanoseconds")) {
 		/* Only the mutex profiler records stacks at the unlock. */
 		if (has_string(d, "sync.(*Mutex).Unlock") ||
 		    has_string(d, "sync.(*RWMutex).Unlock") ||
 		    has_string(d, "sync.(*RWMutex).RUnlock") || has_string(d, "runtime.unlock"))
-			return CAP_PT_MUTEX;
-		return CAP_PT_BLOCK;
+			return PPOP_PT_MUTEX;
+		return PPOP_PT_BLOCK;
 	}
-	return CAP_PT_OTHER;
+	return PPOP_PT_OTHER;
 }
 
-int cap_pprof_detect_type(const void *data, size_t len, size_t max_bytes, enum cap_ptype *out)
+int cap_pprof_detect_type(const void *data, size_t len, size_t max_bytes, enum ppop_ptype *out)
 {
 	unsigned char *buf = NULL;
 	size_t n = 0;

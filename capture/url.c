@@ -15,17 +15,6 @@
 #define PPOP_VERSION "0.0.0"
 #endif
 
-static const char *const ptype_names[CAP_PT__COUNT] = {
-        [CAP_PT_CPU] = "cpu",
-        [CAP_PT_HEAP] = "heap",
-        [CAP_PT_ALLOCS] = "allocs",
-        [CAP_PT_GOROUTINE] = "goroutine",
-        [CAP_PT_MUTEX] = "mutex",
-        [CAP_PT_BLOCK] = "block",
-        [CAP_PT_THREADCREATE] = "threadcreate",
-        [CAP_PT_OTHER] = "other",
-};
-
 static const char *const result_names[CAP_RES__COUNT] = {
         [CAP_RES_OK] = "ok",
         [CAP_RES_EMPTY] = "empty",
@@ -40,33 +29,6 @@ static const char *const result_names[CAP_RES__COUNT] = {
         [CAP_RES_INTERNAL] = "internal",
         [CAP_RES_OVER_BUDGET] = "over_budget",
 };
-
-const char *cap_ptype_name(enum cap_ptype t)
-{
-	return (unsigned)t < CAP_PT__COUNT ? ptype_names[t] : "other";
-}
-
-const char *cap_ptype_profefe(enum cap_ptype t)
-{
-	return t == CAP_PT_ALLOCS ? "heap" : cap_ptype_name(t);
-}
-
-int cap_ptype_parse(const char *name, enum cap_ptype *out)
-{
-	if (name == NULL)
-		return -EINVAL;
-	for (int i = 0; i < CAP_PT__COUNT; i++) {
-		if (strcmp(name, ptype_names[i]) == 0) {
-			*out = (enum cap_ptype)i;
-			return 0;
-		}
-	}
-	if (strcmp(name, "profile") == 0) { /* the CPU endpoint's own name */
-		*out = CAP_PT_CPU;
-		return 0;
-	}
-	return -EINVAL;
-}
 
 const char *cap_result_name(enum cap_result r)
 {

@@ -262,7 +262,7 @@ static void fail(struct job *j, const char *what, const char *msg)
 {
 	const struct rec_pod *p = j->t->pod;
 
-	kp_err("%s/%s %s: %s%s%s", p->ns, p->name, rec_profile_name(j->prof.type), what,
+	kp_err("%s/%s %s: %s%s%s", p->ns, p->name, ppop_ptype_name(j->prof.type), what,
 	       msg && msg[0] ? ": " : "", msg ? msg : "");
 	j->t->cx->failed++;
 }
@@ -274,8 +274,8 @@ static void on_pushed(void *arg, struct cap_profefe_reply *r)
 
 	j->t->cx->rt.pending--;
 	if (r->res == CAP_RES_OK && r->id)
-		printf("%s/%s %s id=%s service=%s\n", p->ns, p->name,
-		       rec_profile_name(j->prof.type), r->id, j->t->tgt.service);
+		printf("%s/%s %s id=%s service=%s\n", p->ns, p->name, ppop_ptype_name(j->prof.type),
+		       r->id, j->t->tgt.service);
 	else if (r->res == CAP_RES_HTTP) {
 		char what[64];
 
@@ -301,7 +301,7 @@ static void push(struct job *j, char *body, size_t len)
 	if (rc == 0 && (labels = ppop_labels_encode(kvs.v, kvs.n)) == NULL)
 		rc = -ENOMEM;
 	m.service = j->t->tgt.service;
-	m.type = rec_profile_store_type(j->prof.type);
+	m.type = ppop_ptype_profefe(j->prof.type);
 	m.labels = labels;
 	m.created_ms = j->wall_ms;
 	if (rc == 0)
@@ -329,12 +329,12 @@ static void got_profile(struct job *j, char *body, size_t len)
 		return;
 	}
 	rc = cap_dir_write(cx->o->output_dir ? cx->o->output_dir : ".", p->ns, p->name,
-	                   rec_profile_name(j->prof.type), j->wall_ms, body, len, &path);
+	                   ppop_ptype_name(j->prof.type), j->wall_ms, body, len, &path);
 	free(body);
 	if (rc < 0)
 		fail(j, "cannot write the profile", strerror(-rc));
 	else
-		printf("%s/%s %s %s\n", p->ns, p->name, rec_profile_name(j->prof.type), path);
+		printf("%s/%s %s %s\n", p->ns, p->name, ppop_ptype_name(j->prof.type), path);
 	free(path);
 	job_done(j);
 }
@@ -344,7 +344,7 @@ static void got_empty(struct job *j)
 	const struct rec_pod *p = j->t->pod;
 
 	printf("%s/%s %s skipped: the profile has no samples (is the %s profiler enabled?)\n",
-	       p->ns, p->name, rec_profile_name(j->prof.type), rec_profile_name(j->prof.type));
+	       p->ns, p->name, ppop_ptype_name(j->prof.type), ppop_ptype_name(j->prof.type));
 	job_done(j);
 }
 
@@ -383,7 +383,7 @@ static void on_fetched(void *arg, struct cap_fetch_result *r)
 	job_done(j);
 }
 
-static struct job *job_new(struct target *t, enum rec_profile_type type)
+static struct job *job_new(struct target *t, enum ppop_ptype type)
 {
 	struct job *j = calloc(1, sizeof(*j));
 
@@ -391,18 +391,17 @@ static struct job *job_new(struct target *t, enum rec_profile_type type)
 		return NULL;
 	j->t = t;
 	j->prof.type = type;
-	j->prof.seconds = type == REC_PROF_CPU ? t->cx->o->seconds : 0;
+	j->prof.seconds = type == PPOP_PT_CPU ? t->cx->o->seconds : 0;
 	j->wall_ms = loop_wall_ms();
 	return j;
 }
 
-static void start_direct(struct target *t, enum rec_profile_type type)
+static void start_direct(struct target *t, enum ppop_ptype type)
 {
 	struct cx *cx = t->cx;
 	struct job *j = job_new(t, type);
 	struct cap_request req = {0};
 	char url[REC_URL_MAX], key[96];
-	enum cap_ptype ct;
 	int rc = -ENOMEM;
 
 	if (j == NULL)
@@ -410,13 +409,11 @@ static void start_direct(struct target *t, enum rec_profile_type type)
 	rc = rec_target_url(&t->tgt, &j->prof, url, sizeof(url));
 	if (rc == 0)
 		rc = cap_target_key(t->tgt.host, (unsigned)t->tgt.port, key, sizeof(key));
-	if (rc == 0)
-		rc = cap_ptype_parse(rec_profile_name(type), &ct);
 	if (rc < 0)
 		goto err;
 	req.url = url;
 	req.target_key = key;
-	req.type = ct;
+	req.type = type;
 	req.seconds = (uint32_t)j->prof.seconds;
 	req.timeout_ms = CAPTURE_TIMEOUT_MS;
 	rc = cap_fetch_start(cx->fetcher, &req, on_fetched, j, NULL);
@@ -426,7 +423,7 @@ static void start_direct(struct target *t, enum rec_profile_type type)
 	return;
 err:
 	kp_err("%s/%s %s: cannot start the capture: %s", t->pod->ns, t->pod->name,
-	       rec_profile_name(type), strerror(-rc));
+	       ppop_ptype_name(type), strerror(-rc));
 	cx->failed++;
 	free(j);
 }
@@ -487,7 +484,7 @@ static void start_proxied(struct target *t)
 	struct cx *cx = t->cx;
 	struct kube_req_opts ro = {.max_body = MAX_BODY, .max_retries = -1};
 	char path[PATH_MAX_LEN], seg[320], sec[16];
-	enum rec_profile_type type;
+	enum ppop_ptype type;
 	struct job *j;
 	int rc = -ENOMEM;
 
@@ -507,8 +504,8 @@ static void start_proxied(struct target *t)
 		goto err;
 	strcat(path, t->tgt.path);
 	strcat(path, "/");
-	strcat(path, type == REC_PROF_CPU ? "profile" : rec_profile_name(type));
-	if (type == REC_PROF_CPU) {
+	strcat(path, type == PPOP_PT_CPU ? "profile" : ppop_ptype_name(type));
+	if (type == PPOP_PT_CPU) {
 		snprintf(sec, sizeof(sec), "%d", j->prof.seconds);
 		rc = kube_query_add(path, sizeof(path), "seconds", sec);
 	}
@@ -521,7 +518,7 @@ static void start_proxied(struct target *t)
 	return;
 err:
 	kp_err("%s/%s %s: cannot start the capture: %s", t->pod->ns, t->pod->name,
-	       rec_profile_name(type), strerror(-rc));
+	       ppop_ptype_name(type), strerror(-rc));
 	cx->failed++;
 	free(j);
 	start_proxied(t);

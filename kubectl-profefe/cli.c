@@ -270,10 +270,10 @@ static int add_capture_types(struct kp_opts *o, const char *v, char *err, size_t
 	}
 	memcpy(buf, v, strlen(v) + 1);
 	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		enum rec_profile_type t;
+		enum ppop_ptype t;
 		size_t i;
 
-		if (rec_profile_from_name(tok, &t) < 0) {
+		if (ppop_ptype_parse(tok, &t) < 0) {
 			errf(err, errlen,
 			     "invalid --type \"%s\": want cpu, heap, allocs, goroutine, mutex, "
 			     "block "
@@ -388,18 +388,17 @@ static int apply(struct kp_opts *o, const struct seen *s, char *err, size_t errl
 	return 0;
 }
 
-/* The profefe type given with --type, if any, must be one profefe knows
- * (load also takes allocs, stored as heap). */
+/* The profefe type given with --type, if any, must be one profefe knows:
+ * a pprof type other than allocs (load also takes allocs, stored as
+ * heap), or "other". */
 static int validate_type(const struct kp_opts *o, char *err, size_t errlen)
 {
-	static const char *const pf_types[] = {"cpu",       "heap",         "block", "mutex",
-	                                       "goroutine", "threadcreate", "other"};
+	enum ppop_ptype t;
 
-	if (o->type == NULL || (o->cmd == KP_CMD_LOAD && strcmp(o->type, "allocs") == 0))
+	if (o->type == NULL || strcmp(o->type, ppop_ptype_name(PPOP_PT_OTHER)) == 0)
 		return 0;
-	for (size_t i = 0; i < sizeof(pf_types) / sizeof(pf_types[0]); i++)
-		if (strcmp(o->type, pf_types[i]) == 0)
-			return 0;
+	if (ppop_ptype_parse(o->type, &t) == 0 && (t != PPOP_PT_ALLOCS || o->cmd == KP_CMD_LOAD))
+		return 0;
 	errf(err, errlen,
 	     "invalid --type \"%s\": want cpu, heap, block, mutex, goroutine, threadcreate or "
 	     "other%s",
@@ -425,9 +424,9 @@ static int validate_capture(struct kp_opts *o, char *err, size_t errlen)
 		return -EINVAL;
 	}
 	if (o->ntypes == 0) {
-		o->types[o->ntypes++] = REC_PROF_CPU;
-		o->types[o->ntypes++] = REC_PROF_HEAP;
-		o->types[o->ntypes++] = REC_PROF_GOROUTINE;
+		o->types[o->ntypes++] = PPOP_PT_CPU;
+		o->types[o->ntypes++] = PPOP_PT_HEAP;
+		o->types[o->ntypes++] = PPOP_PT_GOROUTINE;
 	}
 	if (o->seconds == 0)
 		o->seconds = REC_DEFAULT_CPU_SECONDS;

@@ -57,8 +57,8 @@ struct kp_opts {
 	/* profefe */
 	const char *profefe_url; /* NULL: $PROFEFE_URL, else http://localhost:10100 */
 	const char *service;
-	const char *type;                             /* get/load/merge: one profefe type */
-	enum rec_profile_type types[REC_PROF__COUNT]; /* capture: --type, deduplicated */
+	const char *type;                      /* get/load/merge: one profefe type */
+	enum ppop_ptype types[PPOP_PT__KNOWN]; /* capture: --type, deduplicated */
 	size_t ntypes;
 	const char *from, *to;
 	unsigned limit;

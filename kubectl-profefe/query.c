@@ -229,7 +229,7 @@ static void on_loaded(void *arg, struct cap_profefe_reply *r)
 static int load_type(struct q *q)
 {
 	const char *name = q->o->type;
-	enum cap_ptype t = CAP_PT_OTHER;
+	enum ppop_ptype t = PPOP_PT_OTHER;
 	char err[256], *extra = NULL;
 	int rc;
 
@@ -246,13 +246,13 @@ static int load_type(struct q *q)
 	}
 	if (name == NULL) {
 		rc = cap_pprof_detect_type(q->body, q->len, MAX_FILE, &t);
-		if (rc < 0 || t == CAP_PT_OTHER) {
+		if (rc < 0 || t == PPOP_PT_OTHER) {
 			kp_err("%s: cannot tell the profile type from its sample types; give "
 			       "--type",
 			       q->what);
 			return -EINVAL;
 		}
-		name = cap_ptype_name(t);
+		name = ppop_ptype_name(t);
 	}
 	if (strcmp(name, "allocs") == 0) {
 		/* profefe has no allocs type: heap, labelled (DESIGN section 4) */

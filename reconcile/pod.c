@@ -348,12 +348,12 @@ int rec_target_url(const struct rec_target *t, const struct rec_profile *prof, c
 	const char *scheme = t->scheme == REC_SCHEME_HTTPS ? "https" : "http";
 	int n;
 
-	if (prof->type == REC_PROF_CPU)
+	if (prof->type == PPOP_PT_CPU)
 		n = snprintf(buf, len, "%s://%s:%d%s/profile?seconds=%d", scheme, t->host, t->port,
 		             t->path, prof->seconds > 0 ? prof->seconds : REC_DEFAULT_CPU_SECONDS);
 	else
 		n = snprintf(buf, len, "%s://%s:%d%s/%s", scheme, t->host, t->port, t->path,
-		             rec_profile_name(prof->type));
+		             ppop_ptype_name(prof->type));
 	return n < 0 || (size_t)n >= len ? -ERANGE : 0;
 }
 
@@ -386,7 +386,7 @@ int rec_target_labels(const struct rec_policy *p, const struct rec_pod *pod,
 	pairs[n++] = (struct ppop_kv){"policy", p->name};
 	pairs[n++] = (struct ppop_kv){"container", pod->container};
 	pairs[n++] = (struct ppop_kv){"version", version};
-	if (prof->type == REC_PROF_ALLOCS)
+	if (prof->type == PPOP_PT_ALLOCS)
 		pairs[n++] = (struct ppop_kv){"pprof_type", "allocs"};
 	for (i = 0; i < p->labels.n && i < REC_MAX_LABELS; i++)
 		pairs[n++] = p->labels.v[i];

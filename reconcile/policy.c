@@ -187,9 +187,9 @@ static int parse_ns_selector(struct rec_policy *p, const struct json_object *spe
 
 static void default_profiles(struct rec_policy *p)
 {
-	p->profiles[0] = (struct rec_profile){REC_PROF_CPU, REC_DEFAULT_CPU_SECONDS};
-	p->profiles[1] = (struct rec_profile){REC_PROF_HEAP, 0};
-	p->profiles[2] = (struct rec_profile){REC_PROF_GOROUTINE, 0};
+	p->profiles[0] = (struct rec_profile){PPOP_PT_CPU, REC_DEFAULT_CPU_SECONDS};
+	p->profiles[1] = (struct rec_profile){PPOP_PT_HEAP, 0};
+	p->profiles[2] = (struct rec_profile){PPOP_PT_GOROUTINE, 0};
 	p->nprofiles = 3;
 }
 
@@ -198,7 +198,7 @@ static void parse_profile(struct rec_policy *p, const struct json_object *e, siz
 {
 	char path[128], spath[128];
 	const char *tn = NULL;
-	enum rec_profile_type t;
+	enum ppop_ptype t;
 	int64_t secs = 0;
 	int has_secs;
 
@@ -213,7 +213,7 @@ static void parse_profile(struct rec_policy *p, const struct json_object *e, siz
 		rec_errs_add(errs, REC_ERR_SPEC, path, "is required");
 	if (tn == NULL)
 		return;
-	if (rec_profile_from_name(tn, &t) < 0) {
+	if (ppop_ptype_parse(tn, &t) < 0) {
 		rec_errs_add(errs, REC_ERR_SPEC, path,
 		             "unsupported value \"%.32s\": must be one of cpu, heap, allocs, "
 		             "goroutine, mutex, block, threadcreate",
@@ -226,11 +226,11 @@ static void parse_profile(struct rec_policy *p, const struct json_object *e, siz
 	}
 	*seen |= 1u << t;
 	has_secs = get(e, "seconds") != NULL;
-	if (has_secs && t != REC_PROF_CPU) {
+	if (has_secs && t != PPOP_PT_CPU) {
 		rec_errs_add(errs, REC_ERR_SPEC, spath, "applies only to type cpu");
 		return;
 	}
-	if (t == REC_PROF_CPU) {
+	if (t == PPOP_PT_CPU) {
 		secs = REC_DEFAULT_CPU_SECONDS;
 		get_int(e, "seconds", spath, 1, REC_MAX_CPU_SECONDS, errs, &secs);
 		if (p->sched && secs >= rec_schedule_period_s(p->sched))
@@ -471,27 +471,4 @@ void rec_policy_free(struct rec_policy *p)
 	free(p->profefe_url);
 	rec_schedule_free(p->sched);
 	free(p);
-}
-
-static const char *const profile_names[REC_PROF__COUNT] = {
-        "cpu", "heap", "allocs", "goroutine", "mutex", "block", "threadcreate"};
-
-const char *rec_profile_name(enum rec_profile_type t)
-{
-	return (unsigned)t < REC_PROF__COUNT ? profile_names[t] : "unknown";
-}
-
-const char *rec_profile_store_type(enum rec_profile_type t)
-{
-	return t == REC_PROF_ALLOCS ? "heap" : rec_profile_name(t);
-}
-
-int rec_profile_from_name(const char *name, enum rec_profile_type *out)
-{
-	for (int i = 0; i < REC_PROF__COUNT; i++)
-		if (strcmp(name, profile_names[i]) == 0) {
-			*out = (enum rec_profile_type)i;
-			return 0;
-		}
-	return -EINVAL;
 }

@@ -194,23 +194,22 @@ int rec_go_duration_ms(const char *s, int64_t *out_ms);
 /* ------------------------------------------------------------------ */
 /* The policy. */
 
-enum rec_profile_type {
-	REC_PROF_CPU = 0,
-	REC_PROF_HEAP,
-	REC_PROF_ALLOCS,
-	REC_PROF_GOROUTINE,
-	REC_PROF_MUTEX,
-	REC_PROF_BLOCK,
-	REC_PROF_THREADCREATE,
-	REC_PROF__COUNT
-};
-
-/* "cpu", "heap", ... as in the CRD (and the pprof endpoint name). */
-const char *rec_profile_name(enum rec_profile_type t);
-/* The type profefe stores: allocs is stored as "heap" (DESIGN §4). */
-const char *rec_profile_store_type(enum rec_profile_type t);
-/* Returns 0 and sets *out, or -EINVAL for an unknown name. */
-int rec_profile_from_name(const char *name, enum rec_profile_type *out);
+/* Profile types are common/'s enum ppop_ptype; a policy names the first
+ * PPOP_PT__KNOWN. The spellings below are kept only until
+ * operator/controller.c and reconcile/ctl.c use those; delete them then. */
+#define rec_profile_type      ppop_ptype
+#define REC_PROF_CPU          PPOP_PT_CPU
+#define REC_PROF_HEAP         PPOP_PT_HEAP
+#define REC_PROF_ALLOCS       PPOP_PT_ALLOCS
+#define REC_PROF_GOROUTINE    PPOP_PT_GOROUTINE
+#define REC_PROF_MUTEX        PPOP_PT_MUTEX
+#define REC_PROF_BLOCK        PPOP_PT_BLOCK
+#define REC_PROF_THREADCREATE PPOP_PT_THREADCREATE
+#define REC_PROF__COUNT       PPOP_PT__KNOWN
+static inline const char *rec_profile_name(enum ppop_ptype t)
+{
+	return ppop_ptype_name(t);
+}
 
 #define REC_DEFAULT_CPU_SECONDS 10
 #define REC_MAX_CPU_SECONDS     300
@@ -221,7 +220,7 @@ int rec_profile_from_name(const char *name, enum rec_profile_type *out);
 #define REC_MAX_LABELS          32
 
 struct rec_profile {
-	enum rec_profile_type type;
+	enum ppop_ptype type;
 	int32_t seconds; /* cpu: the duration (defaulted to 10); others: 0 */
 };
 
@@ -245,7 +244,7 @@ struct rec_policy {
 	struct rec_selector selector;
 	struct rec_ns_selector ns_selector;
 	int pod_annotation_required;
-	struct rec_profile profiles[REC_PROF__COUNT];
+	struct rec_profile profiles[PPOP_PT__KNOWN];
 	size_t nprofiles;
 	int port;
 	char *path; /* never NULL; no trailing '/' */

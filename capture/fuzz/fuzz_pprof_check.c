@@ -12,8 +12,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	enum cap_pprof_verdict v = cap_pprof_check(data, size);
 	if (v > CAP_PPROF_NOT_PROFILE)
 		__builtin_trap();
-	enum cap_ptype t;
-	if (cap_pprof_detect_type(data, size, 1u << 20, &t) == 0 && (unsigned)t >= CAP_PT__COUNT)
+	enum ppop_ptype t;
+	if (cap_pprof_detect_type(data, size, 1u << 20, &t) == 0 && (unsigned)t >= PPOP_PT__COUNT)
 		__builtin_trap();
 	return 0;
 }

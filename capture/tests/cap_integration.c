@@ -78,7 +78,7 @@ static void run_for(uint64_t ms)
 
 struct cap {
 	const char *name;
-	enum cap_ptype type;
+	enum ppop_ptype type;
 	int done;
 	struct cap_fetch_result r; /* copied; message copied below */
 	char msg[400];
@@ -98,17 +98,17 @@ static void on_fetch(void *arg, struct cap_fetch_result *r)
 
 /* The URL of a Go pprof endpoint under /debug/pprof (the operator takes
  * its URLs from reconcile's targets). Returns a malloc'd string. */
-static char *profile_url(const char *host, unsigned port, enum cap_ptype t, unsigned seconds)
+static char *profile_url(const char *host, unsigned port, enum ppop_ptype t, unsigned seconds)
 {
 	char *url = NULL;
-	int n = t == CAP_PT_CPU ? asprintf(&url, "http://%s:%u/debug/pprof/profile?seconds=%u",
-	                                   host, port, seconds)
-	                        : asprintf(&url, "http://%s:%u/debug/pprof/%s", host, port,
-	                                   cap_ptype_name(t));
+	int n = t == PPOP_PT_CPU ? asprintf(&url, "http://%s:%u/debug/pprof/profile?seconds=%u",
+	                                    host, port, seconds)
+	                         : asprintf(&url, "http://%s:%u/debug/pprof/%s", host, port,
+	                                    ppop_ptype_name(t));
 	return n < 0 ? NULL : url;
 }
 
-static void start_cap(struct cap_fetcher *f, struct cap *c, const char *hostport, enum cap_ptype t,
+static void start_cap(struct cap_fetcher *f, struct cap *c, const char *hostport, enum ppop_ptype t,
                       unsigned seconds, uint32_t timeout_ms, const char *key)
 {
 	char host[64];
@@ -304,7 +304,7 @@ static struct cap_profefe *new_client(void)
 
 /* ---- scenario: every type lands with the right service, type, labels ---- */
 
-static void push_one(struct cap_pusher *p, const char *service, enum cap_ptype t, const char *pod,
+static void push_one(struct cap_pusher *p, const char *service, enum ppop_ptype t, const char *pod,
                      char *body, size_t len, const char *origin)
 {
 	struct ppop_kv l[] = {
@@ -313,12 +313,12 @@ static void push_one(struct cap_pusher *p, const char *service, enum cap_ptype t
 	        {"policy", "it-policy"},
 	        {"run", run_id},
 	        {"version", "go1.26 build,1"},
-	        {t == CAP_PT_ALLOCS ? "pprof_type" : "", t == CAP_PT_ALLOCS ? "allocs" : ""},
+	        {t == PPOP_PT_ALLOCS ? "pprof_type" : "", t == PPOP_PT_ALLOCS ? "allocs" : ""},
 	};
 	char *labels = ppop_labels_encode(l, sizeof(l) / sizeof(l[0]));
 	struct cap_push_meta m = {
 	        .service = service,
-	        .type = cap_ptype_profefe(t),
+	        .type = ppop_ptype_profefe(t),
 	        .labels = labels,
 	        .instance_id = pod,
 	        .origin = origin,
@@ -335,9 +335,9 @@ static void scenario_types(void)
 	struct cap_profefe *pc = new_client();
 	struct cap_pusher *p;
 	struct push_tally *tally = calloc(1, sizeof(*tally));
-	const enum cap_ptype types[] = {CAP_PT_CPU,         CAP_PT_HEAP,  CAP_PT_ALLOCS,
-	                                CAP_PT_GOROUTINE,   CAP_PT_MUTEX, CAP_PT_BLOCK,
-	                                CAP_PT_THREADCREATE};
+	const enum ppop_ptype types[] = {PPOP_PT_CPU,         PPOP_PT_HEAP,  PPOP_PT_ALLOCS,
+	                                 PPOP_PT_GOROUTINE,   PPOP_PT_MUTEX, PPOP_PT_BLOCK,
+	                                 PPOP_PT_THREADCREATE};
 	enum { NT = sizeof(types) / sizeof(types[0]) };
 	struct cap caps[2 * NT];
 	char service[96];
@@ -353,11 +353,11 @@ static void scenario_types(void)
 	for (size_t i = 0; i < 2 * NT; i++) {
 		struct cap *c = &caps[i];
 		int plain = i >= NT;
-		enum cap_ptype t = types[i % NT];
-		int want_empty = plain && (t == CAP_PT_MUTEX || t == CAP_PT_BLOCK);
+		enum ppop_ptype t = types[i % NT];
+		int want_empty = plain && (t == PPOP_PT_MUTEX || t == PPOP_PT_BLOCK);
 		enum cap_result want = want_empty ? CAP_RES_EMPTY : CAP_RES_OK;
 		check(c->done && c->r.res == want, "%s %-12s -> %s (%zu bytes, %llu ms) %s",
-		      plain ? "plain " : "target", cap_ptype_name(t), cap_result_name(c->r.res),
+		      plain ? "plain " : "target", ppop_ptype_name(t), cap_result_name(c->r.res),
 		      c->len, (unsigned long long)c->r.elapsed_ms, c->msg);
 		if (c->r.res == CAP_RES_OK && !plain) {
 			char origin[32];
@@ -403,11 +403,11 @@ static void scenario_types(void)
 			const char *id = str_of(meta, "id");
 			cap_profefe_get(pc, &id, 1, on_reply, &s);
 			run_until(&s.done, 10000);
-			enum cap_ptype dt = CAP_PT_OTHER;
+			enum ppop_ptype dt = PPOP_PT_OTHER;
 			int rc = cap_pprof_detect_type(s.body, s.len, 0, &dt);
 			check(s.res == CAP_RES_OK && rc == 0 &&
 			              cap_pprof_check(s.body, s.len) == CAP_PPROF_HAS_SAMPLES,
-			      "  get %s: %zu bytes, parses as %s", id, s.len, cap_ptype_name(dt));
+			      "  get %s: %zu bytes, parses as %s", id, s.len, ppop_ptype_name(dt));
 			sync_free(&s);
 		}
 		/* allocs: exactly one heap profile carries pprof_type=allocs. */
@@ -494,7 +494,7 @@ static void scenario_types(void)
 
 struct hostile {
 	const char *name, *envvar;
-	enum cap_ptype type;
+	enum ppop_ptype type;
 	unsigned seconds;
 	enum cap_result want;
 	const char *msg_has;
@@ -507,15 +507,15 @@ static void scenario_hostile(void)
 	struct cap_fetcher_opts o = {
 	        .max_body_bytes = 4u << 20, .connect_timeout_ms = 1000, .max_inflight = 64};
 	const struct hostile hs[] = {
-	        {"slow", "CAP_IT_SLOW", CAP_PT_HEAP, 0, CAP_RES_TIMEOUT, "timed out", 3500},
-	        {"hung", "CAP_IT_HUNG", CAP_PT_GOROUTINE, 0, CAP_RES_TIMEOUT, "timed out", 3500},
-	        {"hung cpu", "CAP_IT_HUNG", CAP_PT_CPU, 1, CAP_RES_TIMEOUT, "timed out", 4500},
-	        {"garbage", "CAP_IT_GARBAGE", CAP_PT_HEAP, 0, CAP_RES_NOT_PROFILE, "not a pprof",
+	        {"slow", "CAP_IT_SLOW", PPOP_PT_HEAP, 0, CAP_RES_TIMEOUT, "timed out", 3500},
+	        {"hung", "CAP_IT_HUNG", PPOP_PT_GOROUTINE, 0, CAP_RES_TIMEOUT, "timed out", 3500},
+	        {"hung cpu", "CAP_IT_HUNG", PPOP_PT_CPU, 1, CAP_RES_TIMEOUT, "timed out", 4500},
+	        {"garbage", "CAP_IT_GARBAGE", PPOP_PT_HEAP, 0, CAP_RES_NOT_PROFILE, "not a pprof",
 	         2000},
-	        {"huge", "CAP_IT_HUGE", CAP_PT_HEAP, 0, CAP_RES_TOO_LARGE, "larger than", 3000},
-	        {"500", "CAP_IT_500", CAP_PT_HEAP, 0, CAP_RES_HTTP, "injected failure", 2000},
-	        {"wrong port", "CAP_IT_DEAD", CAP_PT_HEAP, 0, CAP_RES_REFUSED, "", 2000},
-	        {"write timeout", "CAP_IT_WT", CAP_PT_CPU, 3, CAP_RES_HTTP, "WriteTimeout", 2000},
+	        {"huge", "CAP_IT_HUGE", PPOP_PT_HEAP, 0, CAP_RES_TOO_LARGE, "larger than", 3000},
+	        {"500", "CAP_IT_500", PPOP_PT_HEAP, 0, CAP_RES_HTTP, "injected failure", 2000},
+	        {"wrong port", "CAP_IT_DEAD", PPOP_PT_HEAP, 0, CAP_RES_REFUSED, "", 2000},
+	        {"write timeout", "CAP_IT_WT", PPOP_PT_CPU, 3, CAP_RES_HTTP, "WriteTimeout", 2000},
 	};
 	enum { NH = sizeof(hs) / sizeof(hs[0]) };
 	struct cap caps[NH + 4];
@@ -525,12 +525,12 @@ static void scenario_hostile(void)
 	for (size_t i = 0; i < NH; i++)
 		start_cap(f, &caps[i], env(hs[i].envvar), hs[i].type, hs[i].seconds, 2000, NULL);
 	/* Meanwhile a healthy target answers at once. */
-	start_cap(f, &caps[NH], env("CAP_IT_PLAIN"), CAP_PT_GOROUTINE, 0, 2000, NULL);
+	start_cap(f, &caps[NH], env("CAP_IT_PLAIN"), PPOP_PT_GOROUTINE, 0, 2000, NULL);
 	/* Two CPU captures of one target under different keys: Go refuses the
 	 * second ("cpu profiling already in use"). */
-	start_cap(f, &caps[NH + 1], env("CAP_IT_PLAIN"), CAP_PT_CPU, 2, 5000, "key-a");
+	start_cap(f, &caps[NH + 1], env("CAP_IT_PLAIN"), PPOP_PT_CPU, 2, 5000, "key-a");
 	run_for(300);
-	start_cap(f, &caps[NH + 2], env("CAP_IT_PLAIN"), CAP_PT_CPU, 2, 5000, "key-b");
+	start_cap(f, &caps[NH + 2], env("CAP_IT_PLAIN"), PPOP_PT_CPU, 2, 5000, "key-b");
 	wait_caps(caps, NH + 3, 15000);
 	for (size_t i = 0; i < NH; i++) {
 		struct cap *c = &caps[i];
@@ -556,9 +556,9 @@ static void scenario_hostile(void)
 	struct cap two[3];
 	loop_update_time(L);
 	t0 = loop_now_ms(L);
-	start_cap(f, &two[0], env("CAP_IT_PLAIN"), CAP_PT_CPU, 1, 5000, NULL);
-	start_cap(f, &two[1], env("CAP_IT_PLAIN"), CAP_PT_CPU, 1, 5000, NULL);
-	start_cap(f, &two[2], env("CAP_IT_PLAIN"), CAP_PT_HEAP, 0, 5000, NULL);
+	start_cap(f, &two[0], env("CAP_IT_PLAIN"), PPOP_PT_CPU, 1, 5000, NULL);
+	start_cap(f, &two[1], env("CAP_IT_PLAIN"), PPOP_PT_CPU, 1, 5000, NULL);
+	start_cap(f, &two[2], env("CAP_IT_PLAIN"), PPOP_PT_HEAP, 0, 5000, NULL);
 	wait_caps(two, 3, 15000);
 	/* An idle process may give a CPU profile without samples: empty. */
 	check((two[0].r.res == CAP_RES_OK || two[0].r.res == CAP_RES_EMPTY) &&
@@ -579,9 +579,9 @@ static void scenario_hostile(void)
 	char host[64];
 	unsigned port;
 	sscanf(env("CAP_IT_HUNG"), "%63[^:]:%u", host, &port);
-	char *url = profile_url(host, port, CAP_PT_HEAP, 0);
+	char *url = profile_url(host, port, PPOP_PT_HEAP, 0);
 	struct cap_request req = {
-	        .url = url, .type = CAP_PT_HEAP, .timeout_ms = 60000, .target_key = "h"};
+	        .url = url, .type = PPOP_PT_HEAP, .timeout_ms = 60000, .target_key = "h"};
 	uint64_t hid = 0;
 	cap_fetch_start(f, &req, on_fetch, &hc, &hid);
 	free(url);
@@ -633,7 +633,7 @@ static void stream(struct cap_pusher *p, struct cap_fetcher *f, const char *serv
 				check(0, "start command");
 		}
 		struct cap c;
-		start_cap(f, &c, env("CAP_IT_PLAIN"), CAP_PT_GOROUTINE, 0, 5000, NULL);
+		start_cap(f, &c, env("CAP_IT_PLAIN"), PPOP_PT_GOROUTINE, 0, 5000, NULL);
 		wait_caps(&c, 1, 10000);
 		if (c.r.res != CAP_RES_OK) {
 			check(0, "capture %d: %s", i, c.msg);

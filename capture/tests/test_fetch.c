@@ -151,7 +151,7 @@ static void on_done(void *arg, struct cap_fetch_result *r)
 	snprintf(g->msg, sizeof(g->msg), "%s", r->message);
 }
 
-static uint64_t start(struct cap_fetcher *f, const char *path, enum cap_ptype t, const char *key,
+static uint64_t start(struct cap_fetcher *f, const char *path, enum ppop_ptype t, const char *key,
                       const void *owner, struct got *g)
 {
 	char url[256];
@@ -195,7 +195,7 @@ static void test_fetch_inflight_cap_and_fifo(void **state)
 		char path[32], key[16];
 		snprintf(path, sizeof(path), "/d/150/%d", i);
 		snprintf(key, sizeof(key), "k%d", i);
-		start(f, path, CAP_PT_HEAP, key, NULL, &g[i]);
+		start(f, path, PPOP_PT_HEAP, key, NULL, &g[i]);
 	}
 	cap_fetcher_stats(f, &st);
 	assert_int_equal(st.inflight, 2);
@@ -224,10 +224,10 @@ static void test_fetch_one_cpu_per_target(void **state)
 	assert_int_equal(cap_fetcher_new(l, NULL, &f), 0);
 	completions = 0;
 	/* Two CPU captures of one target, one of another, and a heap of the first. */
-	start(f, "/d/200/a", CAP_PT_CPU, "10.0.0.1:6060", NULL, &g[0]);
-	start(f, "/d/200/b", CAP_PT_CPU, "10.0.0.1:6060", NULL, &g[1]);
-	start(f, "/d/200/c", CAP_PT_CPU, "10.0.0.2:6060", NULL, &g[2]);
-	start(f, "/d/10/d", CAP_PT_HEAP, "10.0.0.1:6060", NULL, &g[3]);
+	start(f, "/d/200/a", PPOP_PT_CPU, "10.0.0.1:6060", NULL, &g[0]);
+	start(f, "/d/200/b", PPOP_PT_CPU, "10.0.0.1:6060", NULL, &g[1]);
+	start(f, "/d/200/c", PPOP_PT_CPU, "10.0.0.2:6060", NULL, &g[2]);
+	start(f, "/d/10/d", PPOP_PT_HEAP, "10.0.0.1:6060", NULL, &g[3]);
 	run_until_done(l, g, 4);
 	for (int i = 0; i < 4; i++)
 		assert_int_equal(g[i].res, CAP_RES_OK);
@@ -251,11 +251,11 @@ static void test_fetch_max_per_target_serializes_one_pods_profiles(void **state)
 	completions = 0;
 	/* Three non-CPU captures of one pod, one of another pod, and a CPU
 	 * capture of the first pod, which is counted apart. */
-	start(f, "/d/150/a", CAP_PT_HEAP, "10.0.0.1:6060", NULL, &g[0]);
-	start(f, "/d/150/b", CAP_PT_GOROUTINE, "10.0.0.1:6060", NULL, &g[1]);
-	start(f, "/d/150/c", CAP_PT_ALLOCS, "10.0.0.1:6060", NULL, &g[2]);
-	start(f, "/d/150/d", CAP_PT_HEAP, "10.0.0.2:6060", NULL, &g[3]);
-	start(f, "/d/150/e", CAP_PT_CPU, "10.0.0.1:6060", NULL, &g[4]);
+	start(f, "/d/150/a", PPOP_PT_HEAP, "10.0.0.1:6060", NULL, &g[0]);
+	start(f, "/d/150/b", PPOP_PT_GOROUTINE, "10.0.0.1:6060", NULL, &g[1]);
+	start(f, "/d/150/c", PPOP_PT_ALLOCS, "10.0.0.1:6060", NULL, &g[2]);
+	start(f, "/d/150/d", PPOP_PT_HEAP, "10.0.0.2:6060", NULL, &g[3]);
+	start(f, "/d/150/e", PPOP_PT_CPU, "10.0.0.1:6060", NULL, &g[4]);
 	cap_fetcher_stats(f, &st);
 	assert_int_equal(st.inflight, 3); /* a, d and e; b and c wait for a */
 	assert_int_equal(st.queued, 2);
@@ -280,10 +280,10 @@ static void test_fetch_cancel(void **state)
 	static const int owner_a = 1, owner_b = 2;
 	assert_int_equal(loop_new(&l), 0);
 	assert_int_equal(cap_fetcher_new(l, &o, &f), 0);
-	uint64_t id0 = start(f, "/d/300/0", CAP_PT_HEAP, "a", &owner_a, &g[0]);
-	uint64_t id1 = start(f, "/d/10/1", CAP_PT_HEAP, "b", &owner_b, &g[1]);
-	uint64_t id2 = start(f, "/d/10/2", CAP_PT_HEAP, "c", &owner_a, &g[2]);
-	start(f, "/d/10/3", CAP_PT_HEAP, "d", &owner_b, &g[3]);
+	uint64_t id0 = start(f, "/d/300/0", PPOP_PT_HEAP, "a", &owner_a, &g[0]);
+	uint64_t id1 = start(f, "/d/10/1", PPOP_PT_HEAP, "b", &owner_b, &g[1]);
+	uint64_t id2 = start(f, "/d/10/2", PPOP_PT_HEAP, "c", &owner_a, &g[2]);
+	start(f, "/d/10/3", PPOP_PT_HEAP, "d", &owner_b, &g[3]);
 	loop_run_once(l, 20);
 	/* Cancel a running one: its callback runs now, the next starts. */
 	assert_int_equal(cap_fetch_cancel(f, id0), 0);
@@ -300,8 +300,8 @@ static void test_fetch_cancel(void **state)
 	for (int i = 0; i < 4; i++)
 		assert_int_equal(g[i].calls, 1);
 	/* Freeing with work pending cancels it, once. */
-	start(f, "/d/300/5", CAP_PT_HEAP, "e", NULL, &g[0]);
-	start(f, "/d/300/6", CAP_PT_HEAP, "f", NULL, &g[1]);
+	start(f, "/d/300/5", PPOP_PT_HEAP, "e", NULL, &g[0]);
+	start(f, "/d/300/6", PPOP_PT_HEAP, "f", NULL, &g[1]);
 	cap_fetcher_free(f);
 	assert_int_equal(g[0].calls, 1);
 	assert_int_equal(g[1].calls, 1);
@@ -317,18 +317,18 @@ static void test_fetch_error_kinds(void **state)
 	struct got g[5];
 	assert_int_equal(loop_new(&l), 0);
 	assert_int_equal(cap_fetcher_new(l, &o, &f), 0);
-	start(f, "/status/500", CAP_PT_CPU, "x", NULL, &g[0]);
-	start(f, "/big", CAP_PT_HEAP, "y", NULL, &g[1]);
-	start(f, "/hello", CAP_PT_HEAP, "z", NULL, &g[2]);
+	start(f, "/status/500", PPOP_PT_CPU, "x", NULL, &g[0]);
+	start(f, "/big", PPOP_PT_HEAP, "y", NULL, &g[1]);
+	start(f, "/hello", PPOP_PT_HEAP, "z", NULL, &g[2]);
 	/* Nothing listens on port 1 of 127.0.0.1. */
 	char url[] = "http://127.0.0.1:1/debug/pprof/heap";
-	struct cap_request req = {.url = url, .type = CAP_PT_HEAP, .timeout_ms = 2000};
+	struct cap_request req = {.url = url, .type = PPOP_PT_HEAP, .timeout_ms = 2000};
 	memset(&g[3], 0, sizeof(g[3]));
 	assert_int_equal(cap_fetch_start(f, &req, on_done, &g[3], NULL), 0);
 	/* A total timeout: 300 ms for a reply that takes 2 s. */
 	char url2[128];
 	snprintf(url2, sizeof(url2), "http://127.0.0.1:%u/d/2000/t", srv_port);
-	struct cap_request req2 = {.url = url2, .type = CAP_PT_HEAP, .timeout_ms = 300};
+	struct cap_request req2 = {.url = url2, .type = PPOP_PT_HEAP, .timeout_ms = 300};
 	memset(&g[4], 0, sizeof(g[4]));
 	assert_int_equal(cap_fetch_start(f, &req2, on_done, &g[4], NULL), 0);
 	run_until_done(l, g, 5);
@@ -352,7 +352,7 @@ static void test_fetch_huge_header_is_the_pods_fault(void **state)
 	struct got g;
 	assert_int_equal(loop_new(&l), 0);
 	assert_int_equal(cap_fetcher_new(l, NULL, &f), 0);
-	start(f, "/hugehdr", CAP_PT_HEAP, "h", NULL, &g);
+	start(f, "/hugehdr", PPOP_PT_HEAP, "h", NULL, &g);
 	run_until_done(l, &g, 1);
 	assert_int_equal(g.calls, 1);
 	print_message("result %d: %s\n", g.res, g.msg);
@@ -379,7 +379,7 @@ static void test_fetch_budget_bounds_bytes_in_flight(void **state)
 	for (int i = 0; i < 5; i++) {
 		char key[16];
 		snprintf(key, sizeof(key), "e%d", i);
-		start(f, "/endless", CAP_PT_HEAP, key, NULL, &g[i]);
+		start(f, "/endless", PPOP_PT_HEAP, key, NULL, &g[i]);
 	}
 	for (int i = 0; i < 400; i++) {
 		size_t done = 0;
@@ -413,7 +413,7 @@ static void test_fetch_budget_bounds_bytes_in_flight(void **state)
 	assert_int_equal(st.inflight_bytes, 0);
 	assert_string_equal(cap_result_name(CAP_RES_OVER_BUDGET), "over_budget");
 	/* The budget is free again: a normal capture goes through. */
-	start(f, "/d/10/after", CAP_PT_HEAP, "n", NULL, &g[0]);
+	start(f, "/d/10/after", PPOP_PT_HEAP, "n", NULL, &g[0]);
 	run_until_done(l, g, 1);
 	assert_int_equal(g[0].res, CAP_RES_OK);
 	cap_fetcher_stats(f, &st);

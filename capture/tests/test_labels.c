@@ -23,21 +23,8 @@ static void test_target_key(void **state)
 	assert_int_equal(cap_target_key("127.0.0.2", 6060, k, 5), -ENOSPC);
 }
 
-static void test_ptype_names(void **state)
+static void test_result_names(void **state)
 {
-	enum cap_ptype t;
-	const char *names[] = {"cpu",   "heap",  "allocs",      "goroutine",
-	                       "mutex", "block", "threadcreate"};
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		assert_int_equal(cap_ptype_parse(names[i], &t), 0);
-		assert_string_equal(cap_ptype_name(t), names[i]);
-	}
-	assert_int_equal(cap_ptype_parse("profile", &t), 0);
-	assert_int_equal(t, CAP_PT_CPU);
-	assert_int_equal(cap_ptype_parse("trace", &t), -EINVAL);
-	/* profefe has no allocs type: allocs is stored as heap. */
-	assert_string_equal(cap_ptype_profefe(CAP_PT_ALLOCS), "heap");
-	assert_string_equal(cap_ptype_profefe(CAP_PT_MUTEX), "mutex");
 	assert_string_equal(cap_result_name(CAP_RES_EMPTY), "empty");
 	assert_string_equal(cap_result_name(CAP_RES_TOO_LARGE), "too_large");
 }
@@ -62,7 +49,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_target_key),
-	        cmocka_unit_test(test_ptype_names),
+	        cmocka_unit_test(test_result_names),
 	        cmocka_unit_test(test_format_time_utc),
 	        cmocka_unit_test(test_user_agent),
 	};

@@ -136,33 +136,33 @@ static void test_pprof_detect_type(void **state)
 {
 	struct {
 		const char *file;
-		enum cap_ptype want;
+		enum ppop_ptype want;
 	} cases[] = {
-	        {"cpu.pb.gz", CAP_PT_CPU},
-	        {"heap.pb.gz", CAP_PT_HEAP},
-	        {"allocs.pb.gz", CAP_PT_ALLOCS},
-	        {"goroutine.pb.gz", CAP_PT_GOROUTINE},
-	        {"goroutine.pb", CAP_PT_GOROUTINE},
-	        {"threadcreate.pb.gz", CAP_PT_THREADCREATE},
-	        {"mutex.pb.gz", CAP_PT_MUTEX},
-	        {"block.pb.gz", CAP_PT_BLOCK},
+	        {"cpu.pb.gz", PPOP_PT_CPU},
+	        {"heap.pb.gz", PPOP_PT_HEAP},
+	        {"allocs.pb.gz", PPOP_PT_ALLOCS},
+	        {"goroutine.pb.gz", PPOP_PT_GOROUTINE},
+	        {"goroutine.pb", PPOP_PT_GOROUTINE},
+	        {"threadcreate.pb.gz", PPOP_PT_THREADCREATE},
+	        {"mutex.pb.gz", PPOP_PT_MUTEX},
+	        {"block.pb.gz", PPOP_PT_BLOCK},
 	        /* Empty: nothing tells mutex from block, and Go writes them alike. */
-	        {"mutex-empty.pb.gz", CAP_PT_BLOCK},
+	        {"mutex-empty.pb.gz", PPOP_PT_BLOCK},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		size_t n;
-		enum cap_ptype t = CAP_PT_OTHER;
+		enum ppop_ptype t = PPOP_PT_OTHER;
 		char *b = fixture_read(cases[i].file, &n);
 		print_message("%s\n", cases[i].file);
 		assert_int_equal(cap_pprof_detect_type(b, n, 0, &t), 0);
-		assert_string_equal(cap_ptype_name(t), cap_ptype_name(cases[i].want));
+		assert_string_equal(ppop_ptype_name(t), ppop_ptype_name(cases[i].want));
 		free(b);
 	}
 }
 
 static void test_pprof_detect_type_rejects_garbage_and_caps(void **state)
 {
-	enum cap_ptype t;
+	enum ppop_ptype t;
 	assert_int_equal(cap_pprof_detect_type("hello", 5, 0, &t), -EINVAL);
 	size_t n;
 	char *b = fixture_read("heap.pb.gz", &n);

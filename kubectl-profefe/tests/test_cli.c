@@ -78,9 +78,9 @@ static void test_capture_type_defaults_repeats_and_dedupes(void **state)
 	(void)state;
 	assert_int_equal(parse(&o, err, sizeof(err), "capture", NULL), 0);
 	assert_int_equal(o.ntypes, 3);
-	assert_int_equal(o.types[0], REC_PROF_CPU);
-	assert_int_equal(o.types[1], REC_PROF_HEAP);
-	assert_int_equal(o.types[2], REC_PROF_GOROUTINE);
+	assert_int_equal(o.types[0], PPOP_PT_CPU);
+	assert_int_equal(o.types[1], PPOP_PT_HEAP);
+	assert_int_equal(o.types[2], PPOP_PT_GOROUTINE);
 	assert_int_equal(o.seconds, REC_DEFAULT_CPU_SECONDS);
 	assert_null(o.output_dir);
 	kp_opts_free(&o);
@@ -89,9 +89,9 @@ static void test_capture_type_defaults_repeats_and_dedupes(void **state)
 	                       "--type=mutex,block", "--type", "heap", "--seconds", "3", NULL),
 	                 0);
 	assert_int_equal(o.ntypes, 3);
-	assert_int_equal(o.types[0], REC_PROF_HEAP);
-	assert_int_equal(o.types[1], REC_PROF_MUTEX);
-	assert_int_equal(o.types[2], REC_PROF_BLOCK);
+	assert_int_equal(o.types[0], PPOP_PT_HEAP);
+	assert_int_equal(o.types[1], PPOP_PT_MUTEX);
+	assert_int_equal(o.types[2], PPOP_PT_BLOCK);
 	assert_int_equal(o.seconds, 3);
 	kp_opts_free(&o);
 }

@@ -64,10 +64,10 @@ static void test_policy_defaults(void **state)
 	assert_int_equal(p->ns_selector.n, 0);
 	assert_true(p->pod_annotation_required);
 	assert_int_equal(p->nprofiles, 3);
-	assert_int_equal(p->profiles[0].type, REC_PROF_CPU);
+	assert_int_equal(p->profiles[0].type, PPOP_PT_CPU);
 	assert_int_equal(p->profiles[0].seconds, 10);
-	assert_int_equal(p->profiles[1].type, REC_PROF_HEAP);
-	assert_int_equal(p->profiles[2].type, REC_PROF_GOROUTINE);
+	assert_int_equal(p->profiles[1].type, PPOP_PT_HEAP);
+	assert_int_equal(p->profiles[2].type, PPOP_PT_GOROUTINE);
 	assert_int_equal(p->port, 6060);
 	assert_string_equal(p->path, "/debug/pprof");
 	assert_int_equal(p->scheme, REC_SCHEME_HTTP);
@@ -105,7 +105,7 @@ static void test_policy_full_spec_round_trips(void **state)
 	assert_false(p->pod_annotation_required);
 	assert_int_equal(p->nprofiles, 3);
 	assert_int_equal(p->profiles[0].seconds, 30);
-	assert_int_equal(p->profiles[1].type, REC_PROF_ALLOCS);
+	assert_int_equal(p->profiles[1].type, PPOP_PT_ALLOCS);
 	assert_int_equal(p->profiles[1].seconds, 0);
 	assert_int_equal(p->port, 8080);
 	assert_string_equal(p->path, "/pprof"); /* trailing slash dropped */
@@ -335,14 +335,14 @@ static void test_policy_schedule_uses_time_zone(void **state)
 
 static void test_profile_names_and_store_types(void **state)
 {
-	enum rec_profile_type t;
+	enum ppop_ptype t;
 
-	assert_string_equal(rec_profile_store_type(REC_PROF_ALLOCS), "heap");
-	assert_string_equal(rec_profile_name(REC_PROF_ALLOCS), "allocs");
-	assert_string_equal(rec_profile_store_type(REC_PROF_THREADCREATE), "threadcreate");
-	assert_int_equal(rec_profile_from_name("goroutine", &t), 0);
-	assert_int_equal(t, REC_PROF_GOROUTINE);
-	assert_int_equal(rec_profile_from_name("CPU", &t), -EINVAL);
+	assert_string_equal(ppop_ptype_profefe(PPOP_PT_ALLOCS), "heap");
+	assert_string_equal(ppop_ptype_name(PPOP_PT_ALLOCS), "allocs");
+	assert_string_equal(ppop_ptype_profefe(PPOP_PT_THREADCREATE), "threadcreate");
+	assert_int_equal(ppop_ptype_parse("goroutine", &t), 0);
+	assert_int_equal(t, PPOP_PT_GOROUTINE);
+	assert_int_equal(ppop_ptype_parse("CPU", &t), -EINVAL);
 }
 
 int main(void)

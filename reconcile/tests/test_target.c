@@ -272,7 +272,7 @@ static void test_target_resolution_precedence(void **state)
 		struct rec_pod *pod =
 		        make_pod(c[i].labels, c[i].ann, c[i].owners, "Running", "10.0.0.7");
 		struct rec_target t;
-		struct rec_profile cpu = {REC_PROF_CPU, 10}, heap = {REC_PROF_HEAP, 0};
+		struct rec_profile cpu = {PPOP_PT_CPU, 10}, heap = {PPOP_PT_HEAP, 0};
 		char err[256] = "", url[REC_URL_MAX];
 		int rc = rec_target_resolve(p, pod, &t, err, sizeof(err));
 		if (rc != c[i].rc)
@@ -299,22 +299,22 @@ static void test_target_resolution_precedence(void **state)
 static void test_target_urls_per_profile_type_and_ipv6(void **state)
 {
 	static const struct {
-		enum rec_profile_type type;
+		enum ppop_ptype type;
 		int seconds;
 		const char *ip, *want;
 	} c[] = {
-	        {REC_PROF_CPU, 30, "10.0.0.7",
+	        {PPOP_PT_CPU, 30, "10.0.0.7",
 	         "http://10.0.0.7:6060/debug/pprof/profile?seconds=30"},
-	        {REC_PROF_HEAP, 0, "10.0.0.7", "http://10.0.0.7:6060/debug/pprof/heap"},
+	        {PPOP_PT_HEAP, 0, "10.0.0.7", "http://10.0.0.7:6060/debug/pprof/heap"},
 	        /* allocs is fetched from its own endpoint; it is stored as heap. */
-	        {REC_PROF_ALLOCS, 0, "10.0.0.7", "http://10.0.0.7:6060/debug/pprof/allocs"},
-	        {REC_PROF_GOROUTINE, 0, "10.0.0.7", "http://10.0.0.7:6060/debug/pprof/goroutine"},
-	        {REC_PROF_MUTEX, 0, "10.0.0.7", "http://10.0.0.7:6060/debug/pprof/mutex"},
-	        {REC_PROF_BLOCK, 0, "10.0.0.7", "http://10.0.0.7:6060/debug/pprof/block"},
-	        {REC_PROF_THREADCREATE, 0, "10.0.0.7",
+	        {PPOP_PT_ALLOCS, 0, "10.0.0.7", "http://10.0.0.7:6060/debug/pprof/allocs"},
+	        {PPOP_PT_GOROUTINE, 0, "10.0.0.7", "http://10.0.0.7:6060/debug/pprof/goroutine"},
+	        {PPOP_PT_MUTEX, 0, "10.0.0.7", "http://10.0.0.7:6060/debug/pprof/mutex"},
+	        {PPOP_PT_BLOCK, 0, "10.0.0.7", "http://10.0.0.7:6060/debug/pprof/block"},
+	        {PPOP_PT_THREADCREATE, 0, "10.0.0.7",
 	         "http://10.0.0.7:6060/debug/pprof/threadcreate"},
-	        {REC_PROF_CPU, 5, "fd00::7", "http://[fd00::7]:6060/debug/pprof/profile?seconds=5"},
-	        {REC_PROF_HEAP, 0, "2001:db8::1", "http://[2001:db8::1]:6060/debug/pprof/heap"},
+	        {PPOP_PT_CPU, 5, "fd00::7", "http://[fd00::7]:6060/debug/pprof/profile?seconds=5"},
+	        {PPOP_PT_HEAP, 0, "2001:db8::1", "http://[2001:db8::1]:6060/debug/pprof/heap"},
 	};
 	struct rec_policy *p = make_policy("{\"schedule\":\"@hourly\"}");
 
@@ -334,7 +334,7 @@ static void test_target_urls_per_profile_type_and_ipv6(void **state)
 static void test_target_url_too_small_buffer_is_erange(void **state)
 {
 	struct rec_target t = {.port = 6060, .path = "/debug/pprof", .host = "10.0.0.7"};
-	struct rec_profile heap = {REC_PROF_HEAP, 0};
+	struct rec_profile heap = {PPOP_PT_HEAP, 0};
 	char url[16];
 
 	assert_int_equal(rec_target_url(&t, &heap, url, sizeof(url)), -ERANGE);
@@ -353,7 +353,7 @@ static void test_target_without_pod_ip_is_an_error(void **state)
 	rec_policy_free(p);
 }
 
-static char *labels_string(const char *spec, const char *pod_labels, enum rec_profile_type type)
+static char *labels_string(const char *spec, const char *pod_labels, enum ppop_ptype type)
 {
 	struct rec_policy *p = make_policy(spec);
 	struct rec_pod *pod = make_pod(pod_labels, ENABLED, RS_OWNER, "Running", "10.0.0.7");
@@ -375,14 +375,14 @@ static void test_target_labels_sorted_with_version_and_allocs(void **state)
 	char *s;
 
 	/* version from the image tag when the pod has no version label. */
-	s = labels_string("{\"schedule\":\"@hourly\"}", STD_LABELS, REC_PROF_HEAP);
+	s = labels_string("{\"schedule\":\"@hourly\"}", STD_LABELS, PPOP_PT_HEAP);
 	assert_string_equal(s, "container=app,namespace=shop,node=node-a,pod=web-7d4b9c8f6-x2x9z,"
 	                       "policy=web-prof,version=v1.4.2");
 	free(s);
 	/* app.kubernetes.io/version wins; allocs adds pprof_type; spec.labels join. */
 	s = labels_string("{\"schedule\":\"@hourly\",\"labels\":{\"env\":\"prod\",\"zone\":\"a\"}}",
 	                  STD_LABELS ",\"app.kubernetes.io/version\":\"1.4.2-go1.13.4\"",
-	                  REC_PROF_ALLOCS);
+	                  PPOP_PT_ALLOCS);
 	assert_string_equal(s, "container=app,env=prod,namespace=shop,node=node-a,"
 	                       "pod=web-7d4b9c8f6-x2x9z,policy=web-prof,pprof_type=allocs,"
 	                       "version=1.4.2-go1.13.4,zone=a");
