@@ -7,67 +7,55 @@
 #include <errno.h>
 #include <json-c/json.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int b64_val(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
 /* Decodes standard base64 as Go's encoding/base64 StdEncoding accepts it in
- * kubeconfig "-data" fields, tolerating line breaks from YAML folding. */
+ * kubeconfig "-data" fields, tolerating line breaks from YAML folding and
+ * missing padding. OpenSSL's EVP_DecodeBlock() does the decoding; it wants
+ * whole quanta, reads '=' as zero bits anywhere and counts the padding's
+ * zero bytes in its result, so the padding is checked and restored here. */
 int kube__b64_decode(const char *in, size_t n, struct kube__blob *out)
 {
-	char *buf = malloc(n / 4 * 3 + 4);
-	size_t o = 0;
-	uint32_t acc = 0;
-	int bits = 0, pad = 0;
+	char *clean = malloc(n + 4), *buf = NULL;
+	size_t m = 0, pad = 0;
+	int len, rc = -EINVAL;
 
-	if (!buf)
+	if (!clean)
 		return -ENOMEM;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)in[i];
-		int v;
-
-		if (c == ' ' || c == '\n' || c == '\r' || c == '\t')
-			continue;
-		if (c == '=') {
-			pad++;
-			continue;
-		}
-		v = b64_val(c);
-		if (v < 0 || pad)
-			goto err;
-		acc = (acc << 6) | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			buf[o++] = (char)((acc >> bits) & 0xff);
-		}
+	for (size_t i = 0; i < n; i++)
+		if (in[i] != ' ' && in[i] != '\n' && in[i] != '\r' && in[i] != '\t')
+			clean[m++] = in[i];
+	while (pad < m && clean[m - 1 - pad] == '=')
+		pad++;
+	/* '=' only at the end, at most two, and then only to a whole quantum. */
+	if (pad > 2 || memchr(clean, '=', m - pad) || (pad && m % 4) || (m - pad) % 4 == 1)
+		goto out_free_clean;
+	m -= pad;
+	for (pad = 0; (m + pad) % 4; pad++)
+		clean[m + pad] = '=';
+	m += pad;
+	if (m > INT_MAX || !(buf = malloc(m / 4 * 3 + 1))) {
+		rc = -ENOMEM;
+		goto out_free_clean;
 	}
-	if (bits >= 6 || pad > 2)
-		goto err;
-	buf[o] = '\0';
+	len = EVP_DecodeBlock((unsigned char *)buf, (const unsigned char *)clean, (int)m);
+	if (len < 0 || (size_t)len < pad) {
+		free(buf);
+		goto out_free_clean;
+	}
+	buf[len - (int)pad] = '\0';
 	out->data = buf;
-	out->len = o;
-	return 0;
-err:
-	free(buf);
-	return -EINVAL;
+	out->len = (size_t)len - pad;
+	rc = 0;
+out_free_clean:
+	free(clean);
+	return rc;
 }
 
 /* Reads `path` whole, refusing files larger than `cap`. */
