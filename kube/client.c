@@ -143,47 +143,69 @@ void kube_call_cancel(struct kube_call *c)
 		call_free(c);
 }
 
-/* Splits "https://host:port" so tls-server-name can be both the name we
- * verify and the SNI we send, while we connect to the real host: the URL
- * names tls-server-name and CURLOPT_CONNECT_TO maps it to the server. */
+/* Frees what curl_url_get() handed out, and the handle. */
+static void url_parts_free(CURLU *u, char **parts, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		curl_free(parts[i]);
+	curl_url_cleanup(u);
+}
+
+int kube__server_name_urls(const char *server, const char *tls_name, char **base, char **connect_to)
+{
+	enum { SCHEME, HOST, PORT, PATH, QUERY, NPARTS };
+	static const CURLUPart which[NPARTS] = {CURLUPART_SCHEME, CURLUPART_HOST, CURLUPART_PORT,
+	                                        CURLUPART_PATH, CURLUPART_QUERY};
+	char *part[NPARTS] = {0};
+	CURLU *u = curl_url();
+	int rc = -EINVAL;
+
+	*base = *connect_to = NULL;
+	if (!u)
+		return -ENOMEM;
+	if (curl_url_set(u, CURLUPART_URL, server, 0) != CURLUE_OK)
+		goto out;
+	for (int i = 0; i < NPARTS; i++) {
+		CURLUcode uc =
+		        curl_url_get(u, which[i], &part[i], i == PORT ? CURLU_DEFAULT_PORT : 0);
+
+		if (uc == CURLUE_OUT_OF_MEMORY) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		if (uc != CURLUE_OK && i != QUERY)
+			goto out;
+	}
+	rc = -ENOMEM;
+	/* The host keeps curl's brackets around an IPv6 literal, as
+	 * CURLOPT_CONNECT_TO wants it. A path of just "/" is no path. */
+	if (asprintf(base, "%s://%s:%s%s%s%s", part[SCHEME], tls_name, part[PORT],
+	             strcmp(part[PATH], "/") ? part[PATH] : "", part[QUERY] ? "?" : "",
+	             part[QUERY] ? part[QUERY] : "") < 0) {
+		*base = NULL;
+		goto out;
+	}
+	if (asprintf(connect_to, "%s:%s:%s:%s", tls_name, part[PORT], part[HOST], part[PORT]) < 0) {
+		*connect_to = NULL;
+		free(*base);
+		*base = NULL;
+		goto out;
+	}
+	rc = 0;
+out:
+	url_parts_free(u, part, NPARTS);
+	return rc;
+}
+
+/* With tls-server-name set, that name must be both the one we verify and
+ * the SNI we send while we connect to the real server: the base URL names
+ * tls-server-name and CURLOPT_CONNECT_TO maps it to the server. */
 static int setup_server_name(struct kube_client *kc)
 {
-	const char *srv = kc->cfg->server, *hs, *he, *port;
-	int https = !strncmp(srv, "https://", 8);
-	char *tail;
-
 	if (!kc->cfg->tls_server_name || !*kc->cfg->tls_server_name)
-		return (kc->base = strdup(srv)) ? 0 : -ENOMEM;
-	hs = srv + (https ? 8 : 7);
-	tail = strchr(hs, '/');
-	he = tail ? tail : hs + strlen(hs);
-	if (*hs == '[') {
-		const char *rb = memchr(hs, ']', (size_t)(he - hs));
-
-		port = rb && rb + 1 < he && rb[1] == ':' ? rb + 2 : NULL;
-	} else {
-		port = memchr(hs, ':', (size_t)(he - hs));
-		port = port ? port + 1 : NULL;
-	}
-	{
-		int hlen = (int)((port ? port - 1 : he) - hs);
-		int plen = port ? (int)(he - port) : 0;
-		const char *dport = https ? "443" : "80";
-
-		if (asprintf(&kc->base, "%s%s:%.*s%s", https ? "https://" : "http://",
-		             kc->cfg->tls_server_name, port ? plen : (int)strlen(dport),
-		             port ? port : dport, tail ? tail : "") < 0) {
-			kc->base = NULL;
-			return -ENOMEM;
-		}
-		if (asprintf(&kc->connect_to, "%s:%.*s:%.*s:%.*s", kc->cfg->tls_server_name,
-		             port ? plen : (int)strlen(dport), port ? port : dport, hlen, hs,
-		             port ? plen : (int)strlen(dport), port ? port : dport) < 0) {
-			kc->connect_to = NULL;
-			return -ENOMEM;
-		}
-	}
-	return 0;
+		return (kc->base = strdup(kc->cfg->server)) ? 0 : -ENOMEM;
+	return kube__server_name_urls(kc->cfg->server, kc->cfg->tls_server_name, &kc->base,
+	                              &kc->connect_to);
 }
 
 int kube_client_new_take(struct loop *l, struct kube_config *cfg, struct kube_client **out)

@@ -59,6 +59,16 @@ int kube__kubeconfig_parse(const char *const *names, const char *const *bufs, co
                            size_t n, const char *context, int allow_files, struct kube_config **out,
                            char *err, size_t errlen);
 
+/* For a kubeconfig's tls-server-name: parses `server` with curl_url() and
+ * writes the base URL with the host replaced by `tls_name` (port made
+ * explicit, path and query kept) and the CURLOPT_CONNECT_TO entry
+ * "tls_name:port:host:port" that sends it to the real host. Both are
+ * malloc'd (the caller frees them). Returns 0, -EINVAL for a URL curl
+ * refuses (bad port, unclosed '[', no host), or -ENOMEM; on failure both
+ * are NULL. */
+int kube__server_name_urls(const char *server, const char *tls_name, char **base,
+                           char **connect_to);
+
 /* Base64 (standard alphabet, padding optional, whitespace ignored).
  * Returns 0 and a malloc'd buffer, or -EINVAL / -ENOMEM. */
 int kube__b64_decode(const char *in, size_t n, struct kube__blob *out);

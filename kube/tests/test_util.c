@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kube/kube_int.h"
@@ -145,6 +146,47 @@ static void test_b64(void **state)
 	}
 }
 
+/* tls-server-name: the server's host:port forms as curl_url() reads them. */
+static void test_server_name_urls(void **state)
+{
+	static const struct {
+		const char *server;
+		int rc;
+		const char *base, *connect_to;
+	} c[] = {
+	        {"https://10.0.0.1:6443", 0, "https://k8s:6443", "k8s:6443:10.0.0.1:6443"},
+	        {"https://api.example.com", 0, "https://k8s:443",
+	         "k8s:443:api.example.com:443"}, /* missing port: the scheme's */
+	        {"http://api", 0, "http://k8s:80", "k8s:80:api:80"},
+	        {"https://[fd00::1]:6443", 0, "https://k8s:6443", "k8s:6443:[fd00::1]:6443"},
+	        {"https://[::1]", 0, "https://k8s:443", "k8s:443:[::1]:443"},
+	        {"https://h:6443/prefix/k8s", 0, "https://k8s:6443/prefix/k8s", "k8s:6443:h:6443"},
+	        {"https://h:6443/p?x=1", 0, "https://k8s:6443/p?x=1", "k8s:6443:h:6443"},
+	        {"https://h:99999", -EINVAL, NULL, NULL},   /* port out of range */
+	        {"https://h:6443x", -EINVAL, NULL, NULL},   /* port not a number */
+	        {"https://[::1:6443", -EINVAL, NULL, NULL}, /* unclosed bracket */
+	        {"https://:6443", -EINVAL, NULL, NULL},     /* no host */
+	        {"not a url", -EINVAL, NULL, NULL},
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		char *base = (char *)"x", *ct = (char *)"x";
+		int rc = kube__server_name_urls(c[i].server, "k8s", &base, &ct);
+
+		if (rc != c[i].rc)
+			fail_msg("%s: rc %d, want %d", c[i].server, rc, c[i].rc);
+		if (rc == 0) {
+			assert_string_equal(base, c[i].base);
+			assert_string_equal(ct, c[i].connect_to);
+		} else {
+			assert_null(base);
+			assert_null(ct);
+		}
+		free(base);
+		free(ct);
+	}
+}
+
 static void test_time_parse_and_format(void **state)
 {
 	time_t t;
@@ -181,6 +223,7 @@ int main(void)
 	        cmocka_unit_test(test_path_core_and_group),
 	        cmocka_unit_test(test_informer_urls),
 	        cmocka_unit_test(test_b64),
+	        cmocka_unit_test(test_server_name_urls),
 	        cmocka_unit_test(test_time_parse_and_format),
 	        cmocka_unit_test(test_retry_after_capped),
 	};
