@@ -4,6 +4,8 @@
 #
 #   $PPOP_CACHE/k8s-v1.34.4/{kube-apiserver,etcd,kubectl}   from e2e/tools/k8s
 #   $PPOP_CACHE/profefe-<version>/profefe                  from e2e/tools/profefe
+#   $PPOP_CACHE/k8s-node-v1.34.4/{kubelet,kube-controller-manager,kube-scheduler,kube-proxy}
+#                                      from e2e/tools/k8s, only with --node
 #
 # PPOP_CACHE defaults to ~/.cache/profefe-operator. A folder whose stamp
 # (versions, go.mod/go.sum hash, Go version, build flags) matches is reused as
@@ -12,28 +14,33 @@
 #
 # Usage:
 #   e2e/tools/build.sh              build what is missing
+#   e2e/tools/build.sh --node       also the node parts the real-node suite runs
 #   e2e/tools/build.sh --print-env  build what is missing, then print
 #                                   "export PPOP_...=..." lines on stdout
 #                                   (progress goes to stderr), e.g.
 #                                   eval "$(e2e/tools/build.sh --print-env)"
+#                                   (with --node too: PPOP_KUBELET etc.)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${PPOP_CACHE:-$HOME/.cache/profefe-operator}
 
 print_env=false
-case "${1:-}" in
-  --print-env) print_env=true ;;
-  "") ;;
-  -h | --help)
-    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
-    exit 0
-    ;;
-  *)
-    echo "build.sh: unknown argument: $1 (try --help)" >&2
-    exit 2
-    ;;
-esac
+node=false
+for arg in "$@"; do
+  case "$arg" in
+    --print-env) print_env=true ;;
+    --node) node=true ;;
+    -h | --help)
+      sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
+      exit 0
+      ;;
+    *)
+      echo "build.sh: unknown argument: $arg (try --help)" >&2
+      exit 2
+      ;;
+  esac
+done
 
 log() { echo "build.sh: $*" >&2; }
 
@@ -68,6 +75,7 @@ done
 profefe_ldflags="-s -w -X github.com/profefe/profefe/version.version=$profefe_version"
 
 k8s_dir=$cache/k8s-$k8s_version
+node_dir=$cache/k8s-node-$k8s_version
 profefe_dir=$cache/profefe-$profefe_version
 
 emit_env() {
@@ -75,6 +83,12 @@ emit_env() {
   printf 'export PPOP_ETCD=%q\n' "$k8s_dir/etcd"
   printf 'export PPOP_KUBECTL=%q\n' "$k8s_dir/kubectl"
   printf 'export PPOP_PROFEFE=%q\n' "$profefe_dir/profefe"
+  if $node; then
+    printf 'export PPOP_KUBELET=%q\n' "$node_dir/kubelet"
+    printf 'export PPOP_KUBE_CONTROLLER_MANAGER=%q\n' "$node_dir/kube-controller-manager"
+    printf 'export PPOP_KUBE_SCHEDULER=%q\n' "$node_dir/kube-scheduler"
+    printf 'export PPOP_KUBE_PROXY=%q\n' "$node_dir/kube-proxy"
+  fi
 }
 
 stamp_of() { # stamp_of MODDIR LDFLAGS VERSION
@@ -177,6 +191,20 @@ else
   build "profefe $profefe_version" "$here/profefe" "$profefe_dir" "$profefe_ldflags" "$profefe_stamp" \
     github.com/profefe/profefe/cmd/profefe
   built=true
+fi
+
+if $node; then
+  # The same wrapper module and flags as kube-apiserver, so the node runs
+  # exactly the version of the control plane (a second stamp: its own folder).
+  node_stamp=$(stamp_of "$here/k8s" "$k8s_ldflags" "$k8s_version")
+  if fresh "$node_dir" "$node_stamp" kubelet kube-controller-manager kube-scheduler kube-proxy; then
+    $print_env || log "kubelet, kube-controller-manager, kube-scheduler, kube-proxy $k8s_version: up to date in $node_dir"
+  else
+    build "kubelet, kube-controller-manager, kube-scheduler, kube-proxy $k8s_version" "$here/k8s" "$node_dir" \
+      "$k8s_ldflags" "$node_stamp" k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-controller-manager \
+      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kube-proxy
+    built=true
+  fi
 fi
 
 if $built; then log "all built in $(fmt_secs $(($(date +%s) - t0)))"; fi
