@@ -27,25 +27,10 @@
 #define PPOL_RESOURCE "profilingpolicies"
 #define PPOL_KIND     "ProfilingPolicy"
 
-struct job;
-
-#define JOB_BUCKETS 64
-/* Rounds tracked at once per policy: the one starting, and earlier ones
- * whose captures or deliveries are still out. Older ones are published
- * as they stand when a new round needs their slot. */
-#define ROUNDS_KEPT 4
-
-/* One round, named by its scheduled time, until its last capture and
- * delivery are answered. Its tally becomes status.lastRound then. */
-struct round {
-	int64_t ms;          /* scheduled time; 0: free slot */
-	uint32_t jobs;       /* captures not yet ended */
-	uint32_t deliveries; /* profiles handed to a sink, no answer yet */
-	struct rec_round tally;
-};
-
 /* Everything the controller knows about one policy key. It outlives the
- * cached object while captures or a status write still refer to it. */
+ * cached object while a status write still refers to it. What to do with
+ * the policy is decided by reconcile/'s state machine (`ctl`); this file
+ * carries it out. */
 struct pstate {
 	struct op_ctl *ctl;
 	char *ns, *name, *key; /* key: "ns/name" */
@@ -53,24 +38,18 @@ struct pstate {
 	struct rec_policy *pol; /* NULL when unparseable or deleted */
 	struct rec_errs errs;
 	int64_t generation; /* last generation planned */
-	struct rec_status st;
+	struct rec_ctl sm;  /* the state machine, and the status it keeps */
 	int st_loaded;
 	int gone; /* deleted from the API server */
 
 	struct loop_timer fire;    /* next round */
 	struct loop_timer requeue; /* reconcile backoff */
+	struct loop_timer grace;   /* deliveries lag: write the round anyway */
 	struct loop_backoff backoff;
 	int dirty;
 	struct pstate *next_dirty;
-
-	/* Round bookkeeping. */
-	struct rec_clock clock;
-	struct round rounds[ROUNDS_KEPT];
-	int64_t published_ms; /* the round status.lastRound shows */
-	struct job *jobs;     /* every live job of this policy */
 	int64_t targets;
-	struct job *live[JOB_BUCKETS]; /* the jobs above, by pod and type */
-	struct loop_timer grace;       /* writes status if deliveries lag a round */
+	struct job *jobs; /* captures started and not yet answered */
 
 	int status_dirty, status_inflight;
 	char *warned_spec; /* the invalid-spec message already sent as an Event */
@@ -78,20 +57,16 @@ struct pstate {
 	struct pstate *next;
 };
 
-/* One capture of one profile type from one pod, then its delivery. */
+/* The I/O side of one rec_ctl_job: its spread timer, then its capture. */
 struct job {
-	struct pstate *ps; /* NULL once the policy is gone */
+	struct pstate *ps;
+	struct rec_ctl_job *cj;
 	struct job *next, *prev;
-	struct job *hnext; /* in ps->live */
-	uint32_t h;
-	struct loop_timer start; /* the spread offset */
+	struct loop_timer start;
 	uint64_t fetch_id;
 	int fetching;
-	int64_t round_ms;
-	char *pod;                       /* "ns/name" */
-	char *prof;                      /* "cpu", "allocs", ... */
-	char *pod_ns, *pod_uid, *pod_ip; /* the pod as selected, checked at start */
-	char *url, *target_key, *service, *labels, *instance;
+	const char *prof_name; /* static */
+	char *url, *target_key, *service, *labels;
 	enum cap_ptype type;
 	uint32_t seconds, timeout_ms;
 	int64_t created_ms;
@@ -129,6 +104,7 @@ struct op_ctl {
 	struct loop_timer drain;
 
 	int shutting_down; /* 1 draining, 2 cancelled and flushing, 3 done waiting */
+	int freeing;       /* op_ctl_free() runs: nothing new is sent */
 	struct loop_timer shutdown_deadline;
 	uint64_t shutdown_end_ms; /* loop_now_ms() at the deadline */
 	void (*shutdown_done)(void *arg);
@@ -142,7 +118,7 @@ struct op_ctl {
 struct early;
 static void reconcile(struct pstate *ps);
 static void early_apply(struct op_ctl *c);
-static void cancel_pod_jobs(struct pstate *ps, const struct rec_pod *pod);
+static void ctl_apply(struct pstate *ps, struct rec_acts *a);
 static void status_flush(struct pstate *ps);
 static void maybe_finish_shutdown(struct op_ctl *c);
 struct sink;
@@ -187,7 +163,7 @@ static struct pstate *state_get(struct op_ctl *c, const char *ns, const char *na
 		free(ps);
 		return NULL;
 	}
-	rec_status_init(&ps->st);
+	rec_ctl_init(&ps->sm);
 	ps->generation = -1;
 	loop_timer_init(&ps->fire, on_fire, ps);
 	loop_timer_init(&ps->requeue, on_requeue, ps);
@@ -212,7 +188,7 @@ static void state_free(struct pstate *ps)
 	loop_timer_stop(c->l, &ps->requeue);
 	loop_timer_stop(c->l, &ps->grace);
 	rec_policy_free(ps->pol);
-	rec_status_free(&ps->st);
+	rec_ctl_free(&ps->sm);
 	free(ps->warned_spec);
 	free(ps->uid);
 	free(ps->ns);
@@ -331,29 +307,22 @@ static void pod_free(void *arg, void *value)
 	free(value);
 }
 
-/* True when `b` is still the pod `a` was, at the same address. */
-static int pod_same_target(const struct rec_pod *a, const struct rec_pod *b)
-{
-	return b && strcmp(a->uid, b->uid) == 0 && a->pod_ip && b->pod_ip &&
-	       strcmp(a->pod_ip, b->pod_ip) == 0;
-}
-
 /* A pod changed from `a` to `b` (either NULL): every policy that selects
- * either form is dirty, and a policy's captures of a pod that was deleted,
- * changed its IP or left the selection are cancelled at once. */
+ * either form is dirty, and the state machine cancels a policy's captures
+ * of a pod that was deleted, changed its IP or left the selection. */
 static void pod_touch(struct op_ctl *c, const struct rec_pod *a, const struct rec_pod *b)
 {
 	struct pstate *ps;
 
 	for (ps = c->states; ps; ps = ps->next) {
-		int sel_a, sel_b;
+		struct rec_acts acts = {0};
 		if (!ps->pol)
 			continue;
-		sel_a = a && rec_pod_selected(ps->pol, a);
-		sel_b = b && rec_pod_selected(ps->pol, b);
-		if (sel_a && (!sel_b || !rec_pod_capturable(b) || !pod_same_target(a, b)))
-			cancel_pod_jobs(ps, a);
-		if (sel_a || sel_b)
+		rec_ctl_pod_changed(&ps->sm, ps->pol, a, b, &acts);
+		if (acts.n)
+			ctl_apply(ps, &acts);
+		rec_acts_free(&acts);
+		if ((a && rec_pod_selected(ps->pol, a)) || (b && rec_pod_selected(ps->pol, b)))
 			mark_dirty(ps);
 	}
 }
@@ -447,31 +416,18 @@ static int64_t count_targets(struct pstate *ps)
 	return cc.n;
 }
 
-/* Cancels everything a deleted policy still has in flight. Profiles that
- * were already captured are still delivered: they are the user's data. */
+static void ctl_apply(struct pstate *ps, struct rec_acts *a);
+
+/* Cancels every capture of the policy, waiting or running (policy deleted,
+ * leadership lost, shutdown). Profiles already captured are still
+ * delivered: they are the user's data. */
 static void cancel_jobs(struct pstate *ps)
 {
-	struct job *j, *next;
-	int i;
+	struct rec_acts a = {0};
 
-	for (j = ps->jobs; j; j = next) {
-		next = j->next;
-		j->ps = NULL;
-		j->next = j->prev = NULL;
-		loop_timer_stop(ps->ctl->l, &j->start);
-		if (j->fetching)
-			cap_fetch_cancel(ps->ctl->fetcher, j->fetch_id); /* frees j */
-		else
-			job_free(j); /* waiting on its spread timer */
-	}
-	ps->jobs = NULL;
-	memset(ps->live, 0, sizeof(ps->live));
-	/* Their rounds wait only on deliveries now, if on anything. */
-	for (i = 0; i < ROUNDS_KEPT; i++) {
-		ps->rounds[i].jobs = 0;
-		if (ps->rounds[i].deliveries == 0)
-			memset(&ps->rounds[i], 0, sizeof(ps->rounds[i]));
-	}
+	rec_ctl_cancel_all(&ps->sm, &a);
+	ctl_apply(ps, &a);
+	rec_acts_free(&a);
 }
 
 static void forget_policy(struct pstate *ps)
@@ -481,18 +437,17 @@ static void forget_policy(struct pstate *ps)
 	if (ps->gone)
 		return; /* already forgotten; waiting for its last status write */
 	log_info("policy deleted: captures stopped", "policy", ps->key, NULL);
+	ps->gone = 1; /* no more status writes */
 	loop_timer_stop(c->l, &ps->fire);
 	loop_timer_stop(c->l, &ps->grace);
+	cancel_jobs(ps);
 	rec_policy_free(ps->pol);
 	ps->pol = NULL;
 	ps->generation = -1;
-	cancel_jobs(ps);
 	op_metric_forget(c->f_captures, 0, ps->key);
 	op_metric_forget(c->f_targets, 0, ps->key);
 	if (!ps->status_inflight)
-		state_free(ps);
-	else
-		ps->gone = 1; /* freed when the write returns */
+		state_free(ps); /* else freed when the write returns */
 }
 
 /* The schedule rounds follow now: NULL when the policy may not run. */
@@ -503,19 +458,19 @@ static const struct rec_schedule *active_sched(const struct pstate *ps)
 	return ps->pol->sched;
 }
 
-/* Arms the round timer for the clock's next scheduled time. The delay is
- * taken against a fresh wall-clock reading; if the timer still fires a
- * little early, on_fire() re-arms it (the clock decides, not the timer). */
-static void arm_fire(struct pstate *ps)
+/* Arms the round timer for `at_ms` (0: disarms). The delay is taken
+ * against a fresh wall-clock reading; a timer that still fires a little
+ * early is re-armed by the state machine (the clock decides, not the
+ * timer). */
+static void arm_fire(struct pstate *ps, int64_t at_ms)
 {
 	struct op_ctl *c = ps->ctl;
 	int64_t delay;
 
 	loop_timer_stop(c->l, &ps->fire);
-	ps->st.next_schedule_ms = ps->clock.next_ms;
-	if (ps->clock.next_ms <= 0)
+	if (at_ms <= 0)
 		return;
-	delay = ps->clock.next_ms - loop_wall_ms();
+	delay = at_ms - loop_wall_ms();
 	if (loop_timer_start(c->l, &ps->fire, delay > 0 ? (uint64_t)delay : 0) != 0)
 		loop_timer_start(c->l, &ps->requeue, loop_backoff_next(&ps->backoff));
 }
@@ -523,15 +478,20 @@ static void arm_fire(struct pstate *ps)
 /* (Re)plans the next round from the schedule, now: edits apply at once. */
 static void plan_next(struct pstate *ps, int64_t now_ms)
 {
-	rec_clock_plan(&ps->clock, active_sched(ps), now_ms);
-	arm_fire(ps);
+	struct rec_acts a = {0};
+
+	rec_ctl_plan(&ps->sm, active_sched(ps), now_ms, &a);
+	ctl_apply(ps, &a);
+	rec_acts_free(&a);
 }
 
 /* Recomputes the derived status fields and conditions from the plan. */
 static void status_recompute(struct pstate *ps, int64_t now)
 {
-	rec_status_compute(&ps->st, ps->pol, &ps->errs, ps->targets,
-	                   ps->st.next_schedule_ms ? ps->st.next_schedule_ms : -1, now);
+	struct rec_status *st = &ps->sm.st;
+
+	rec_status_compute(st, ps->pol, &ps->errs, ps->targets,
+	                   st->next_schedule_ms ? st->next_schedule_ms : -1, now);
 }
 
 static void reconcile(struct pstate *ps)
@@ -560,10 +520,12 @@ static void reconcile(struct pstate *ps)
 			ps->uid = strdup(json_object_get_string(v));
 			ps->generation = -1;
 			ps->st_loaded = 0;
-			cancel_jobs(ps);
-			memset(ps->rounds, 0, sizeof(ps->rounds));
-			ps->clock = (struct rec_clock){0};
-			ps->published_ms = 0;
+			{
+				struct rec_acts a = {0};
+				rec_ctl_reset(&ps->sm, &a);
+				ctl_apply(ps, &a);
+				rec_acts_free(&a);
+			}
 		}
 	}
 	/* A replica that does not lead follows the status the leader writes,
@@ -573,11 +535,11 @@ static void reconcile(struct pstate *ps)
 		ps->st_loaded = 0;
 	if (!ps->st_loaded) {
 		struct json_object *st = NULL;
-		rec_status_free(&ps->st);
-		rec_status_init(&ps->st);
+		rec_status_free(&ps->sm.st);
+		rec_status_init(&ps->sm.st);
 		json_object_object_get_ex(obj, "status", &st);
-		rec_status_from_json(st, &ps->st);
-		ps->st.next_schedule_ms = ps->clock.next_ms;
+		rec_status_from_json(st, &ps->sm.st);
+		ps->sm.st.next_schedule_ms = ps->sm.clock.next_ms;
 		ps->st_loaded = 1;
 	}
 	spec_changed = gen != ps->generation;
@@ -620,8 +582,8 @@ static void reconcile(struct pstate *ps)
 		op_metric_set(c->f_targets, lv, (double)targets);
 	}
 	ps->targets = targets;
-	if (!loop_timer_active(&ps->fire) && ps->clock.next_ms > 0)
-		arm_fire(ps); /* arming failed before */
+	if (!loop_timer_active(&ps->fire) && ps->sm.clock.next_ms > 0)
+		arm_fire(ps, ps->sm.clock.next_ms); /* arming failed before */
 	status_recompute(ps, now);
 	if (spec_changed)
 		ps->status_dirty = 1;
@@ -672,12 +634,13 @@ static void status_flush(struct pstate *ps)
 	char path[512];
 	char *body;
 
-	if (!ps->status_dirty || ps->status_inflight || (c->o.leader_elect && !c->leading))
+	if (!ps->status_dirty || ps->status_inflight || ps->gone || c->freeing ||
+	    (c->o.leader_elect && !c->leading))
 		return;
 	if (kube_path(path, sizeof(path), PPOL_GROUP, PPOL_VERSION, ps->ns, PPOL_RESOURCE, ps->name,
 	              "status") != 0)
 		return;
-	body = rec_status_patch_body(&ps->st);
+	body = rec_status_patch_body(&ps->sm.st);
 	if (!body)
 		return;
 	if (kube_request_raw(c->kc, "PATCH", path, body, strlen(body), &ro, status_written, ps,
@@ -689,109 +652,7 @@ static void status_flush(struct pstate *ps)
 }
 
 /* ------------------------------------------------------------------ */
-/* Rounds and captures                                                 */
-
-static uint32_t job_hash(const char *pod, const char *prof)
-{
-	uint32_t h = 2166136261u;
-
-	for (; *pod; pod++)
-		h = (h ^ (unsigned char)*pod) * 16777619u;
-	for (; *prof; prof++)
-		h = (h ^ (unsigned char)*prof) * 16777619u;
-	return h;
-}
-
-/* The live job capturing `prof` from `pod` for this policy, if any. */
-static struct job *job_live(const struct pstate *ps, const char *pod, const char *prof)
-{
-	uint32_t h = job_hash(pod, prof);
-	struct job *j;
-
-	for (j = ps->live[h % JOB_BUCKETS]; j; j = j->hnext)
-		if (j->h == h && strcmp(j->pod, pod) == 0 && strcmp(j->prof, prof) == 0)
-			return j;
-	return NULL;
-}
-
-static void job_unlink(struct job *j)
-{
-	struct pstate *ps = j->ps;
-	struct job **pp;
-
-	if (!ps)
-		return;
-	for (pp = &ps->live[j->h % JOB_BUCKETS]; *pp; pp = &(*pp)->hnext)
-		if (*pp == j) {
-			*pp = j->hnext;
-			break;
-		}
-	if (j->prev)
-		j->prev->next = j->next;
-	else
-		ps->jobs = j->next;
-	if (j->next)
-		j->next->prev = j->prev;
-	j->next = j->prev = NULL;
-}
-
-static void job_free(struct job *j)
-{
-	free(j->pod);
-	free(j->prof);
-	free(j->url);
-	free(j->target_key);
-	free(j->service);
-	free(j->labels);
-	free(j->instance);
-	free(j->pod_ns);
-	free(j->pod_uid);
-	free(j->pod_ip);
-	free(j);
-}
-
-/* ------------------------------------------------------------------ */
-/* Rounds: tallies, publication, and the one status write per round    */
-
-/* The tracked round named `ms`, or NULL once it has been let go. */
-static struct round *round_find(struct pstate *ps, int64_t ms)
-{
-	int i;
-
-	if (ms <= 0)
-		return NULL;
-	for (i = 0; i < ROUNDS_KEPT; i++)
-		if (ps->rounds[i].ms == ms)
-			return &ps->rounds[i];
-	return NULL;
-}
-
-/* A slot for the round starting at `ms`. When every slot still waits on
- * captures or deliveries, the oldest round is let go: its late answers
- * then count only in the cumulative counters. */
-static struct round *round_begin(struct pstate *ps, int64_t ms)
-{
-	struct round *r = NULL;
-	int i;
-
-	for (i = 0; i < ROUNDS_KEPT; i++)
-		if (!r || ps->rounds[i].ms < r->ms)
-			r = &ps->rounds[i];
-	memset(r, 0, sizeof(*r));
-	r->ms = ms;
-	return r;
-}
-
-/* Makes `r`'s tally status.lastRound, unless a later round shows already. */
-static void round_publish(struct pstate *ps, const struct round *r)
-{
-	if (r->ms < ps->published_ms)
-		return;
-	ps->published_ms = r->ms;
-	ps->st.last_round = r->tally;
-	ps->st.last_round.started_ms = r->ms;
-	ps->status_dirty = 1;
-}
+/* Rounds and captures: carrying out what the state machine decided     */
 
 static const char *policy_url(const struct pstate *ps)
 {
@@ -813,20 +674,20 @@ static struct sink *sink_find(struct op_ctl *c, const char *url)
 static void round_write(struct pstate *ps)
 {
 	struct op_ctl *c = ps->ctl;
+	struct rec_status *rs = &ps->sm.st;
 	struct sink *s = sink_find(c, policy_url(ps));
 	int64_t now = loop_wall_ms();
 
-	loop_timer_stop(c->l, &ps->grace);
 	status_recompute(ps, now);
 	/* Delivery trouble is degradation, not failure: profiles wait in the
 	 * spool and nothing is lost until it overflows. */
-	ps->st.spool_bytes = 0;
-	ps->st.spool_dropped = 0;
+	rs->spool_bytes = 0;
+	rs->spool_dropped = 0;
 	if (s) {
 		struct cap_pusher_stats st;
 		cap_pusher_stats(s->pusher, &st);
-		ps->st.spool_bytes = (int64_t)st.spool_bytes;
-		ps->st.spool_dropped = (int64_t)st.drops;
+		rs->spool_bytes = (int64_t)st.spool_bytes;
+		rs->spool_dropped = (int64_t)st.drops;
 		if (st.profefe_down) {
 			char msg[256];
 			snprintf(msg, sizeof(msg),
@@ -834,121 +695,101 @@ static void round_write(struct pstate *ps)
 			         "spooled and will be delivered when it returns",
 			         s->url, (unsigned long long)st.spool_files,
 			         (unsigned long long)st.spool_bytes);
-			rec_status_set_condition(&ps->st, "Degraded", "True", "ProfefeUnavailable",
-			                         msg, ps->generation, now);
+			rec_status_set_condition(rs, "Degraded", "True", "ProfefeUnavailable", msg,
+			                         ps->generation, now);
 		}
 	}
 	ps->status_dirty = 1;
 	status_flush(ps);
 }
 
-/* Deliveries lag (profefe slow or down): publish the newest round whose
- * captures have all ended, as it stands, and write. Its late answers
- * update it in a later write. */
-static void grace_write(struct pstate *ps)
-{
-	struct round *best = NULL;
-	int i;
-
-	for (i = 0; i < ROUNDS_KEPT; i++) {
-		struct round *r = &ps->rounds[i];
-		if (r->ms > 0 && r->jobs == 0 && (!best || r->ms > best->ms))
-			best = r;
-	}
-	if (best)
-		round_publish(ps, best);
-	round_write(ps);
-}
-
 static void on_grace(struct loop_timer *t)
 {
-	grace_write(t->arg);
+	struct pstate *ps = t->arg;
+	struct rec_acts a = {0};
+
+	rec_ctl_grace(&ps->sm, loop_wall_ms(), &a);
+	ctl_apply(ps, &a);
+	rec_acts_free(&a);
 }
 
-/* A capture or delivery of round `r` ended. A round with nothing left
- * out is published and written at once and lets go of its slot; one whose
- * captures ended but whose deliveries lag is written after a grace period. */
-static void round_settle(struct pstate *ps, struct round *r)
+static void job_free(struct job *j)
 {
-	if (r->jobs > 0)
-		return;
-	if (r->deliveries == 0) {
-		round_publish(ps, r);
-		memset(r, 0, sizeof(*r));
-		round_write(ps);
-	} else if (!loop_timer_active(&ps->grace)) {
-		loop_timer_start(ps->ctl->l, &ps->grace, 5000);
-	}
+	free(j->url);
+	free(j->target_key);
+	free(j->service);
+	free(j->labels);
+	free(j);
 }
 
-/* Ends a job: off its policy's lists, counted down in its round, freed.
- * Safe for a job whose policy is gone (j->ps NULL). */
-static void job_end(struct job *j)
+static void job_unlink(struct job *j)
 {
 	struct pstate *ps = j->ps;
-	struct round *r = ps ? round_find(ps, j->round_ms) : NULL;
 
-	job_unlink(j);
-	job_free(j);
-	if (r && r->jobs > 0) {
-		r->jobs--;
-		round_settle(ps, r);
-	}
+	if (j->prev)
+		j->prev->next = j->next;
+	else
+		ps->jobs = j->next;
+	if (j->next)
+		j->next->prev = j->prev;
 }
 
-/* Counts one result: in the cumulative status (counters and lists), in
- * the metrics, and in the tally of its round (0 or a round let go: the
- * cumulative counters only). */
-static void record(struct pstate *ps, int64_t round_ms, const char *pod, const char *prof,
-                   enum cap_result res, const char *msg, const char *id)
+/* Answers a job to the state machine and frees it: the one way a job
+ * ends. `kind`/`msg` describe a failure. */
+static void job_answer(struct job *j, enum rec_outcome out, const char *kind, const char *msg)
 {
-	struct op_ctl *c = ps->ctl;
-	const char *lv[3] = {ps->key, prof, cap_result_name(res)};
-	struct round *r = round_find(ps, round_ms);
-	struct rec_round shown = ps->st.last_round;
-	int64_t now = loop_wall_ms();
+	struct pstate *ps = j->ps;
+	struct rec_acts a = {0};
 
-	op_metric_add(c->f_captures, lv, 1);
-	if (res == CAP_RES_OK) {
-		rec_status_add_success(&ps->st, now, pod, prof, id ? id : "");
-		ps->st.last_capture_ms = now;
-		if (r)
-			r->tally.succeeded++;
+	loop_timer_stop(ps->ctl->l, &j->start);
+	job_unlink(j);
+	rec_ctl_captured(&ps->sm, j->cj, out, kind, msg, loop_wall_ms(), &a);
+	job_free(j);
+	ctl_apply(ps, &a);
+	rec_acts_free(&a);
+}
+
+/* Counts one capture result in the metrics and the log. */
+static void count_result(struct pstate *ps, const char *pod, const char *prof, enum cap_result res,
+                         const char *msg, const char *id)
+{
+	const char *lv[3] = {ps->key, prof, cap_result_name(res)};
+
+	op_metric_add(ps->ctl->f_captures, lv, 1);
+	if (res == CAP_RES_OK)
 		log_debug("profile stored", "policy", ps->key, "pod", pod, "type", prof, "id", id,
 		          NULL);
-	} else if (res == CAP_RES_EMPTY) {
-		rec_status_add_skipped(&ps->st);
-		if (r)
-			r->tally.skipped++;
+	else if (res == CAP_RES_EMPTY)
 		log_debug("empty profile skipped", "policy", ps->key, "pod", pod, "type", prof,
 		          NULL);
-	} else if (res != CAP_RES_CANCELLED) {
-		char text[1024];
-		char key[600];
-		rec_status_add_failure_kind(&ps->st, now, pod, prof, cap_result_name(res), msg);
-		if (r)
-			r->tally.failed++;
+	else if (res != CAP_RES_CANCELLED)
 		log_warn("capture failed", "policy", ps->key, "pod", pod, "type", prof, "result",
 		         cap_result_name(res), "error", msg, NULL);
-		snprintf(text, sizeof(text), "pod %s, profile %s: %s", pod, prof, msg);
-		snprintf(key, sizeof(key), "%s|%s|%s", pod, prof, cap_result_name(res));
-		policy_event(ps, "Warning", "CaptureFailed", key, text);
+}
+
+static enum rec_outcome outcome_of(enum cap_result res)
+{
+	switch (res) {
+	case CAP_RES_OK:
+		return REC_OUT_STORED;
+	case CAP_RES_EMPTY:
+		return REC_OUT_EMPTY;
+	case CAP_RES_CANCELLED:
+		return REC_OUT_CANCELLED;
+	default:
+		return REC_OUT_FAILED;
 	}
-	/* status.lastRound shows one whole round's tally, never a mix. */
-	ps->st.last_round = shown;
-	if (r && r->ms == ps->published_ms)
-		round_publish(ps, r);
 }
 
 /* The origin we give each profile, so its delivery result (possibly after
  * a restart, from the spool) finds its policy and round:
  * "ns/policy|ns/pod|type|uid|round-ms". Kubernetes names never contain '|'. */
-static char *origin_make(const struct pstate *ps, const struct job *j)
+static char *origin_make(const struct pstate *ps, const struct rec_ctl_job *cj)
 {
 	char *o;
 
-	if (asprintf(&o, "%s|%s|%s|%s|%" PRId64, ps->key, j->pod, j->prof, ps->uid ? ps->uid : "",
-	             j->round_ms) < 0)
+	if (asprintf(&o, "%s|%s|%s|%s|%" PRId64, ps->key, cj->pod, rec_profile_name(cj->type),
+	             ps->uid ? ps->uid : "", cj->round_ms) < 0)
 		return NULL;
 	return o;
 }
@@ -966,9 +807,8 @@ static void push_result_apply(struct op_ctl *c, const char *origin, enum cap_res
                               const char *message, const char *id)
 {
 	char buf[1024], *f[5], *save = NULL;
+	struct rec_acts a = {0};
 	struct pstate *ps;
-	struct round *r;
-	int64_t round_ms;
 	char *slash;
 	int i;
 
@@ -986,15 +826,11 @@ static void push_result_apply(struct op_ctl *c, const char *origin, enum cap_res
 		         cap_result_name(res), NULL);
 		return;
 	}
-	round_ms = f[4] ? strtoll(f[4], NULL, 10) : 0;
-	record(ps, round_ms, f[1], f[2], res, message, id);
-	r = round_find(ps, round_ms);
-	if (r && r->deliveries > 0) {
-		r->deliveries--;
-		round_settle(ps, r);
-	} else {
-		ps->status_dirty = 1; /* late news: goes out with the next write */
-	}
+	count_result(ps, f[1], f[2], res, message, id);
+	rec_ctl_delivered(&ps->sm, f[4] ? strtoll(f[4], NULL, 10) : 0, f[1], f[2], outcome_of(res),
+	                  cap_result_name(res), message, id, loop_wall_ms(), &a);
+	ctl_apply(ps, &a);
+	rec_acts_free(&a);
 }
 
 static void on_push_result(void *arg, const struct cap_push_meta *m, enum cap_result res,
@@ -1106,10 +942,10 @@ err:
 	return NULL;
 }
 
-/* Hands a captured profile to its sink. The result comes back through
- * on_push_result(); the job's round counts the delivery until then.
- * Takes `body`. */
-static void deliver(struct job *j, char *body, size_t len)
+/* Hands a captured profile to its sink; the result comes back through
+ * on_push_result(). Takes `body`. Returns 0, or -1 when it could not be
+ * handed over (the failure is then the caller's to answer). */
+static int deliver(struct job *j, char *body, size_t len, const char **why)
 {
 	struct pstate *ps = j->ps;
 	struct op_ctl *c = ps->ctl;
@@ -1117,291 +953,266 @@ static void deliver(struct job *j, char *body, size_t len)
 	struct cap_push_meta meta = {.service = j->service,
 	                             .type = cap_ptype_profefe(j->type),
 	                             .labels = j->labels,
-	                             .instance_id = j->instance,
+	                             .instance_id = j->cj->name,
 	                             .created_ms = j->created_ms};
-	struct round *r = round_find(ps, j->round_ms);
 	struct sink *s;
 	char *origin;
+	int rc;
 
+	*why = "cannot set up delivery";
 	if (!url) {
 		free(body);
-		record(ps, j->round_ms, j->pod, j->prof, CAP_RES_INTERNAL,
-		       "no profefe URL: set spec.profefeURL or --profefe-url", NULL);
-		return;
+		*why = "no profefe URL: set spec.profefeURL or --profefe-url";
+		return -1;
 	}
 	s = sink_for(c, url);
-	origin = origin_make(ps, j);
+	origin = origin_make(ps, j->cj);
 	if (!s || !origin) {
 		free(body);
 		free(origin);
-		record(ps, j->round_ms, j->pod, j->prof, CAP_RES_INTERNAL, "cannot set up delivery",
-		       NULL);
-		return;
+		return -1;
 	}
 	meta.origin = origin;
-	/* Counted before the submit: a result may be reported from inside it. */
-	if (r)
-		r->deliveries++;
-	if (cap_pusher_submit_take(s->pusher, &meta, body, len) != 0) {
-		if (r)
-			r->deliveries--;
-		record(ps, j->round_ms, j->pod, j->prof, CAP_RES_INTERNAL,
-		       "cannot queue the profile for delivery (spool not writable?)", NULL);
-	} else if (c->shutting_down) {
-		sink_flush(s); /* shutdown waits for this push too */
-	}
+	rc = cap_pusher_submit_take(s->pusher, &meta, body, len);
 	free(origin);
+	if (rc != 0) {
+		*why = "cannot queue the profile for delivery (spool not writable?)";
+		return -1;
+	}
+	if (c->shutting_down)
+		sink_flush(s); /* shutdown waits for this push too */
+	return 0;
 }
 
 static void on_fetched(void *arg, struct cap_fetch_result *r)
 {
 	struct job *j = arg;
 	struct pstate *ps = j->ps;
-	const char *tv[] = {j->prof};
+	const char *tv[] = {j->prof_name};
+	const char *why;
 	char *body;
 	size_t len;
 
 	j->fetching = 0;
-	if (ps) {
-		op_metric_observe(ps->ctl->f_duration, tv, (double)r->elapsed_ms / 1000.0);
-		op_metric_add(ps->ctl->f_bytes, tv, (double)r->body_len);
-	}
-	if (!ps || r->res == CAP_RES_CANCELLED) {
-		job_end(j);
+	op_metric_observe(ps->ctl->f_duration, tv, (double)r->elapsed_ms / 1000.0);
+	op_metric_add(ps->ctl->f_bytes, tv, (double)r->body_len);
+	if (r->res != CAP_RES_OK) {
+		if (r->res != CAP_RES_CANCELLED)
+			count_result(ps, j->cj->pod, j->prof_name, r->res, r->message, NULL);
+		job_answer(j, outcome_of(r->res), cap_result_name(r->res), r->message);
 		return;
 	}
-	if (r->res == CAP_RES_OK) {
-		body = cap_fetch_take_body(r, &len);
-		deliver(j, body, len);
-	} else {
-		record(ps, j->round_ms, j->pod, j->prof, r->res, r->message, NULL);
+	/* Captured: the round now waits on the delivery, answered by
+	 * on_push_result(); a profile that cannot be handed over is a
+	 * failure of this capture. */
+	body = cap_fetch_take_body(r, &len);
+	if (deliver(j, body, len, &why) == 0) {
+		job_answer(j, REC_OUT_CAPTURED, NULL, NULL);
+		return;
 	}
-	job_end(j);
+	count_result(ps, j->cj->pod, j->prof_name, CAP_RES_INTERNAL, why, NULL);
+	job_answer(j, REC_OUT_FAILED, "internal", why);
 }
 
-/* True when the job's pod is, now, the pod it was planned for (same uid
- * and IP) and the policy still selects it: a capture must never reach a
+/* The job's spread slot came: start the capture if its pod is still the
+ * one planned (uid, IP) and still selected; a capture must never reach a
  * pod that left, or another pod that took over its IP. */
-static int job_target_current(const struct job *j)
-{
-	const struct pstate *ps = j->ps;
-	const struct rec_pod *pod = kube_informer_get(ps->ctl->pods, j->pod_ns, j->instance);
-
-	return pod && ps->pol && strcmp(pod->uid, j->pod_uid) == 0 && pod->pod_ip &&
-	       strcmp(pod->pod_ip, j->pod_ip) == 0 && rec_pod_selected(ps->pol, pod) &&
-	       rec_pod_capturable(pod);
-}
-
 static void on_job_start(struct loop_timer *t)
 {
 	struct job *j = t->arg;
 	struct pstate *ps = j->ps;
+	const struct rec_pod *pod = kube_informer_get(ps->ctl->pods, j->cj->ns, j->cj->name);
 	struct cap_request req = {.url = j->url,
 	                          .target_key = j->target_key,
 	                          .type = j->type,
 	                          .seconds = j->seconds,
-	                          .timeout_ms = j->timeout_ms,
-	                          .owner = ps};
+	                          .timeout_ms = j->timeout_ms};
 
-	if (!job_target_current(j)) {
-		const char *lv[] = {ps->key, j->prof, "target_gone"};
+	if (!rec_ctl_may_start(ps->pol, j->cj, pod)) {
+		const char *lv[] = {ps->key, j->prof_name, "target_gone"};
 		op_metric_add(ps->ctl->f_captures, lv, 1);
 		log_debug("capture not started: the pod left the selection", "policy", ps->key,
-		          "pod", j->pod, "type", j->prof, NULL);
-		job_end(j);
+		          "pod", j->cj->pod, "type", j->prof_name, NULL);
+		job_answer(j, REC_OUT_CANCELLED, "target_gone", NULL);
 		return;
 	}
 	j->created_ms = loop_wall_ms();
 	j->fetching = 1;
 	if (cap_fetch_start(ps->ctl->fetcher, &req, on_fetched, j, &j->fetch_id) != 0) {
 		j->fetching = 0;
-		record(ps, j->round_ms, j->pod, j->prof, CAP_RES_INTERNAL,
-		       "cannot start the capture", NULL);
-		job_end(j);
+		count_result(ps, j->cj->pod, j->prof_name, CAP_RES_INTERNAL,
+		             "cannot start the capture", NULL);
+		job_answer(j, REC_OUT_FAILED, "internal", "cannot start the capture");
 	}
 }
 
-/* Ends a job now: its spread timer stopped, its capture cancelled. */
-static void job_cancel(struct job *j)
-{
-	loop_timer_stop(j->ps->ctl->l, &j->start);
-	if (j->fetching)
-		cap_fetch_cancel(j->ps->ctl->fetcher, j->fetch_id); /* ends j */
-	else
-		job_end(j);
-}
-
-/* Cancels a policy's captures of `pod`, waiting or running: the pod was
- * deleted, changed its IP or left the selection. */
-static void cancel_pod_jobs(struct pstate *ps, const struct rec_pod *pod)
-{
-	char key[512];
-	int t;
-
-	if (!ps->jobs ||
-	    snprintf(key, sizeof(key), "%s/%s", pod->ns, pod->name) >= (int)sizeof(key))
-		return;
-	for (t = 0; t < REC_PROF__COUNT; t++) {
-		struct job *j = job_live(ps, key, rec_profile_name((enum rec_profile_type)t));
-		if (j && strcmp(j->pod_uid, pod->uid) == 0)
-			job_cancel(j);
-	}
-}
-
-static int job_add(struct pstate *ps, struct round *r, const struct rec_pod *pod,
-                   const struct rec_target *t, const struct rec_profile *prof, uint32_t delay_ms)
+/* START: the I/O side of a job the state machine planned, armed for its
+ * spread slot. Failing that, the job is answered as failed at once. */
+static void job_start(struct pstate *ps, struct rec_ctl_job *cj, int64_t at_ms)
 {
 	struct op_ctl *c = ps->ctl;
+	const struct rec_pod *pod = kube_informer_get(c->pods, cj->ns, cj->name);
+	const struct rec_profile *prof = NULL;
 	struct job *j = calloc(1, sizeof(*j));
 	struct rec_kvs kvs = {0};
-	char url[REC_URL_MAX], key[128];
-	enum cap_ptype type;
+	char url[REC_URL_MAX], key[128], err[256];
+	struct rec_target t;
+	int64_t delay;
+	size_t i;
 
-	if (!j)
-		return -ENOMEM;
-	if (rec_target_url(t, prof, url, sizeof(url)) != 0 ||
-	    cap_target_key(t->host, (unsigned)t->port, key, sizeof(key)) != 0 ||
-	    cap_ptype_parse(rec_profile_name(prof->type), &type) != 0 ||
-	    rec_target_labels(ps->pol, pod, prof, &kvs) != 0)
-		goto err;
-	j->labels = rec_labels_encode(kvs.v, kvs.n);
-	rec_kvs_free(&kvs);
-	j->url = strdup(url);
-	j->target_key = strdup(key);
-	j->service = strdup(t->service);
-	j->prof = strdup(rec_profile_name(prof->type));
-	j->instance = strdup(pod->name);
-	j->pod_ns = strdup(pod->ns);
-	j->pod_uid = strdup(pod->uid);
-	j->pod_ip = strdup(pod->pod_ip ? pod->pod_ip : "");
-	if (asprintf(&j->pod, "%s/%s", pod->ns, pod->name) < 0)
-		j->pod = NULL;
-	if (!j->labels || !j->url || !j->target_key || !j->service || !j->prof || !j->instance ||
-	    !j->pod || !j->pod_ns || !j->pod_uid || !j->pod_ip)
-		goto err;
-	j->type = type;
-	j->seconds = prof->type == REC_PROF_CPU ? (uint32_t)prof->seconds : 0;
-	j->timeout_ms = (uint32_t)ps->pol->timeout_seconds * 1000u;
-	j->round_ms = r->ms;
-	loop_timer_init(&j->start, on_job_start, j);
-	if (loop_timer_start(c->l, &j->start, delay_ms) != 0)
-		goto err;
+	for (i = 0; ps->pol && i < ps->pol->nprofiles; i++)
+		if (ps->pol->profiles[i].type == cj->type)
+			prof = &ps->pol->profiles[i];
+	if (!j) {
+		struct rec_acts a = {0};
+		rec_ctl_captured(&ps->sm, cj, REC_OUT_FAILED, "internal", "out of memory",
+		                 loop_wall_ms(), &a);
+		ctl_apply(ps, &a);
+		rec_acts_free(&a);
+		return;
+	}
 	j->ps = ps;
+	j->cj = cj;
+	cj->user = j;
+	j->prof_name = rec_profile_name(cj->type);
+	loop_timer_init(&j->start, on_job_start, j);
 	j->next = ps->jobs;
 	if (ps->jobs)
 		ps->jobs->prev = j;
 	ps->jobs = j;
-	j->h = job_hash(j->pod, j->prof);
-	j->hnext = ps->live[j->h % JOB_BUCKETS];
-	ps->live[j->h % JOB_BUCKETS] = j;
-	r->jobs++;
-	return 0;
-err:
-	job_free(j);
-	return -ENOMEM;
+	if (!pod || !prof || rec_target_resolve(ps->pol, pod, &t, err, sizeof(err)) != 0 ||
+	    rec_target_url(&t, prof, url, sizeof(url)) != 0 ||
+	    cap_target_key(t.host, (unsigned)t.port, key, sizeof(key)) != 0 ||
+	    cap_ptype_parse(j->prof_name, &j->type) != 0 ||
+	    rec_target_labels(ps->pol, pod, prof, &kvs) != 0)
+		goto fail;
+	j->labels = rec_labels_encode(kvs.v, kvs.n);
+	rec_kvs_free(&kvs);
+	j->url = strdup(url);
+	j->target_key = strdup(key);
+	j->service = strdup(t.service);
+	if (!j->labels || !j->url || !j->target_key || !j->service)
+		goto fail;
+	j->seconds = prof->type == REC_PROF_CPU ? (uint32_t)prof->seconds : 0;
+	j->timeout_ms = (uint32_t)ps->pol->timeout_seconds * 1000u;
+	delay = at_ms - loop_wall_ms();
+	if (loop_timer_start(c->l, &j->start, delay > 0 ? (uint64_t)delay : 0) != 0)
+		goto fail;
+	return;
+fail:
+	rec_kvs_free(&kvs);
+	log_error("cannot plan a capture", "policy", ps->key, "pod", cj->pod, NULL);
+	job_answer(j, REC_OUT_FAILED, "internal", "cannot plan the capture");
 }
 
-struct round_ctx {
-	struct pstate *ps;
-	struct round *r;
-	int64_t now;
-	uint32_t window; /* spread window of this round */
-	int64_t n;
-	int64_t busy; /* captures skipped: the previous one still runs */
+/* CANCEL: a running capture is cancelled (its callback answers it); one
+ * waiting for its spread slot is answered here. */
+static void job_cancel(struct rec_ctl_job *cj)
+{
+	struct job *j = cj->user;
+
+	if (j->fetching)
+		cap_fetch_cancel(j->ps->ctl->fetcher, j->fetch_id); /* answers j */
+	else
+		job_answer(j, REC_OUT_CANCELLED, NULL, NULL);
+}
+
+/* Carries out the state machine's actions, in order. Steps taken while
+ * carrying them out (a cancelled capture answering) use lists of their
+ * own. */
+static void ctl_apply(struct pstate *ps, struct rec_acts *a)
+{
+	struct op_ctl *c = ps->ctl;
+	size_t i;
+
+	for (i = 0; i < a->n; i++) {
+		struct rec_act *x = &a->v[i];
+		switch (x->type) {
+		case REC_ACT_FIRE:
+			arm_fire(ps, x->at_ms);
+			break;
+		case REC_ACT_START:
+			job_start(ps, x->job, x->at_ms);
+			break;
+		case REC_ACT_CANCEL:
+			job_cancel(x->job);
+			break;
+		case REC_ACT_GRACE: {
+			int64_t d = x->at_ms - loop_wall_ms();
+			if (x->at_ms <= 0)
+				loop_timer_stop(c->l, &ps->grace);
+			else
+				loop_timer_start(c->l, &ps->grace, d > 0 ? (uint64_t)d : 0);
+			break;
+		}
+		case REC_ACT_WRITE:
+			round_write(ps);
+			break;
+		case REC_ACT_EVENT:
+			policy_event(ps, "Warning", x->reason, x->key, x->msg);
+			break;
+		case REC_ACT_COUNT: {
+			const char *lv[] = {ps->key, x->msg, x->reason};
+			op_metric_add(c->f_captures, lv, 1);
+			if (strcmp(x->reason, "invalid_target") == 0)
+				log_warn("pod cannot be captured", "policy", ps->key, "pod", x->key,
+				         NULL);
+			break;
+		}
+		}
+	}
+	if (a->oom) {
+		log_error("out of memory carrying out a decision; retrying", "policy", ps->key,
+		          NULL);
+		loop_timer_start(c->l, &ps->requeue, loop_backoff_next(&ps->backoff));
+	}
+	/* Late news (a delivery of a round let go) goes out with the next
+	 * write. */
+	if (ps->sm.dirty) {
+		ps->sm.dirty = 0;
+		ps->status_dirty = 1;
+	}
+}
+
+struct pods_ctx {
+	const struct rec_pod **v;
+	size_t n, cap;
 };
 
-/* A pod whose target cannot be resolved (a bad annotation): one failure
- * for the round, in status, metrics, log and a Warning Event. */
-static void round_bad_target(struct round_ctx *rc, const char *podkey, const char *err)
+static void collect_pod(void *arg, const char *ns, const char *name, void *value)
 {
-	struct pstate *ps = rc->ps;
-	const char *lv[] = {ps->key, "all", "invalid_target"};
-	struct rec_round shown = ps->st.last_round;
-	char text[1024];
-
-	rec_status_add_failure_kind(&ps->st, rc->now, podkey, "all", "invalid_target", err);
-	ps->st.last_round = shown;
-	rc->r->tally.failed++;
-	op_metric_add(ps->ctl->f_captures, lv, 1);
-	log_warn("pod cannot be captured", "policy", ps->key, "pod", podkey, "error", err, NULL);
-	snprintf(text, sizeof(text), "pod %s: %s", podkey, err);
-	policy_event(ps, "Warning", "InvalidTarget", podkey, text);
-}
-
-static void round_pod(void *arg, const char *ns, const char *name, void *value)
-{
-	struct round_ctx *rc = arg;
-	struct pstate *ps = rc->ps;
-	const struct rec_pod *pod = value;
-	struct rec_target t;
-	char err[256], podkey[512];
-	int64_t at;
-	uint32_t delay;
-	size_t i;
+	struct pods_ctx *pc = arg;
 
 	(void)ns;
 	(void)name;
-	if (!rec_pod_selected(ps->pol, pod) || !rec_pod_capturable(pod))
-		return;
-	rc->n++;
-	snprintf(podkey, sizeof(podkey), "%s/%s", pod->ns, pod->name);
-	if (rec_target_resolve(ps->pol, pod, &t, err, sizeof(err)) != 0) {
-		round_bad_target(rc, podkey, err);
-		return;
-	}
-	/* The pod's slot in the window counts from the scheduled time. */
-	at = rc->r->ms + rec_spread_offset_ms(pod->uid, rc->window);
-	delay = at > rc->now ? (uint32_t)(at - rc->now) : 0;
-	for (i = 0; i < ps->pol->nprofiles; i++) {
-		const char *prof = rec_profile_name(ps->pol->profiles[i].type);
-		/* The previous round's capture of this pod and type still
-		 * runs or waits: skip, rather than let an overloaded schedule
-		 * pile up an unbounded queue (CronJob's concurrencyPolicy
-		 * Forbid, per capture). */
-		if (job_live(ps, podkey, prof)) {
-			const char *lv[] = {ps->key, prof, "busy"};
-			op_metric_add(ps->ctl->f_captures, lv, 1);
-			rc->busy++;
-			continue;
-		}
-		if (job_add(ps, rc->r, pod, &t, &ps->pol->profiles[i], delay) != 0)
-			log_error("out of memory planning a capture", "policy", ps->key, NULL);
-	}
+	if (pc->n < pc->cap)
+		pc->v[pc->n++] = value;
 }
 
 static void on_fire(struct loop_timer *t)
 {
 	struct pstate *ps = t->arg;
 	struct op_ctl *c = ps->ctl;
-	struct round_ctx rc = {.ps = ps, .now = loop_wall_ms()};
-	int64_t round = rec_clock_fire(&ps->clock, active_sched(ps), rc.now);
+	struct pods_ctx pc = {0};
+	struct rec_acts a = {0};
+	int capture = !c->shutting_down && (!c->o.leader_elect || c->leading);
 
-	arm_fire(ps); /* early: re-armed for the same time; else the next */
-	if (round == 0 || c->shutting_down)
+	pc.cap = kube_informer_count(c->pods);
+	pc.v = pc.cap ? calloc(pc.cap, sizeof(*pc.v)) : NULL;
+	if (pc.cap && !pc.v) {
+		arm_fire(ps, loop_wall_ms() + 1000); /* try again in a second */
 		return;
-	if (c->o.leader_elect && !c->leading)
-		return;
-	/* The previous round still waits on deliveries (profefe slow or
-	 * down): write its status now, so every round gets its one write. */
-	if (loop_timer_active(&ps->grace))
-		grace_write(ps);
-	rc.r = round_begin(ps, round);
-	rc.window = rec_round_window_ms(c->o.spread_ms, round, ps->clock.next_ms);
-	ps->st.last_schedule_ms = round;
-	kube_informer_foreach(c->pods, round_pod, &rc);
-	ps->targets = rc.n;
-	if (rc.busy > 0) {
-		char n[32];
-		snprintf(n, sizeof(n), "%" PRId64, rc.busy);
-		log_warn("captures skipped: the previous round's are still running", "policy",
-		         ps->key, "skipped", n, NULL);
-		policy_event(ps, "Warning", "RoundOverlap", NULL,
-		             "captures skipped because the previous round's captures of the same "
-		             "pods are still running; lengthen spec.schedule or lower "
-		             "spec.timeoutSeconds");
 	}
-	log_debug("round started", "policy", ps->key, NULL);
-	round_settle(ps, rc.r); /* nothing to capture: still say the round happened */
+	kube_informer_foreach(c->pods, collect_pod, &pc);
+	if (rec_ctl_fire(&ps->sm, ps->pol, pc.v, pc.n, c->o.spread_ms, capture, loop_wall_ms(),
+	                 &a) > 0 &&
+	    capture) {
+		ps->targets = ps->sm.targets;
+		log_debug("round started", "policy", ps->key, NULL);
+	}
+	free(pc.v);
+	ctl_apply(ps, &a);
+	rec_acts_free(&a);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1780,10 +1591,8 @@ void op_ctl_shutdown(struct op_ctl *c, uint32_t deadline_ms, void (*done)(void *
 		/* Captures not yet started will not be. */
 		for (j = ps->jobs; j; j = next) {
 			next = j->next;
-			if (!j->fetching) {
-				loop_timer_stop(c->l, &j->start);
-				job_end(j);
-			}
+			if (!j->fetching)
+				job_answer(j, REC_OUT_CANCELLED, NULL, NULL);
 		}
 		ps->status_dirty = 1;
 		status_flush(ps);
@@ -1802,6 +1611,7 @@ void op_ctl_free(struct op_ctl *c)
 
 	if (!c)
 		return;
+	c->freeing = 1;
 	while (c->states) {
 		cancel_jobs(c->states);
 		state_free(c->states);

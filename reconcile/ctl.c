@@ -240,9 +240,17 @@ static void round_settle(struct rec_ctl *c, struct rec_ctl_round *r, int64_t now
 	if (r->jobs > 0)
 		return;
 	if (r->deliveries == 0) {
+		int i, lagging = 0;
 		round_publish(c, r);
 		memset(r, 0, sizeof(*r));
 		act_simple(a, REC_ACT_WRITE, 0, NULL);
+		/* No other round waits on deliveries: the grace timer is moot. */
+		for (i = 0; i < REC_CTL_ROUNDS; i++)
+			lagging |= c->rounds[i].ms > 0 && c->rounds[i].jobs == 0;
+		if (c->grace && !lagging) {
+			c->grace = 0;
+			act_simple(a, REC_ACT_GRACE, 0, NULL);
+		}
 	} else if (!c->grace) {
 		c->grace = 1;
 		act_simple(a, REC_ACT_GRACE, now + GRACE_MS, NULL);

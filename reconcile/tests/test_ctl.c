@@ -389,6 +389,16 @@ static void check(struct model *m)
 		MFAIL(m, "%zu jobs live, %zu started and not answered", m->c.njobs, m->njobs);
 	if (m->c.njobs > MPODS * REC_PROF__COUNT)
 		MFAIL(m, "%zu jobs for %d pods", m->c.njobs, MPODS);
+	/* No round waits unwritten: one whose captures all ended is settled,
+	 * or has the grace timer coming, or was written as it stood. */
+	for (int i = 0; i < REC_CTL_ROUNDS; i++) {
+		const struct rec_ctl_round *r = &m->c.rounds[i];
+		if (r->ms > 0 && r->jobs == 0 && r->deliveries == 0)
+			MFAIL(m, "round %lld ended but was not settled", (long long)r->ms);
+		if (r->ms > 0 && r->jobs == 0 && !m->grace_at && r->ms > m->c.published_ms)
+			MFAIL(m, "round %lld waits on deliveries with no grace timer",
+			      (long long)r->ms);
+	}
 	if (st->last_round.started_ms > m->last_round)
 		MFAIL(m, "lastRound names a round that never ran");
 	if (st->last_round.succeeded + st->last_round.failed + st->last_round.skipped >
