@@ -21,17 +21,7 @@
 
 struct loop;
 
-/* Profile types are common/'s enum ppop_ptype. The spellings below are
- * kept only until operator/controller.c uses those; delete them then. */
-#define cap_ptype ppop_ptype
-static inline const char *cap_ptype_profefe(enum ppop_ptype t)
-{
-	return ppop_ptype_profefe(t);
-}
-static inline int cap_ptype_parse(const char *name, enum ppop_ptype *out)
-{
-	return ppop_ptype_parse(name, out);
-}
+/* Profile types are common/'s enum ppop_ptype. */
 
 /* What became of one capture or push. Errors are distinct so that status
  * and metrics can say which bound or fault was hit. */

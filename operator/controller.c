@@ -67,7 +67,7 @@ struct job {
 	int fetching;
 	const char *prof_name; /* static */
 	char *url, *target_key, *service, *labels;
-	enum cap_ptype type;
+	enum ppop_ptype type;
 	uint32_t seconds, timeout_ms;
 	int64_t created_ms;
 };
@@ -788,7 +788,7 @@ static char *origin_make(const struct pstate *ps, const struct rec_ctl_job *cj)
 {
 	char *o;
 
-	if (asprintf(&o, "%s|%s|%s|%s|%" PRId64, ps->key, cj->pod, rec_profile_name(cj->type),
+	if (asprintf(&o, "%s|%s|%s|%s|%" PRId64, ps->key, cj->pod, ppop_ptype_name(cj->type),
 	             ps->uid ? ps->uid : "", cj->round_ms) < 0)
 		return NULL;
 	return o;
@@ -951,7 +951,7 @@ static int deliver(struct job *j, char *body, size_t len, const char **why)
 	struct op_ctl *c = ps->ctl;
 	const char *url = policy_url(ps);
 	struct cap_push_meta meta = {.service = j->service,
-	                             .type = cap_ptype_profefe(j->type),
+	                             .type = ppop_ptype_profefe(j->type),
 	                             .labels = j->labels,
 	                             .instance_id = j->cj->name,
 	                             .created_ms = j->created_ms};
@@ -1074,7 +1074,8 @@ static void job_start(struct pstate *ps, struct rec_ctl_job *cj, int64_t at_ms)
 	j->ps = ps;
 	j->cj = cj;
 	cj->user = j;
-	j->prof_name = rec_profile_name(cj->type);
+	j->prof_name = ppop_ptype_name(cj->type);
+	j->type = cj->type;
 	loop_timer_init(&j->start, on_job_start, j);
 	j->next = ps->jobs;
 	if (ps->jobs)
@@ -1083,17 +1084,16 @@ static void job_start(struct pstate *ps, struct rec_ctl_job *cj, int64_t at_ms)
 	if (!pod || !prof || rec_target_resolve(ps->pol, pod, &t, err, sizeof(err)) != 0 ||
 	    rec_target_url(&t, prof, url, sizeof(url)) != 0 ||
 	    cap_target_key(t.host, (unsigned)t.port, key, sizeof(key)) != 0 ||
-	    cap_ptype_parse(j->prof_name, &j->type) != 0 ||
 	    rec_target_labels(ps->pol, pod, prof, &kvs) != 0)
 		goto fail;
-	j->labels = rec_labels_encode(kvs.v, kvs.n);
+	j->labels = ppop_labels_encode(kvs.v, kvs.n);
 	rec_kvs_free(&kvs);
 	j->url = strdup(url);
 	j->target_key = strdup(key);
 	j->service = strdup(t.service);
 	if (!j->labels || !j->url || !j->target_key || !j->service)
 		goto fail;
-	j->seconds = prof->type == REC_PROF_CPU ? (uint32_t)prof->seconds : 0;
+	j->seconds = prof->type == PPOP_PT_CPU ? (uint32_t)prof->seconds : 0;
 	j->timeout_ms = (uint32_t)ps->pol->timeout_seconds * 1000u;
 	delay = at_ms - loop_wall_ms();
 	if (loop_timer_start(c->l, &j->start, delay > 0 ? (uint64_t)delay : 0) != 0)

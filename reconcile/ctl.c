@@ -83,18 +83,12 @@ static void act_text(struct rec_acts *a, enum rec_act_type type, const char *rea
 /* ------------------------------------------------------------------ */
 /* Jobs, by (pod, type)                                                */
 
-/* FNV-1a over the pod key, seeded by the type. */
-static uint32_t job_hash(const char *pod, enum rec_profile_type t)
+static uint32_t job_hash(const char *pod, enum ppop_ptype t)
 {
-	uint32_t h = 2166136261u ^ (uint32_t)t;
-
-	for (; *pod; pod++)
-		h = (h ^ (unsigned char)*pod) * 16777619u;
-	return h;
+	return (uint32_t)ppop_fnv1a_str(ppop_fnv1a(PPOP_FNV1A_INIT, &t, sizeof(t)), pod);
 }
 
-static struct rec_ctl_job *job_live(const struct rec_ctl *c, const char *pod,
-                                    enum rec_profile_type t)
+static struct rec_ctl_job *job_live(const struct rec_ctl *c, const char *pod, enum ppop_ptype t)
 {
 	uint32_t h;
 	struct rec_ctl_job *j;
@@ -142,7 +136,7 @@ static void job_free(struct rec_ctl_job *j)
 }
 
 static struct rec_ctl_job *job_new(struct rec_ctl *c, int64_t round, const struct rec_pod *pod,
-                                   enum rec_profile_type t)
+                                   enum ppop_ptype t)
 {
 	struct rec_ctl_job *j;
 
@@ -381,10 +375,10 @@ static int plan_pod(struct rec_ctl *c, const struct rec_policy *p, const struct 
 		return 0;
 	}
 	for (i = 0; i < p->nprofiles; i++) {
-		enum rec_profile_type type = p->profiles[i].type;
+		enum ppop_ptype type = p->profiles[i].type;
 		struct rec_ctl_job *j;
 		if (job_live(c, key, type)) {
-			act_text(a, REC_ACT_COUNT, "busy", key, rec_profile_name(type));
+			act_text(a, REC_ACT_COUNT, "busy", key, ppop_ptype_name(type));
 			busy++;
 			continue;
 		}
@@ -453,9 +447,9 @@ void rec_ctl_captured(struct rec_ctl *c, struct rec_ctl_job *j, enum rec_outcome
 		if (r)
 			r->deliveries++; /* before the job ends: the round is not over */
 	} else {
-		count(c, r, j->pod, rec_profile_name(j->type), out, kind, msg, NULL, now_ms);
+		count(c, r, j->pod, ppop_ptype_name(j->type), out, kind, msg, NULL, now_ms);
 		if (out == REC_OUT_FAILED)
-			failed_event(a, j->pod, rec_profile_name(j->type), kind, msg);
+			failed_event(a, j->pod, ppop_ptype_name(j->type), kind, msg);
 	}
 	job_unlink(c, j);
 	job_free(j);
@@ -515,8 +509,8 @@ void rec_ctl_pod_changed(struct rec_ctl *c, const struct rec_policy *p, const st
 	if (now && rec_pod_selected(p, now) && rec_pod_capturable(now) && same_target(old, now))
 		return;
 	snprintf(key, sizeof(key), "%s/%s", old->ns, old->name);
-	for (t = 0; t < REC_PROF__COUNT; t++) {
-		struct rec_ctl_job *j = job_live(c, key, (enum rec_profile_type)t);
+	for (t = 0; t < PPOP_PT__KNOWN; t++) {
+		struct rec_ctl_job *j = job_live(c, key, (enum ppop_ptype)t);
 		if (j && !j->cancelling && strcmp(j->uid, old->uid) == 0) {
 			j->cancelling = 1;
 			act_simple(a, REC_ACT_CANCEL, 0, j);

@@ -76,10 +76,6 @@ struct rec_kvs {
 const char *rec_kvs_get(const struct rec_kvs *kvs, const char *key);
 void rec_kvs_free(struct rec_kvs *kvs);
 
-/* Deprecated: ppop_labels_encode(), which it calls. Kept only until
- * operator/controller.c calls that; delete it then. */
-char *rec_labels_encode(const struct ppop_kv *v, size_t n);
-
 /* ------------------------------------------------------------------ */
 /* Label selectors (metav1.LabelSelector), Kubernetes labels semantics. */
 
@@ -195,21 +191,7 @@ int rec_go_duration_ms(const char *s, int64_t *out_ms);
 /* The policy. */
 
 /* Profile types are common/'s enum ppop_ptype; a policy names the first
- * PPOP_PT__KNOWN. The spellings below are kept only until
- * operator/controller.c and reconcile/ctl.c use those; delete them then. */
-#define rec_profile_type      ppop_ptype
-#define REC_PROF_CPU          PPOP_PT_CPU
-#define REC_PROF_HEAP         PPOP_PT_HEAP
-#define REC_PROF_ALLOCS       PPOP_PT_ALLOCS
-#define REC_PROF_GOROUTINE    PPOP_PT_GOROUTINE
-#define REC_PROF_MUTEX        PPOP_PT_MUTEX
-#define REC_PROF_BLOCK        PPOP_PT_BLOCK
-#define REC_PROF_THREADCREATE PPOP_PT_THREADCREATE
-#define REC_PROF__COUNT       PPOP_PT__KNOWN
-static inline const char *rec_profile_name(enum ppop_ptype t)
-{
-	return ppop_ptype_name(t);
-}
+ * PPOP_PT__KNOWN. */
 
 #define REC_DEFAULT_CPU_SECONDS 10
 #define REC_MAX_CPU_SECONDS     300
@@ -537,7 +519,7 @@ struct rec_ctl_round {
  * the caller from START until its rec_ctl_captured() answer. */
 struct rec_ctl_job {
 	int64_t round_ms;
-	enum rec_profile_type type;
+	enum ppop_ptype type;
 	char *pod;                  /* "ns/name" */
 	char *ns, *name, *uid, *ip; /* the pod as planned */
 	int cancelling;             /* CANCEL was asked for */

@@ -143,11 +143,6 @@ void rec_kvs_free(struct rec_kvs *kvs)
 	memset(kvs, 0, sizeof(*kvs));
 }
 
-char *rec_labels_encode(const struct ppop_kv *v, size_t n)
-{
-	return ppop_labels_encode(v, n);
-}
-
 /* Howard Hinnant's days_from_civil / civil_from_days. */
 int64_t rec__days_from_civil(int64_t y, unsigned m, unsigned d)
 {

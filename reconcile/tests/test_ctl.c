@@ -387,7 +387,7 @@ static void check(struct model *m)
 		      (long long)m->skipped);
 	if (m->c.njobs != m->njobs)
 		MFAIL(m, "%zu jobs live, %zu started and not answered", m->c.njobs, m->njobs);
-	if (m->c.njobs > MPODS * REC_PROF__COUNT)
+	if (m->c.njobs > MPODS * PPOP_PT__KNOWN)
 		MFAIL(m, "%zu jobs for %d pods", m->c.njobs, MPODS);
 	/* No round waits unwritten: one whose captures all ended is settled,
 	 * or has the grace timer coming, or was written as it stood. */
@@ -402,7 +402,7 @@ static void check(struct model *m)
 	if (st->last_round.started_ms > m->last_round)
 		MFAIL(m, "lastRound names a round that never ran");
 	if (st->last_round.succeeded + st->last_round.failed + st->last_round.skipped >
-	    (uint32_t)(MPODS * REC_PROF__COUNT))
+	    (uint32_t)(MPODS * PPOP_PT__KNOWN))
 		MFAIL(m, "lastRound counts more than a round can hold");
 }
 
@@ -486,7 +486,7 @@ static void step_job(struct model *m)
 		struct mdel *d = &m->dels[m->ndels++];
 		d->round = j->round_ms;
 		snprintf(d->pod, sizeof(d->pod), "%s", j->pod);
-		snprintf(d->prof, sizeof(d->prof), "%s", rec_profile_name(j->type));
+		snprintf(d->prof, sizeof(d->prof), "%s", ppop_ptype_name(j->type));
 	}
 	tally(m, out);
 	mjob_drop(m, mj);
