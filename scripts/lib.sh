@@ -11,7 +11,7 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 # Debian packages the C build and the tests need. Installed only when missing,
 # so a warm machine spends no time here.
 PPOP_DEBS=(build-essential cmake ninja-build pkg-config libcurl4-openssl-dev libjson-c-dev
-	libyaml-dev libssl-dev zlib1g-dev libcmocka-dev clang-format iproute2 procps curl)
+	libyaml-dev libssl-dev zlib1g-dev libcmocka-dev clang-format gcovr iproute2 procps curl)
 
 ensure_debs() {
 	local missing=() p
@@ -42,4 +42,51 @@ ensure_tools() {
 	step "real control plane and profefe (built once per machine into $PPOP_CACHE)"
 	"$PPOP_ROOT/e2e/tools/build.sh"
 	eval "$("$PPOP_ROOT/e2e/tools/build.sh" --print-env)"
+}
+
+# check_coverage BUILD_DIR: prints the line coverage of each folder of the C
+# tree and of the whole tree, from the gcov data the tests left in BUILD_DIR
+# (a --coverage build), counting no tests/ or fuzz/ source. Fails, naming the
+# folder, when one is below its floor in scripts/coverage-floors.txt, the one
+# place the floors are written.
+check_coverage() {
+	local dir=$1 summary=$1/coverage-summary.json
+	gcovr --root "$PPOP_ROOT" --object-directory "$dir" \
+		--exclude-directories '.*/CMakeFiles/[0-9.]+/CompilerId' \
+		--exclude '(.*/)?tests/' --exclude '(.*/)?fuzz/' --exclude '(build|e2e|bench)/' \
+		--json-summary "$summary" >/dev/null || die "gcovr failed on $dir"
+	python3 - "$summary" "$PPOP_ROOT/scripts/coverage-floors.txt" <<'EOF'
+import collections, json, sys
+
+summary, floors_path = sys.argv[1], sys.argv[2]
+floors = {}
+with open(floors_path) as f:
+    for line in f:
+        fields = line.split("#", 1)[0].split()
+        if fields:
+            floors[fields[0].rstrip("/")] = float(fields[1])
+lines = collections.defaultdict(lambda: [0, 0])  # folder -> [covered, total]
+for f in json.load(open(summary))["files"]:
+    folder = f["filename"].split("/")[0] if "/" in f["filename"] else "."
+    for key in (folder, "tree"):
+        lines[key][0] += f["line_covered"]
+        lines[key][1] += f["line_total"]
+order = [k for k in floors if k != "tree"]
+order += sorted(k for k in lines if k not in floors and k != "tree") + ["tree"]
+print("%-16s %7s %7s %8s %6s" % ("folder", "lines", "covered", "percent", "floor"))
+failed = []
+for k in order:
+    covered, total = lines[k]
+    name = "whole C tree" if k == "tree" else k + "/"
+    floor = floors.get(k)
+    pct = 100.0 * covered / total if total else 0.0
+    print("%-16s %7d %7d %7.1f%% %6s" % (name, total, covered, pct,
+          "-" if floor is None else "%g%%" % floor))
+    if floor is not None and (total == 0 or pct < floor):
+        failed.append("line coverage of %s is %.1f%% (%d of %d lines), below its floor of %g%%"
+                      % (name, pct, covered, total, floor))
+for msg in failed:
+    print("error: %s (floors: scripts/coverage-floors.txt)" % msg, file=sys.stderr)
+sys.exit(1 if failed else 0)
+EOF
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # scripts/test.sh: runs every test: C unit tests (normal and ASan+UBSan
-# builds), then the end-to-end tests against a real kube-apiserver, etcd,
-# kubectl, profefe and Go pprof programs. Installs and builds what is missing.
+# builds, then a gcov build whose line coverage per folder must stay at or
+# above scripts/coverage-floors.txt), then the end-to-end tests against a real
+# kube-apiserver, etcd, kubectl, profefe and Go pprof programs. Installs and
+# builds what is missing.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$PPOP_ROOT"
@@ -27,6 +29,14 @@ ctest --preset ci
 build_c asan-ubsan
 step "unit tests under AddressSanitizer + UndefinedBehaviorSanitizer"
 ctest --preset asan-ubsan
+
+build_c coverage
+step "unit tests again, built with gcc --coverage (preset coverage), to measure line coverage"
+# Counts left by an earlier run would add to this one's.
+find build/coverage -name '*.gcda' -delete
+ctest --preset coverage
+step "line coverage per folder (gcovr; tests/ and fuzz/ not counted; floors in scripts/coverage-floors.txt)"
+check_coverage build/coverage
 
 step "end-to-end tests (go test ./... in e2e/, real parts on 127.0.0.0/8)"
 export PPOP_BUILD_DIR=$PPOP_ROOT/build/ci
