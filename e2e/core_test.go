@@ -7,10 +7,15 @@ package e2e
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -289,6 +294,52 @@ spec:
 			return nil
 		})
 	})
+
+	// Graceful shutdown did not wait for pushes in flight; with the
+	// in-memory spool they were lost.
+	t.Run("shutdown-waits-for-pushes", func(t *testing.T) {
+		e.t = t
+		ns := e.cp.TestNamespace(t)
+		e.pf = harness.TestProfefe(t)
+		e.pod(ns, "bye", "bye-1", true, map[string]string{"app": "bye"})
+		e.pod(ns, "bye", "bye-2", true, map[string]string{"app": "bye"})
+		px := newSlowProxy(t, e.pf.URL, 1500*time.Millisecond)
+		op := e.startOperator("op-bye", "--profefe-url", px.URL)
+		e.apply(ns, `apiVersion: profefe.com/v1alpha1
+kind: ProfilingPolicy
+metadata:
+  name: bye
+spec:
+  schedule: "@every 1s"
+  selector: {matchLabels: {app: bye}}
+  profiles: [{type: goroutine}]
+`)
+		e.eventually(30*time.Second, "pushes in flight through the slow proxy", func() error {
+			if n := px.inflight.Load(); n < 1 {
+				return fmt.Errorf("%d pushes in flight", n)
+			}
+			return nil
+		})
+		if err := op.proc.Stop(20 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := op.proc.Exited(); err != nil {
+			t.Errorf("operator exited with %v on SIGTERM", err)
+		}
+		// Once the operator is gone, every push the proxy holds ends:
+		// answered, or abandoned by its client.
+		e.eventually(10*time.Second, "the proxy's pushes ended", func() error {
+			if n := px.inflight.Load(); n != 0 {
+				return fmt.Errorf("%d pushes in flight", n)
+			}
+			return nil
+		})
+		started, done, aborted := px.started.Load(), px.done.Load(), px.aborted.Load()
+		if aborted != 0 || done != started {
+			t.Errorf("pushes: %d started, %d answered, %d abandoned by the operator at shutdown",
+				started, done, aborted)
+		}
+	})
 }
 
 // lastSchedule is the policy's status.lastScheduleTime (zero when unset).
@@ -303,4 +354,46 @@ func (e *env) kubectl(args ...string) {
 	if out, err := e.cp.Kubectl(e.t.Context(), args...); err != nil {
 		e.t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
+}
+
+// slowProxy forwards to profefe after a delay and counts pushes: started,
+// answered, and abandoned by the client before the answer.
+type slowProxy struct {
+	URL                    string
+	inflight               atomic.Int64
+	started, done, aborted atomic.Int64
+}
+
+func newSlowProxy(t *testing.T, target string, delay time.Duration) *slowProxy {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	px := &slowProxy{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			rp.ServeHTTP(w, r)
+			return
+		}
+		px.started.Add(1)
+		px.inflight.Add(1)
+		defer px.inflight.Add(-1)
+		select {
+		case <-time.After(delay):
+		case <-r.Context().Done():
+			px.aborted.Add(1)
+			return
+		}
+		rp.ServeHTTP(w, r)
+		if r.Context().Err() != nil {
+			px.aborted.Add(1)
+			return
+		}
+		px.done.Add(1)
+	}))
+	t.Cleanup(srv.Close)
+	px.URL = srv.URL
+	return px
 }
