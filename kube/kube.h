@@ -143,6 +143,13 @@ int kube_path(char *buf, size_t n, const char *group, const char *version, const
  * A NULL value appends nothing. Returns 0 or -ENAMETOOLONG (buf unchanged). */
 int kube_query_add(char *buf, size_t n, const char *key, const char *value);
 
+/* Reads the file at `path` whole, as kube reads kubeconfigs, token and CA
+ * files: at most `cap` bytes, bounded as every read here is. Returns 0 and
+ * a malloc'd, NUL-terminated buffer in *out (the caller frees it) with its
+ * length in *out_len; or a negative errno: -EFBIG past `cap`, -EISDIR for a
+ * directory, -ENOENT, -ENOMEM. On failure *out is untouched. */
+int kube_read_file(const char *path, size_t cap, char **out, size_t *out_len);
+
 /* ------------------------------------------------------------------ */
 /* Informer: list + watch into a cache of caller-shaped values          */
 

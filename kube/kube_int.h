@@ -79,8 +79,11 @@ int kube__jadd(struct json_object *o, const char *k, struct json_object *v_take)
 /* As kube__jadd() with a new string; a NULL `s` adds nothing. */
 int kube__jadd_str(struct json_object *o, const char *k, const char *s);
 
-/* Reads a whole file up to `cap` bytes into a NUL-terminated blob. */
-int kube__read_file(const char *path, size_t cap, struct kube__blob *out);
+/* kube_read_file() into a blob. */
+static inline int kube__read_file(const char *path, size_t cap, struct kube__blob *out)
+{
+	return kube_read_file(path, cap, &out->data, &out->len);
+}
 void kube__blob_free(struct kube__blob *b);
 /* Parses an RFC 3339 timestamp ("2026-01-02T03:04:05Z", fractions and
  * offsets allowed) into seconds since the epoch. Returns 0 or -EINVAL. */

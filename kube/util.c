@@ -58,8 +58,9 @@ out_free_clean:
 	return rc;
 }
 
-/* Reads `path` whole, refusing files larger than `cap`. */
-int kube__read_file(const char *path, size_t cap, struct kube__blob *out)
+/* Reads `path` whole, refusing files larger than `cap`. Public so that the
+ * daemon's other bounded reads (zoneinfo) use this one reader. */
+int kube_read_file(const char *path, size_t cap, char **out, size_t *out_len)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	char *buf = NULL;
@@ -105,8 +106,8 @@ int kube__read_file(const char *path, size_t cap, struct kube__blob *out)
 		}
 	}
 	buf[len] = '\0';
-	out->data = buf;
-	out->len = len;
+	*out = buf;
+	*out_len = len;
 	goto out_close;
 out_free:
 	free(buf);

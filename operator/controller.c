@@ -20,6 +20,7 @@
 #include "loop/log.h"
 #include "loop/loop.h"
 #include "operator/metrics.h"
+#include "operator/zoneinfo.h"
 #include "reconcile/reconcile.h"
 
 #define PPOL_GROUP    "profefe.com"
@@ -387,7 +388,7 @@ static int zone_lookup(void *arg, const char *name, struct rec_zone **out)
 {
 	struct op_ctl *c = arg;
 
-	return rec_zone_load(c->o.zoneinfo_dir, name, out);
+	return op_zone_load(c->o.zoneinfo_dir, name, out);
 }
 
 struct count_ctx {

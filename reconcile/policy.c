@@ -104,7 +104,7 @@ static int parse_schedule(struct rec_policy *p, const struct json_object *spec,
 				             "unknown time zone \"%.64s\"", tz);
 				zone_ok = 0;
 			}
-		} else if (strcmp(tz, "UTC") != 0 && strcmp(tz, "Etc/UTC") != 0) {
+		} else if (rec_zone_builtin(tz) == NULL) {
 			rec_errs_add(errs, REC_ERR_TIMEZONE, "spec.timeZone",
 			             "unknown time zone \"%.64s\"", tz);
 			zone_ok = 0;

@@ -4,9 +4,8 @@
  * what the operator does (which pods, which URLs, which labels, when) and
  * what it writes back (the policy's status). It performs no network I/O and
  * never includes curl, so every rule here is unit tested and fuzzed without a
- * cluster. The one exception is rec_zone_load(), which reads a TZif file from
- * the local zoneinfo directory; it is kept apart so callers load a zone once
- * and hand the pure code a parsed object (see "Time zones" below).
+ * cluster. It touches no files either: a time zone arrives as TZif bytes
+ * that the caller read (see "Time zones" below).
  *
  * Conventions, as STYLE.md asks:
  *  - Functions return 0 or a negative errno (-EINVAL, -ENOMEM, -ERANGE).
@@ -130,13 +129,22 @@ struct rec_zone;
 const struct rec_zone *rec_zone_utc(void);
 /* Parses TZif bytes (lent). `name` is copied for messages. */
 int rec_zone_from_tzif(const char *name, const void *data, size_t len, struct rec_zone **out);
-/* Reads and parses `<dir>/<name>` (dir NULL: /usr/share/zoneinfo). The only
- * function in this module that touches a file. Names are IANA names
- * ("Europe/Berlin"); "..", absolute paths and odd characters are refused
- * with -EINVAL, a missing zone gives -ENOENT. "UTC" and "Etc/UTC" always work. */
-int rec_zone_load(const char *dir, const char *name, struct rec_zone **out);
-/* Syntax check for an IANA name, without touching a file. */
+/* The zones that need no file: the UTC zone for "UTC" and "Etc/UTC", so
+ * they work on a host without zoneinfo; NULL for every other name. */
+const struct rec_zone *rec_zone_builtin(const char *name);
+/* Syntax check for an IANA name ("Europe/Berlin"): 1 or 0. Refuses "..",
+ * absolute paths, empty components and odd characters, so a name taken
+ * from a policy cannot leave the zoneinfo directory. */
 int rec_zone_name_valid(const char *name);
+
+#define REC_ZONEINFO_DIR "/usr/share/zoneinfo"
+
+/* Where the TZif file for `name` lives: writes "<dir>/<name>" (dir NULL:
+ * REC_ZONEINFO_DIR) to `buf` of `len` bytes. Builds a string only; the
+ * caller reads the file and hands the bytes to rec_zone_from_tzif().
+ * Returns 0, -EINVAL when rec_zone_name_valid() refuses `name`, or
+ * -ENAMETOOLONG when the path does not fit. */
+int rec_zone_path(const char *dir, const char *name, char *buf, size_t len);
 /* Takes a reference, which the caller drops with rec_zone_unref(). Returns z.
  * Both are safe on NULL and no-ops on the static UTC zone. */
 struct rec_zone *rec_zone_ref(const struct rec_zone *z);

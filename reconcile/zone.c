@@ -8,14 +8,9 @@
 #include "reconcile/internal.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-
-#define TZIF_MAX_BYTES (1 << 20)
 
 /* One end of a DST period in a POSIX TZ rule. */
 struct tz_rule_date {
@@ -454,46 +449,19 @@ int rec_zone_name_valid(const char *name)
 	return p[-1] != '/';
 }
 
-int rec_zone_load(const char *dir, const char *name, struct rec_zone **out)
+const struct rec_zone *rec_zone_builtin(const char *name)
 {
-	char path[PATH_MAX];
-	unsigned char *buf;
-	size_t len = 0;
-	ssize_t r;
-	int fd, rc;
+	if (name && (strcmp(name, "UTC") == 0 || strcmp(name, "Etc/UTC") == 0))
+		return &utc_zone;
+	return NULL;
+}
+
+int rec_zone_path(const char *dir, const char *name, char *buf, size_t len)
+{
+	int n;
 
 	if (!rec_zone_name_valid(name))
 		return -EINVAL;
-	if (strcmp(name, "UTC") == 0 || strcmp(name, "Etc/UTC") == 0) {
-		*out = &utc_zone;
-		return 0;
-	}
-	if (snprintf(path, sizeof(path), "%s/%s", dir ? dir : "/usr/share/zoneinfo", name) >=
-	    (int)sizeof(path))
-		return -EINVAL;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT || errno == ENOTDIR ? -ENOENT : -errno;
-	buf = malloc(TZIF_MAX_BYTES);
-	if (buf == NULL) {
-		rc = -ENOMEM;
-		goto out_close;
-	}
-	while (len < TZIF_MAX_BYTES && (r = read(fd, buf + len, TZIF_MAX_BYTES - len)) != 0) {
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			rc = errno == EISDIR ? -ENOENT : -errno;
-			goto out_free;
-		}
-		len += (size_t)r;
-	}
-	rc = rec_zone_from_tzif(name, buf, len, out);
-	if (rc == -EINVAL)
-		rc = -ENOENT; /* not a zone file (e.g. a directory or "zone.tab") */
-out_free:
-	free(buf);
-out_close:
-	close(fd);
-	return rc;
+	n = snprintf(buf, len, "%s/%s", dir ? dir : REC_ZONEINFO_DIR, name);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }

@@ -17,6 +17,7 @@
 #include <yaml.h>
 
 #include "reconcile/reconcile.h"
+#include "reconcile/tests/zonefile.h"
 
 /* Resolves a plain YAML scalar as the core schema does (bool, int, null),
  * which is how kubectl reads these files. */
@@ -106,12 +107,6 @@ static struct json_object *load_yaml(const char *path)
 	return o;
 }
 
-static int lookup(void *arg, const char *name, struct rec_zone **out)
-{
-	(void)arg;
-	return rec_zone_load(NULL, name, out);
-}
-
 /* Parses every .yaml in `dir`; returns how many there were. */
 static size_t check_dir(const char *sub, int want_valid)
 {
@@ -136,7 +131,7 @@ static size_t check_dir(const char *sub, int want_valid)
 		assert_true(json_object_object_get_ex(o, "metadata", &md));
 		if (!json_object_object_get_ex(md, "namespace", NULL))
 			json_object_object_add(md, "namespace", json_object_new_string("test"));
-		assert_int_equal(rec_policy_parse(o, lookup, NULL, &p, &errs), 0);
+		assert_int_equal(rec_policy_parse(o, rec_test_zone_lookup, NULL, &p, &errs), 0);
 		rec_errs_format(&errs, -1, msg, sizeof(msg));
 		if (p->valid != want_valid)
 			fail_msg("%s: valid=%d, want %d (%s)", path, p->valid, want_valid, msg);

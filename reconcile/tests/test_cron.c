@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "reconcile/internal.h"
+#include "reconcile/tests/zonefile.h"
 
 static int64_t T(const char *s)
 {
@@ -30,7 +31,7 @@ static void run_next(const struct next_case *c, size_t n)
 		struct rec_zone *z = NULL;
 		struct rec_schedule *s = NULL;
 		char err[200] = "", got[40] = "", want[40] = "";
-		if (c[i].tz && rec_zone_load(NULL, c[i].tz, &z) != 0)
+		if (c[i].tz && rec_test_zone_load(c[i].tz, &z) != 0)
 			fail_msg("zone %s not loadable", c[i].tz);
 		if (rec_schedule_parse(c[i].spec, z, &s, err, sizeof(err)) != 0)
 			fail_msg("case %zu \"%s\": parse failed: %s", i, c[i].spec, err);
@@ -271,7 +272,7 @@ static void test_zone_offsets(void **state)
 	};
 	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
 		struct rec_zone *z;
-		assert_int_equal(rec_zone_load(NULL, c[i].tz, &z), 0);
+		assert_int_equal(rec_test_zone_load(c[i].tz, &z), 0);
 		int32_t got = rec_zone_offset(z, T(c[i].at) / 1000);
 		if (got != c[i].off)
 			fail_msg("%s at %s: offset %d, want %d", c[i].tz, c[i].at, got, c[i].off);
@@ -279,24 +280,60 @@ static void test_zone_offsets(void **state)
 	}
 }
 
-static void test_zone_load_refuses_bad_names(void **state)
+static void test_zone_path_validates_names(void **state)
+{
+	static const struct {
+		const char *dir, *name;
+		size_t len;
+		int rc;
+		const char *want;
+	} c[] = {
+	        {NULL, "Europe/Berlin", 64, 0, "/usr/share/zoneinfo/Europe/Berlin"},
+	        {"/zi", "America/Argentina/Buenos_Aires", 64, 0,
+	         "/zi/America/Argentina/Buenos_Aires"},
+	        {"/zi", "Etc/GMT+5", 64, 0, "/zi/Etc/GMT+5"},
+	        {"/zi", "Etc/GMT-14", 64, 0, "/zi/Etc/GMT-14"},
+	        {"/zi", "UTC", 64, 0, "/zi/UTC"}, /* a path like any; rec_zone_builtin() knows it */
+	        {"/zi", "zone.tab", 64, 0, "/zi/zone.tab"}, /* a name; the loader finds no TZif */
+	        {"/zi", "..", 64, -EINVAL, NULL},
+	        {"/zi", "../../etc/passwd", 64, -EINVAL, NULL},
+	        {"/zi", "America/../../etc/passwd", 64, -EINVAL, NULL},
+	        {"/zi", "America/..", 64, -EINVAL, NULL},
+	        {"/zi", "/etc/localtime", 64, -EINVAL, NULL},
+	        {"/zi", "", 64, -EINVAL, NULL},
+	        {"/zi", NULL, 64, -EINVAL, NULL},
+	        {"/zi", "Europe/Berlin/", 64, -EINVAL, NULL},
+	        {"/zi", "Europe//Berlin", 64, -EINVAL, NULL},
+	        {"/zi", "Europe/Ber lin", 64, -EINVAL, NULL},
+	        {"/zi", "Europe\\Berlin", 64, -EINVAL, NULL},
+	        {"/zi", "Europe/Berlin\n", 64, -EINVAL, NULL},
+	        {"/zi", "A234567890123456789012345678901234567890123456789012345678901234", 128,
+	         -EINVAL, NULL}, /* 64 characters: longer than any IANA name */
+	        {"/zi", "Europe/Berlin", 18, 0, "/zi/Europe/Berlin"},
+	        {"/zi", "Europe/Berlin", 17, -ENAMETOOLONG, NULL},
+	};
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		char buf[128] = "";
+		int rc = rec_zone_path(c[i].dir, c[i].name, buf, c[i].len);
+		if (rc != c[i].rc || (c[i].want && strcmp(buf, c[i].want) != 0))
+			fail_msg("case %zu \"%s\": rc %d path \"%s\", want %d \"%s\"", i,
+			         c[i].name ? c[i].name : "(null)", rc, buf, c[i].rc,
+			         c[i].want ? c[i].want : "");
+		assert_int_equal(rec_zone_name_valid(c[i].name), c[i].rc != -EINVAL);
+	}
+}
+
+static void test_zone_builtin_is_utc_only(void **state)
 {
 	struct rec_zone *z = NULL;
 
-	assert_int_equal(rec_zone_load(NULL, "Mars/Olympus_Mons", &z), -ENOENT);
-	assert_int_equal(rec_zone_load(NULL, "../../etc/passwd", &z), -EINVAL);
-	assert_int_equal(rec_zone_load(NULL, "America/../../etc/passwd", &z), -EINVAL);
-	assert_int_equal(rec_zone_load(NULL, "/etc/localtime", &z), -EINVAL);
-	assert_int_equal(rec_zone_load(NULL, "", &z), -EINVAL);
-	assert_int_equal(rec_zone_load(NULL, "America", &z), -ENOENT);  /* a directory */
-	assert_int_equal(rec_zone_load(NULL, "zone.tab", &z), -ENOENT); /* not TZif */
-	assert_null(z);
+	assert_ptr_equal(rec_zone_builtin("UTC"), rec_zone_utc());
+	assert_ptr_equal(rec_zone_builtin("Etc/UTC"), rec_zone_utc());
+	assert_null(rec_zone_builtin("utc"));
+	assert_null(rec_zone_builtin("Europe/Berlin"));
+	assert_null(rec_zone_builtin(NULL));
 	assert_int_equal(rec_zone_from_tzif("x", "TZif2garbage", 12, &z), -EINVAL);
-	assert_true(rec_zone_name_valid("America/Argentina/Buenos_Aires"));
-	assert_true(rec_zone_name_valid("Etc/GMT+5"));
-	assert_false(rec_zone_name_valid("Europe/Berlin/"));
-	assert_false(rec_zone_name_valid("Europe//Berlin"));
-	assert_false(rec_zone_name_valid("Europe/Ber lin"));
+	assert_null(z);
 }
 
 static void test_cron_parse_errors_name_the_problem(void **state)
@@ -507,7 +544,7 @@ static void test_cron_next_matches_brute_force(void **state)
 			star[k] = random_field(&r, lo[k], hi[k], fields[k], &bits[k]);
 		snprintf(spec, sizeof(spec), "%s %s %s %s %s", fields[0], fields[1], fields[2],
 		         fields[3], fields[4]);
-		assert_int_equal(rec_zone_load(NULL, zones[i % 5], &z), 0);
+		assert_int_equal(rec_test_zone_load(zones[i % 5], &z), 0);
 		if (rec_schedule_parse(spec, z, &s, err, sizeof(err)) != 0) {
 			rec_zone_unref(z);
 			continue; /* e.g. never fires */
@@ -545,7 +582,8 @@ int main(void)
 	        cmocka_unit_test(test_cron_dst_europe_berlin),
 	        cmocka_unit_test(test_zone_footer_rule_governs_far_future),
 	        cmocka_unit_test(test_zone_offsets),
-	        cmocka_unit_test(test_zone_load_refuses_bad_names),
+	        cmocka_unit_test(test_zone_path_validates_names),
+	        cmocka_unit_test(test_zone_builtin_is_utc_only),
 	        cmocka_unit_test(test_cron_parse_errors_name_the_problem),
 	        cmocka_unit_test(test_schedule_period),
 	        cmocka_unit_test(test_go_duration),

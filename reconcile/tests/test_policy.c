@@ -12,12 +12,7 @@
 #include <json-c/json.h>
 
 #include "reconcile/reconcile.h"
-
-static int lookup(void *arg, const char *name, struct rec_zone **out)
-{
-	(void)arg;
-	return rec_zone_load(NULL, name, out);
-}
+#include "reconcile/tests/zonefile.h"
 
 /* A policy object with `spec` (JSON text, or NULL for no spec). */
 static struct json_object *policy_obj(const char *spec)
@@ -40,7 +35,7 @@ static struct rec_policy *parse(const char *spec, struct rec_errs *errs)
 	struct json_object *o = policy_obj(spec);
 	struct rec_policy *p = NULL;
 
-	assert_int_equal(rec_policy_parse(o, lookup, NULL, &p, errs), 0);
+	assert_int_equal(rec_policy_parse(o, rec_test_zone_lookup, NULL, &p, errs), 0);
 	json_object_put(o);
 	assert_non_null(p);
 	return p;
