@@ -2,6 +2,7 @@
 #include "operator/httpd.h"
 
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -256,25 +257,45 @@ static void on_accept(struct loop_fd *w, uint32_t ev)
 	}
 }
 
-/* Splits "host:port" (host may be empty or a [v6] literal). */
-static int split_addr(const char *addr, char *host, size_t hl, char *port, size_t pl)
+/* curl_url() does the parsing. It refuses an empty host, so ":port" gets a
+ * stand-in that is dropped again. */
+int op_httpd_parse_addr(const char *addr, char *host, size_t hl, char *port, size_t pl)
 {
-	const char *colon = strrchr(addr, ':');
-	size_t n;
+	char url[300], *h = NULL, *p = NULL, *z = NULL;
+	int any = addr[0] == ':', rc = -EINVAL, n;
+	CURLUcode uc;
+	CURLU *u;
 
-	if (!colon)
+	/* Only an authority: curl would read the rest as user, path, query. */
+	if (strpbrk(addr, "@/?#") || (size_t)snprintf(url, sizeof(url), "http://%s%s",
+	                                              any ? "any" : "", addr) >= sizeof(url))
 		return -EINVAL;
-	n = (size_t)(colon - addr);
-	if (n && addr[0] == '[' && addr[n - 1] == ']') {
-		addr++;
-		n -= 2;
-	}
-	if (n >= hl || strlen(colon + 1) >= pl || !colon[1])
-		return -EINVAL;
-	memcpy(host, addr, n);
-	host[n] = '\0';
-	strcpy(port, colon + 1);
-	return 0;
+	if ((u = curl_url()) == NULL)
+		return -ENOMEM;
+	uc = curl_url_set(u, CURLUPART_URL, url, 0);
+	if (uc == CURLUE_OUT_OF_MEMORY)
+		rc = -ENOMEM;
+	if (uc != CURLUE_OK || curl_url_get(u, CURLUPART_HOST, &h, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_PORT, &p, 0) != CURLUE_OK)
+		goto out;
+	if (curl_url_get(u, CURLUPART_ZONEID, &z, 0) != CURLUE_OK)
+		z = NULL;
+	if (any)
+		n = snprintf(host, hl, "%s", "");
+	else if (h[0] == '[') /* getaddrinfo() wants an IPv6 literal bare */
+		n = snprintf(host, hl, "%.*s%s%s", (int)strlen(h) - 2, h + 1, z ? "%" : "",
+		             z ? z : "");
+	else
+		n = snprintf(host, hl, "%s", h);
+	if (n < 0 || (size_t)n >= hl || (size_t)snprintf(port, pl, "%s", p) >= pl)
+		goto out;
+	rc = 0;
+out:
+	curl_free(h);
+	curl_free(p);
+	curl_free(z);
+	curl_url_cleanup(u);
+	return rc;
 }
 
 static int listen_on(const char *addr, int *port_out, char *err, size_t errlen)
@@ -288,8 +309,9 @@ static int listen_on(const char *addr, int *port_out, char *err, size_t errlen)
 	char host[256], port[16];
 	int fd, one = 1, rc;
 
-	if (split_addr(addr, host, sizeof(host), port, sizeof(port)) != 0) {
-		snprintf(err, errlen, "bad listen address %s: want host:port or :port", addr);
+	if (op_httpd_parse_addr(addr, host, sizeof(host), port, sizeof(port)) != 0) {
+		snprintf(err, errlen, "bad listen address %s: want host:port, [v6]:port or :port",
+		         addr);
 		return -EINVAL;
 	}
 	rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &ai);

@@ -26,6 +26,15 @@ typedef void (*op_http_handler)(void *arg, const char *path, int *status, const 
 int op_httpd_start(struct loop *l, const char *addr, op_http_handler h, void *arg,
                    struct op_httpd **out, char *err, size_t errlen);
 
+/* Splits a listen address as op_httpd_start() reads it: "host:port",
+ * "[v6]:port" or ":port" (every address). curl_url() parses it as the
+ * authority of an http URL, so the rules are curl's (port 0..65535 in
+ * digits, brackets balanced); a user, path, query or fragment is refused.
+ * Writes the host for getaddrinfo() to `host` ("" for every address; an
+ * IPv6 literal without brackets) and the port to `port`. Returns 0,
+ * -EINVAL (a bad address, or one that does not fit), or -ENOMEM. */
+int op_httpd_parse_addr(const char *addr, char *host, size_t hl, char *port, size_t pl);
+
 /* The port actually bound (useful with port 0 in tests). */
 int op_httpd_port(const struct op_httpd *s);
 

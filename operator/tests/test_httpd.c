@@ -119,6 +119,76 @@ static void test_bad_address_is_a_clear_error(void **state)
 	loop_free(l);
 }
 
+static void test_listen_address_table(void **state)
+{
+	static const struct {
+		const char *addr;
+		int rc;
+		const char *host, *port;
+	} c[] = {
+	        {":8080", 0, "", "8080"}, /* every address */
+	        {"127.0.0.1:0", 0, "127.0.0.1", "0"},
+	        {"[::1]:8081", 0, "::1", "8081"},
+	        {"localhost:8080", 0, "localhost", "8080"},
+	        {"0.0.0.0:65535", 0, "0.0.0.0", "65535"},
+	        {"[::]:9090", 0, "::", "9090"},
+	        {"[fe80::1%25eth0]:80", 0, "fe80::1%eth0", "80"},
+	        {"1.2.3.4", -EINVAL, NULL, NULL},
+	        {"1.2.3.4:99999", -EINVAL, NULL, NULL},
+	        {"1.2.3.4:65536", -EINVAL, NULL, NULL},
+	        {"[::1", -EINVAL, NULL, NULL},
+	        {"::1:8080", -EINVAL, NULL, NULL},
+	        {"host:abc", -EINVAL, NULL, NULL},
+	        {"host:", -EINVAL, NULL, NULL},
+	        {"host:-1", -EINVAL, NULL, NULL},
+	        {"", -EINVAL, NULL, NULL},
+	        {":", -EINVAL, NULL, NULL},
+	        {"::8080", -EINVAL, NULL, NULL},
+	        {"ho st:80", -EINVAL, NULL, NULL},
+	        {"user@host:80", -EINVAL, NULL, NULL},
+	        {"host:80/metrics", -EINVAL, NULL, NULL},
+	        {"host:80?x", -EINVAL, NULL, NULL},
+	        {"http://host:80", -EINVAL, NULL, NULL},
+	};
+	char host[64], port[16];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		int rc = op_httpd_parse_addr(c[i].addr, host, sizeof(host), port, sizeof(port));
+		if (rc != c[i].rc)
+			fail_msg("\"%s\": rc %d, want %d", c[i].addr, rc, c[i].rc);
+		if (rc == 0 && (strcmp(host, c[i].host) != 0 || strcmp(port, c[i].port) != 0))
+			fail_msg("\"%s\": host \"%s\" port \"%s\", want \"%s\" \"%s\"", c[i].addr,
+			         host, port, c[i].host, c[i].port);
+	}
+	/* A host that does not fit the caller's buffer is refused, not cut. */
+	assert_int_equal(op_httpd_parse_addr("localhost:8080", host, 9, port, sizeof(port)),
+	                 -EINVAL);
+	assert_int_equal(op_httpd_parse_addr("localhost:8080", host, 10, port, sizeof(port)), 0);
+}
+
+static void test_listens_on_every_address_and_on_ipv6(void **state)
+{
+	struct loop *l;
+	struct op_httpd *s;
+	char err[256] = "";
+	int rc;
+
+	(void)state;
+	assert_int_equal(loop_new(&l), 0);
+	assert_int_equal(op_httpd_start(l, ":0", handler, NULL, &s, err, sizeof(err)), 0);
+	assert_true(op_httpd_port(s) > 0);
+	op_httpd_free(s);
+	/* A host without IPv6 cannot bind ::1; that is not the parser's fault. */
+	rc = op_httpd_start(l, "[::1]:0", handler, NULL, &s, err, sizeof(err));
+	if (rc != -EADDRNOTAVAIL && rc != -EAFNOSUPPORT) {
+		assert_int_equal(rc, 0);
+		assert_true(op_httpd_port(s) > 0);
+		op_httpd_free(s);
+	}
+	loop_free(l);
+}
+
 static uint64_t now_ms(void)
 {
 	struct timespec ts;
@@ -246,6 +316,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_serves_get_404_and_405_while_a_client_stalls),
 	        cmocka_unit_test(test_bad_address_is_a_clear_error),
+	        cmocka_unit_test(test_listen_address_table),
+	        cmocka_unit_test(test_listens_on_every_address_and_on_ipv6),
 	        cmocka_unit_test(test_healthz_answered_while_40_idle_connections_are_open),
 	        cmocka_unit_test(test_listener_does_not_spin_when_descriptors_run_out),
 	};
