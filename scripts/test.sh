@@ -16,7 +16,7 @@ leftover_pattern="$PPOP_CACHE/|pproftarget|profefe-operator --|kube_integ_|cap_i
 preexisting=$(pgrep -f "$leftover_pattern" | sort || true)
 
 step "checking that the C tree is formatted (clang-format, .clang-format)"
-find loop kube reconcile capture operator kubectl-profefe -name '*.[ch]' -print0 |
+find common loop kube reconcile capture operator kubectl-profefe -name '*.[ch]' -print0 |
 	xargs -0 clang-format --dry-run --Werror
 # The real parts first: with PPOP_PROFEFE set at configure time, CTest also
 # registers capture/'s integration test against the real profefe.
