@@ -10,6 +10,7 @@
 
 #include "capture/capture.h"
 #include "capture/profefe.h"
+#include "kube/kube.h"
 #include "loop/loop.h"
 
 #include <errno.h>
@@ -168,49 +169,6 @@ int kp_cmd_get_services(const struct kp_opts *o)
 
 /* ---- load ----------------------------------------------------------------- */
 
-/* Reads a whole file of at most MAX_FILE bytes. 0 or a negative errno. */
-static int read_file(const char *path, char **out, size_t *len)
-{
-	struct stat st;
-	char *buf;
-	size_t n = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0) {
-		rc = -errno;
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		rc = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
-		goto out;
-	}
-	if ((size_t)st.st_size > MAX_FILE) {
-		rc = -EFBIG;
-		goto out;
-	}
-	buf = malloc((size_t)st.st_size + 1);
-	if (buf == NULL) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	while (n < (size_t)st.st_size) {
-		ssize_t r = read(fd, buf + n, (size_t)st.st_size - n);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		n += (size_t)r;
-	}
-	*out = buf;
-	*len = n;
-out:
-	close(fd);
-	return rc;
-}
-
 static void on_loaded(void *arg, struct cap_profefe_reply *r)
 {
 	struct q *q = arg;
@@ -275,7 +233,7 @@ static int load_type(struct q *q)
 static int load_one(struct q *q)
 {
 	struct cap_push_meta m = {0};
-	int rc = read_file(q->what, &q->body, &q->len);
+	int rc = kube_read_file(q->what, MAX_FILE, &q->body, &q->len);
 
 	if (rc < 0) {
 		kp_err("%s: %s", q->what, strerror(-rc));
