@@ -88,6 +88,8 @@ struct op_ctl {
 	struct op_metrics *m;
 	struct op_ctl_opts o;
 	char *ns_copy, *profefe_copy, *spool_copy, *lease_ns_copy, *lease_name_copy, *id_copy;
+	struct rec_grants grants; /* its lists point into grant_buf */
+	char *grant_buf[2];
 
 	struct kube_informer *pols, *pods;
 	struct kube_recorder *rec;
@@ -411,7 +413,9 @@ static int64_t count_targets(struct pstate *ps)
 {
 	struct count_ctx cc = {.ps = ps};
 
-	if (!ps->pol)
+	/* A policy that may not run has no targets: a refused cross-namespace
+	 * selection must not tell its author how many pods it would reach. */
+	if (!ps->pol || !ps->pol->valid)
 		return 0;
 	kube_informer_foreach(ps->ctl->pods, count_pod, &cc);
 	return cc.n;
@@ -495,6 +499,18 @@ static void status_recompute(struct pstate *ps, int64_t now)
 	                   st->next_schedule_ms ? st->next_schedule_ms : -1, now);
 }
 
+/* The Event reason for a policy that may not run. */
+static const char *invalid_reason(const struct rec_errs *e)
+{
+	if (rec_errs_count(e, REC_ERR_SCHEDULE) || rec_errs_count(e, REC_ERR_TIMEZONE))
+		return "InvalidSchedule";
+	if (rec_errs_count(e, REC_ERR_SPEC))
+		return "InvalidSpec";
+	if (rec_errs_count(e, REC_ERR_CROSS_NS))
+		return "CrossNamespaceNotAllowed";
+	return "ProfefeURLNotAllowed";
+}
+
 static void reconcile(struct pstate *ps)
 {
 	struct op_ctl *c = ps->ctl;
@@ -552,6 +568,9 @@ static void reconcile(struct pstate *ps)
 			loop_timer_start(c->l, &ps->requeue, loop_backoff_next(&ps->backoff));
 			return;
 		}
+		/* What the policy may reach is the admin's to say, not its own. */
+		if (ps->pol)
+			rec_policy_authorize(ps->pol, &c->grants, &ps->errs);
 		ps->generation = gen;
 		plan_next(ps, now);
 		if (ps->pol && !ps->pol->valid) {
@@ -559,13 +578,7 @@ static void reconcile(struct pstate *ps)
 			rec_errs_format(&ps->errs, -1, msg, sizeof(msg));
 			log_warn("invalid policy", "policy", ps->key, "error", msg, NULL);
 			if (!ps->warned_spec || strcmp(ps->warned_spec, msg) != 0) {
-				policy_event(
-				        ps, "Warning",
-				        rec_errs_count(&ps->errs, REC_ERR_SCHEDULE) ||
-				                        rec_errs_count(&ps->errs, REC_ERR_TIMEZONE)
-				                ? "InvalidSchedule"
-				                : "InvalidSpec",
-				        NULL, msg);
+				policy_event(ps, "Warning", invalid_reason(&ps->errs), NULL, msg);
 				free(ps->warned_spec);
 				ps->warned_spec = strdup(msg);
 			}
@@ -1338,6 +1351,28 @@ static char *dup_opt(const char *s)
 	return s ? strdup(s) : NULL;
 }
 
+/* Splits a copy of the comma list `s` (NULL: empty) into *v, *n; the
+ * strings live in *buf. Returns 0 or -ENOMEM. */
+static int split_list(const char *s, char **buf, const char *const **v, size_t *n)
+{
+	const char **out, *q;
+	size_t k = 1;
+	char *p, *save = NULL;
+
+	*v = NULL;
+	*n = 0;
+	if (!s)
+		return 0;
+	for (q = s; *q; q++)
+		k += *q == ',';
+	if (!(*buf = strdup(s)) || !(out = calloc(k, sizeof(*out))))
+		return -ENOMEM;
+	for (p = strtok_r(*buf, ",", &save); p; p = strtok_r(NULL, ",", &save))
+		out[(*n)++] = p;
+	*v = out;
+	return 0;
+}
+
 int op_ctl_new(struct loop *l, struct kube_client *kc, struct op_metrics *m,
                const struct op_ctl_opts *o, struct op_ctl **out, char *err, size_t errlen)
 {
@@ -1358,7 +1393,14 @@ int op_ctl_new(struct loop *l, struct kube_client *kc, struct op_metrics *m,
 	c->o.lease_name = c->lease_name_copy = dup_opt(o->lease_name);
 	c->o.identity = c->id_copy = dup_opt(o->identity);
 	loop_timer_init(&c->drain, on_drain, c);
+	c->grants.default_url = c->o.profefe_url;
 	rc = register_metrics(c);
+	if (!rc)
+		rc = split_list(o->allow_cross_ns, &c->grant_buf[0], &c->grants.cross_ns,
+		                &c->grants.ncross_ns);
+	if (!rc)
+		rc = split_list(o->allowed_urls, &c->grant_buf[1], &c->grants.urls,
+		                &c->grants.nurls);
 	if (rc)
 		goto err;
 	fo.max_inflight = o->max_inflight;
@@ -1646,5 +1688,9 @@ void op_ctl_free(struct op_ctl *c)
 	free(c->lease_ns_copy);
 	free(c->lease_name_copy);
 	free(c->id_copy);
+	free((void *)c->grants.cross_ns);
+	free((void *)c->grants.urls);
+	free(c->grant_buf[0]);
+	free(c->grant_buf[1]);
 	free(c);
 }

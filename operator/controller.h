@@ -34,6 +34,11 @@ struct op_ctl_opts {
 	int leader_elect;
 	const char *lease_ns, *lease_name, *identity;
 	const char *zoneinfo_dir; /* NULL: /usr/share/zoneinfo */
+	/* The cluster admin's grants (reconcile/'s struct rec_grants), as
+	 * comma lists: namespaces whose policies may select pods elsewhere,
+	 * and profefe URLs a policy may name besides profefe_url. NULL: none. */
+	const char *allow_cross_ns;
+	const char *allowed_urls;
 };
 
 /* Creates the controller. `l`, `kc` and `m` are lent and must outlive it.

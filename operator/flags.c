@@ -26,6 +26,8 @@ enum {
 	F_MAX_INFLIGHT_BYTES,
 	F_SPREAD,
 	F_SHUTDOWN,
+	F_ALLOW_CROSS_NS,
+	F_ALLOWED_URLS,
 	F_LOG_FORMAT,
 	F_CHECK,
 	F_VERSION,
@@ -48,6 +50,8 @@ static const struct option longopts[] = {
         {"max-profile-bytes", required_argument, NULL, F_MAX_PROFILE},
         {"max-inflight-bytes", required_argument, NULL, F_MAX_INFLIGHT_BYTES},
         {"spread-window", required_argument, NULL, F_SPREAD},
+        {"allow-cross-namespace", required_argument, NULL, F_ALLOW_CROSS_NS},
+        {"allowed-profefe-urls", required_argument, NULL, F_ALLOWED_URLS},
         {"shutdown-timeout", required_argument, NULL, F_SHUTDOWN},
         {"log-format", required_argument, NULL, F_LOG_FORMAT},
         {"check", no_argument, NULL, F_CHECK},
@@ -94,6 +98,12 @@ void op_flags_usage(FILE *out)
 	      "                                     past it a capture fails as over_budget "
 	      "(default:\n"
 	      "                                     twice --max-profile-bytes)\n"
+	      "  --allow-cross-namespace NS[,NS]    namespaces whose policies may select pods in\n"
+	      "                                     other namespaces (\"*\": every namespace's);\n"
+	      "                                     default none: a policy reaches its own "
+	      "namespace only\n"
+	      "  --allowed-profefe-urls URL[,URL]   values spec.profefeURL may take besides\n"
+	      "                                     --profefe-url (\"*\": any); default none\n"
 	      "  --spread-window DURATION           spread a round's captures over this window "
 	      "(default 10s)\n"
 	      "  --shutdown-timeout DURATION        on SIGTERM, wait this long for captures "
@@ -151,6 +161,50 @@ static int parse_bool(const char *s, int *out)
 	else
 		return -EINVAL;
 	return 0;
+}
+
+/* A comma list whose every item is "*" or passes `ok`. */
+static int list_valid(const char *s, int (*ok)(const char *item, size_t n))
+{
+	const char *end;
+
+	if (!*s)
+		return 0;
+	for (;; s = end + 1) {
+		size_t n;
+		end = strchr(s, ',');
+		n = end ? (size_t)(end - s) : strlen(s);
+		if (n == 0 || !((n == 1 && *s == '*') || ok(s, n)))
+			return 0;
+		if (!end)
+			return 1;
+	}
+}
+
+/* An RFC 1123 label: what a namespace name is. */
+static int ns_ok(const char *s, size_t n)
+{
+	size_t i;
+
+	if (n > 63 || s[0] == '-' || s[n - 1] == '-')
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+			return 0;
+	return 1;
+}
+
+static int url_ok(const char *s, size_t n)
+{
+	size_t i;
+
+	if (!((n > 7 && strncmp(s, "http://", 7) == 0) ||
+	      (n > 8 && strncmp(s, "https://", 8) == 0)))
+		return 0;
+	for (i = 0; i < n; i++)
+		if ((unsigned char)s[i] <= ' ' || s[i] == 0x7f)
+			return 0;
+	return 1;
 }
 
 /* Applies one option; -EINVAL with `err` set when its value is bad. */
@@ -227,6 +281,21 @@ static int apply(struct op_flags *f, int c, const char *arg, char *err, size_t e
 			return 0;
 		}
 		name = "--max-inflight-bytes (want a size of at least 1Ki, e.g. 128Mi)";
+		break;
+	case F_ALLOW_CROSS_NS:
+		if (list_valid(arg, ns_ok)) {
+			f->allow_cross_ns = arg;
+			return 0;
+		}
+		name = "--allow-cross-namespace (want namespace names separated by commas, or *)";
+		break;
+	case F_ALLOWED_URLS:
+		if (list_valid(arg, url_ok)) {
+			f->allowed_urls = arg;
+			return 0;
+		}
+		name = "--allowed-profefe-urls (want http:// or https:// URLs separated by commas, "
+		       "or *)";
 		break;
 	case F_SPREAD:
 		if (parse_duration(arg, &f->spread_ms) == 0)

@@ -29,6 +29,12 @@ struct op_flags {
 	                                may hold together; 0 (default): the fetcher's,
 	                                2 * max_profile_bytes. Never below max_profile_bytes. */
 	const char *max_inflight_bytes_arg; /* its text as given, for messages; NULL if not given */
+	const char *allow_cross_ns;         /* --allow-cross-namespace: comma list of namespaces
+	                                       whose policies may select pods elsewhere ("*":
+	                                       all); NULL (default): none */
+	const char *allowed_urls;           /* --allowed-profefe-urls: comma list of values
+	                                       spec.profefeURL may take besides --profefe-url
+	                                       ("*": any); NULL (default): none */
 	uint32_t spread_ms;                 /* --spread-window, default 10s */
 	uint32_t shutdown_ms;               /* --shutdown-timeout, default 15s */
 	int log_json;                       /* --log-format=json */

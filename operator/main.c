@@ -149,7 +149,9 @@ static int run(const struct op_flags *f, struct kube_config *cfg)
 	                         .leader_elect = f->leader_elect,
 	                         .lease_ns = f->lease_ns,
 	                         .lease_name = f->lease_name,
-	                         .identity = f->identity};
+	                         .identity = f->identity,
+	                         .allow_cross_ns = f->allow_cross_ns,
+	                         .allowed_urls = f->allowed_urls};
 	char err[512] = "", ident[300];
 	int rc;
 
@@ -252,9 +254,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (f.check) {
-		printf("configuration ok: API server %s (from %s), namespace %s, profefe %s\n",
+		printf("configuration ok: API server %s (from %s), namespace %s, profefe %s, "
+		       "cross-namespace policies from %s, other profefe URLs %s\n",
 		       kube_config_server(cfg), kube_config_source(cfg), f.ns ? f.ns : "(all)",
-		       f.profefe_url ? f.profefe_url : "(per policy)");
+		       f.profefe_url ? f.profefe_url : "(per policy)",
+		       f.allow_cross_ns ? f.allow_cross_ns : "(none)",
+		       f.allowed_urls ? f.allowed_urls : "(none)");
 		kube_config_free(cfg);
 		return 0;
 	}

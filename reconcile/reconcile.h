@@ -33,6 +33,8 @@ enum rec_err_kind {
 	REC_ERR_SPEC = 0,     /* SpecValid=False, reason InvalidSpec */
 	REC_ERR_SCHEDULE = 1, /* ScheduleValid=False, reason InvalidSchedule */
 	REC_ERR_TIMEZONE = 2, /* ScheduleValid=False, reason UnknownTimeZone */
+	REC_ERR_CROSS_NS = 3, /* Ready=False, reason CrossNamespaceNotAllowed */
+	REC_ERR_SINK = 4,     /* Ready=False, reason ProfefeURLNotAllowed */
 };
 
 struct rec_err {
@@ -260,6 +262,34 @@ int rec_policy_parse(const struct json_object *obj, rec_zone_lookup_fn lookup, v
                      struct rec_policy **out, struct rec_errs *errs);
 void rec_policy_free(struct rec_policy *p);
 
+/* What the cluster admin allows policies, from the operator's flags. A
+ * policy is written by whoever may edit policies in its namespace (the
+ * editor role is aggregated into "edit"), so what it may reach beyond its
+ * own namespace, and where its profiles may go, is not the policy's to say.
+ * Lists are lent. */
+struct rec_grants {
+	/* Namespaces whose policies may select pods in other namespaces
+	 * (spec.namespaceSelector.any or matchNames naming another one);
+	 * "*" allows every namespace. Empty: no policy reaches further than
+	 * its own namespace. */
+	const char *const *cross_ns;
+	size_t ncross_ns;
+	/* Values spec.profefeURL may take besides `default_url`; "*" allows
+	 * any. A trailing '/' is ignored on both sides. */
+	const char *const *urls;
+	size_t nurls;
+	const char *default_url; /* --profefe-url (NULL: none); always allowed */
+};
+
+/* Checks a parsed policy against what the admin allows, adding one
+ * REC_ERR_CROSS_NS error for a namespace selector reaching beyond the
+ * policy's namespace and one REC_ERR_SINK error for a profefeURL not
+ * allowed, and clearing p->valid when it adds any: such a policy selects
+ * nothing and sends nothing. The messages never list what other
+ * namespaces or URLs are allowed. Returns the number of errors added. */
+size_t rec_policy_authorize(struct rec_policy *p, const struct rec_grants *g,
+                            struct rec_errs *errs);
+
 /* ------------------------------------------------------------------ */
 /* Pods: the cache's compact form. */
 
@@ -476,7 +506,8 @@ const struct rec_condition *rec_status_condition(const struct rec_status *st, co
  *  - SpecValid: False/InvalidSpec with the errors, else True/Valid.
  *  - ScheduleValid: False/InvalidSchedule or UnknownTimeZone, else True/Valid.
  *  - Degraded: True/CapturesFailing when the last round had failures.
- *  - Ready: the summary: False/InvalidSpec, InvalidSchedule, UnknownTimeZone
+ *  - Ready: the summary: False/InvalidSpec, InvalidSchedule, UnknownTimeZone,
+ *    CrossNamespaceNotAllowed, ProfefeURLNotAllowed (rec_policy_authorize)
  *    or AllCapturesFailing; True/Suspended, NoTargets, Capturing or
  *    CapturingWithErrors.
  * `next_ms` is the next fire time or -1. */

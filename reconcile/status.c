@@ -216,6 +216,12 @@ static void ready_summary(const struct rec_status *st, const struct rec_policy *
 	} else if (rec_errs_count(errs, REC_ERR_SPEC) > 0) {
 		*reason = "InvalidSpec";
 		rec_errs_format(errs, REC_ERR_SPEC, msg, len);
+	} else if (rec_errs_count(errs, REC_ERR_CROSS_NS) > 0) {
+		*reason = "CrossNamespaceNotAllowed";
+		rec_errs_format(errs, -1, msg, len);
+	} else if (rec_errs_count(errs, REC_ERR_SINK) > 0) {
+		*reason = "ProfefeURLNotAllowed";
+		rec_errs_format(errs, REC_ERR_SINK, msg, len);
 	} else if (p->suspend) {
 		*status = "True";
 		*reason = "Suspended";

@@ -32,6 +32,8 @@ static void test_defaults_follow_kubebuilder(void **state)
 	assert_false(f.leader_elect);
 	assert_null(f.ns);
 	assert_null(f.kubeconfig);
+	assert_null(f.allow_cross_ns); /* a policy reaches its own namespace only */
+	assert_null(f.allowed_urls);   /* and the operator's own profefe only */
 }
 
 static void test_every_flag_parses(void **state)
@@ -66,6 +68,9 @@ static void test_every_flag_parses(void **state)
 	                "1Gi",
 	                "--spread-window",
 	                "1m30s",
+	                "--allow-cross-namespace",
+	                "profefe-system,ops",
+	                "--allowed-profefe-urls=http://a:1,https://b",
 	                "--shutdown-timeout=5s",
 	                "--log-format",
 	                "json",
@@ -94,6 +99,8 @@ static void test_every_flag_parses(void **state)
 	assert_true(f.max_profile_bytes == 512ull << 10);
 	assert_true(f.max_inflight_bytes == 1ull << 30);
 	assert_int_equal(f.spread_ms, 90000);
+	assert_string_equal(f.allow_cross_ns, "profefe-system,ops");
+	assert_string_equal(f.allowed_urls, "http://a:1,https://b");
 	assert_int_equal(f.shutdown_ms, 5000);
 	assert_true(f.log_json);
 	assert_int_equal(f.verbosity, 2);
@@ -128,6 +135,9 @@ static void test_bad_values_name_the_flag(void **state)
 	        {"--log-format", "xml", "--log-format"},
 	        {"--leader-elect", "maybe", "--leader-elect"},
 	        {"--profefe-url", "ftp://x", "--profefe-url"},
+	        {"--allow-cross-namespace", "Team_A", "--allow-cross-namespace"},
+	        {"--allow-cross-namespace", "a,,b", "--allow-cross-namespace"},
+	        {"--allowed-profefe-urls", "http://a,ftp://b", "--allowed-profefe-urls"},
 	        {"-v", "99", "-v"},
 	};
 	size_t i;

@@ -283,6 +283,82 @@ static void test_policy_without_identity_is_refused(void **state)
 	json_object_put(o);
 }
 
+/* Issue 12: a namespace editor's policy reaches its own namespace and the
+ * operator's profefe only, unless the cluster admin grants more. */
+static void test_policy_authorize_confines_to_own_namespace_by_default(void **state)
+{
+	static const struct rec_grants none = {.default_url = "http://profefe:10100"};
+	struct rec_errs errs = {0};
+	struct rec_policy *p;
+
+	/* Staying at home is always allowed, also when named explicitly. */
+	p = parse("{\"schedule\":\"@hourly\",\"namespaceSelector\":{\"matchNames\":[\"shop\"]},"
+	          "\"profefeURL\":\"http://profefe:10100/\"}",
+	          &errs);
+	assert_int_equal(rec_policy_authorize(p, &none, &errs), 0);
+	assert_true(p->valid);
+	rec_policy_free(p);
+
+	p = parse("{\"schedule\":\"@hourly\",\"namespaceSelector\":{\"any\":true}}", &errs);
+	assert_int_equal(rec_policy_authorize(p, &none, &errs), 1);
+	assert_false(p->valid);
+	assert_int_equal(errs.v[0].kind, REC_ERR_CROSS_NS);
+	assert_string_equal(errs.v[0].path, "spec.namespaceSelector.any");
+	assert_non_null(strstr(errs.v[0].msg, "--allow-cross-namespace"));
+	rec_policy_free(p);
+
+	memset(&errs, 0, sizeof(errs));
+	p = parse("{\"schedule\":\"@hourly\",\"namespaceSelector\":{\"matchNames\":[\"shop\","
+	          "\"team-b\"]},\"profefeURL\":\"http://evil.example:80\"}",
+	          &errs);
+	assert_int_equal(rec_policy_authorize(p, &none, &errs), 2);
+	assert_false(p->valid);
+	assert_int_equal(errs.v[0].kind, REC_ERR_CROSS_NS);
+	assert_non_null(strstr(errs.v[0].msg, "team-b"));
+	assert_int_equal(errs.v[1].kind, REC_ERR_SINK);
+	assert_string_equal(errs.v[1].path, "spec.profefeURL");
+	assert_int_equal(rec_errs_count(&errs, REC_ERR_SPEC), 0);
+	rec_policy_free(p);
+}
+
+static void test_policy_authorize_follows_the_admins_grants(void **state)
+{
+	static const char *const ns[] = {"profefe-system"}, *const star[] = {"*"};
+	static const char *const urls[] = {"http://mirror:10100/"};
+	struct rec_grants g = {.cross_ns = ns, .ncross_ns = 1, .urls = urls, .nurls = 1};
+	struct rec_errs errs = {0};
+	struct rec_policy *p;
+	struct json_object *o = json_tokener_parse(
+	        "{\"metadata\":{\"name\":\"fleet\",\"namespace\":\"profefe-system\"},"
+	        "\"spec\":{\"schedule\":\"@hourly\",\"namespaceSelector\":{\"any\":true},"
+	        "\"profefeURL\":\"http://mirror:10100\"}}");
+
+	assert_int_equal(rec_policy_parse(o, NULL, NULL, &p, &errs), 0);
+	json_object_put(o);
+	assert_int_equal(rec_policy_authorize(p, &g, &errs), 0);
+	assert_true(p->valid);
+	rec_policy_free(p);
+
+	/* The same spec in a tenant's namespace is refused. */
+	p = parse("{\"schedule\":\"@hourly\",\"namespaceSelector\":{\"any\":true},"
+	          "\"profefeURL\":\"http://mirror:10100\"}",
+	          &errs);
+	assert_int_equal(rec_policy_authorize(p, &g, &errs), 1);
+	assert_int_equal(errs.v[0].kind, REC_ERR_CROSS_NS);
+	rec_policy_free(p);
+
+	/* "*" restores the single-tenant behaviour. */
+	memset(&errs, 0, sizeof(errs));
+	g.cross_ns = star;
+	g.urls = star;
+	p = parse("{\"schedule\":\"@hourly\",\"namespaceSelector\":{\"any\":true},"
+	          "\"profefeURL\":\"https://anything:443\"}",
+	          &errs);
+	assert_int_equal(rec_policy_authorize(p, &g, &errs), 0);
+	assert_true(p->valid);
+	rec_policy_free(p);
+}
+
 static void test_policy_missing_spec_is_an_error(void **state)
 {
 	struct rec_errs errs = {0};
@@ -350,6 +426,8 @@ int main(void)
 	        cmocka_unit_test(test_policy_error_list_is_bounded),
 	        cmocka_unit_test(test_policy_without_identity_is_refused),
 	        cmocka_unit_test(test_policy_missing_spec_is_an_error),
+	        cmocka_unit_test(test_policy_authorize_confines_to_own_namespace_by_default),
+	        cmocka_unit_test(test_policy_authorize_follows_the_admins_grants),
 	        cmocka_unit_test(test_policy_time_zone_without_lookup_knows_only_utc),
 	        cmocka_unit_test(test_policy_schedule_uses_time_zone),
 	        cmocka_unit_test(test_profile_names_and_store_types),

@@ -163,6 +163,36 @@ static void test_status_suspended_and_no_targets(void **state)
 	rec_policy_free(p);
 }
 
+static void test_status_refused_grants_are_not_ready(void **state)
+{
+	static const struct rec_grants g = {.default_url = "http://profefe:10100"};
+	struct rec_errs errs = {0};
+	struct rec_policy *p = policy("{\"schedule\":\"@hourly\",\"namespaceSelector\":"
+	                              "{\"any\":true},\"profefeURL\":\"http://x:1\"}",
+	                              &errs);
+	struct rec_status st;
+
+	rec_policy_authorize(p, &g, &errs);
+	rec_status_init(&st);
+	rec_status_compute(&st, p, &errs, 4, T0 + MIN, T0);
+	expect_cond(&st, "Ready", "False", "CrossNamespaceNotAllowed");
+	expect_cond(&st, "SpecValid", "True", "Valid");
+	assert_non_null(strstr(rec_status_condition(&st, "Ready")->message, "spec.profefeURL"));
+	assert_int_equal(st.targets, 0); /* no count of other namespaces' pods */
+	assert_int_equal(st.next_schedule_ms, 0);
+	rec_status_free(&st);
+	rec_policy_free(p);
+
+	memset(&errs, 0, sizeof(errs));
+	p = policy("{\"schedule\":\"@hourly\",\"profefeURL\":\"http://x:1\"}", &errs);
+	rec_policy_authorize(p, &g, &errs);
+	rec_status_init(&st);
+	rec_status_compute(&st, p, &errs, 4, T0 + MIN, T0);
+	expect_cond(&st, "Ready", "False", "ProfefeURLNotAllowed");
+	rec_status_free(&st);
+	rec_policy_free(p);
+}
+
 static void test_status_degraded_when_captures_fail(void **state)
 {
 	struct rec_errs errs = {0};
@@ -542,6 +572,7 @@ int main(void)
 	        cmocka_unit_test(test_status_reasons_for_bad_specs),
 	        cmocka_unit_test(test_status_unparseable_policy_is_not_ready),
 	        cmocka_unit_test(test_status_suspended_and_no_targets),
+	        cmocka_unit_test(test_status_refused_grants_are_not_ready),
 	        cmocka_unit_test(test_status_degraded_when_captures_fail),
 	        cmocka_unit_test(test_status_empty_profiles_are_skipped_not_failed),
 	        cmocka_unit_test(test_status_lists_keep_ten_newest_first),

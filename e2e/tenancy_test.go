@@ -1,0 +1,228 @@
+package e2e
+
+// Multi-tenant safety (issue 12) under real RBAC: two tenants who may edit
+// ProfilingPolicies in their own namespace only (the shipped editor
+// ClusterRole, bound by a RoleBinding there) cannot reach the other
+// tenant's pods, nor send profiles anywhere the cluster admin did not
+// allow. What they try is refused with a reason in the policy's status,
+// and nothing reaches the listener they control. A cluster admin's
+// cross-namespace policy, in a namespace the operator was told to trust,
+// still captures across namespaces.
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// tenant gives ServiceAccount ns/name the shipped editor ClusterRole in
+// namespace ns only, and returns a kubeconfig authenticating as it.
+func (e *env) tenant(ns, name string) string {
+	e.t.Helper()
+	ctx := e.t.Context()
+	if err := e.cp.CreateServiceAccount(ctx, ns, name); err != nil {
+		e.t.Fatal(err)
+	}
+	e.apply(ns, fmt.Sprintf(`apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: %s-policy-editor
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: profefe-operator-profilingpolicy-editor
+subjects:
+- kind: ServiceAccount
+  name: %s
+  namespace: %s
+`, name, name, ns))
+	path := filepath.Join(e.t.TempDir(), name+".kubeconfig")
+	if _, err := e.cp.ServiceAccountKubeconfig(ctx, ns, name, path); err != nil {
+		e.t.Fatal(err)
+	}
+	return path
+}
+
+// countingSink is an HTTP listener a tenant controls: it counts every
+// request and stores nothing.
+func countingSink(t *testing.T) (*httptest.Server, *atomic.Int64) {
+	var n atomic.Int64
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		http.Error(w, `{"code":500,"error":"not a profefe"}`, http.StatusInternalServerError)
+	}))
+	t.Cleanup(s.Close)
+	return s, &n
+}
+
+// tenancyPolicy is a heap-only policy every second on pods labelled
+// app=tenancy; `extra` is appended to the spec (2-space indented).
+func tenancyPolicy(name, extra string) string {
+	return fmt.Sprintf(`apiVersion: profefe.com/v1alpha1
+kind: ProfilingPolicy
+metadata:
+  name: %s
+spec:
+  schedule: "@every 1s"
+  selector:
+    matchLabels:
+      app: tenancy
+  profiles:
+  - type: heap
+%s`, name, extra)
+}
+
+// readyIs waits for the policy's Ready condition to have this status and
+// reason, and returns its message.
+func (e *env) readyIs(ns, name, status, reason string, timeout time.Duration) string {
+	e.t.Helper()
+	var msg string
+	e.eventually(timeout, fmt.Sprintf("%s/%s Ready=%s %s", ns, name, status, reason), func() error {
+		got := e.jsonpath(ns, name, `{.status.conditions[?(@.type=="Ready")].status}|{.status.conditions[?(@.type=="Ready")].reason}|{.status.conditions[?(@.type=="Ready")].message}`)
+		f := strings.SplitN(got, "|", 3)
+		if len(f) != 3 || f[0] != status || f[1] != reason {
+			return fmt.Errorf("Ready = %q", got)
+		}
+		msg = f[2]
+		return nil
+	})
+	return msg
+}
+
+func TestTenancy(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	nsA, nsB := e.cp.TestNamespace(t), e.cp.TestNamespace(t)
+	kubeA := e.tenant(nsA, "tenant-a")
+	kubeB := e.tenant(nsB, "tenant-b")
+	app := map[string]string{"app": "tenancy"}
+	e.pod(nsA, "tenancy", "tenancy-5c7d8-aaaaa", true, app)
+	e.pod(nsB, "tenancy", "tenancy-5c7d8-bbbbb", true, app)
+	stolen, stolenHits := countingSink(t) // tenant A's own listener
+	applyAs := func(kubeconfig, ns, yaml string) error {
+		_, err := e.cp.KubectlAs(ctx, kubeconfig, strings.NewReader(yaml), "apply", "-n", ns, "-f", "-")
+		return err
+	}
+	fromB := func() int {
+		return countProfiles(t, e.pf, "tenancy", "heap", map[string]string{"namespace": nsB})
+	}
+	op := e.startOperator("operator")
+
+	t.Run("rbac-is-namespaced", func(t *testing.T) {
+		if _, err := e.cp.KubectlAs(ctx, kubeA, nil, "get", "pods", "-n", nsB); err == nil || !strings.Contains(err.Error(), "Forbidden") {
+			t.Errorf("tenant A may list tenant B's pods: %v", err)
+		}
+		if err := applyAs(kubeA, nsB, tenancyPolicy("intruder", "")); err == nil || !strings.Contains(err.Error(), "forbidden") {
+			t.Errorf("tenant A may create a policy in tenant B's namespace: %v", err)
+		}
+	})
+
+	t.Run("cross-namespace-refused", func(t *testing.T) {
+		// The issue's attack: every namespace's profiles to A's listener.
+		if err := applyAs(kubeA, nsA, tenancyPolicy("steal-any", "  namespaceSelector:\n    any: true\n  profefeURL: "+stolen.URL+"\n")); err != nil {
+			t.Fatal(err)
+		}
+		if err := applyAs(kubeA, nsA, tenancyPolicy("steal-names", "  namespaceSelector:\n    matchNames: ["+nsA+", "+nsB+"]\n")); err != nil {
+			t.Fatal(err)
+		}
+		msg := e.readyIs(nsA, "steal-any", "False", "CrossNamespaceNotAllowed", 30*time.Second)
+		if !strings.Contains(msg, "namespaceSelector") {
+			t.Errorf("steal-any: Ready message %q does not name spec.namespaceSelector", msg)
+		}
+		msg = e.readyIs(nsA, "steal-names", "False", "CrossNamespaceNotAllowed", 30*time.Second)
+		if !strings.Contains(msg, nsB) {
+			t.Errorf("steal-names: Ready message %q does not name the namespace refused", msg)
+		}
+	})
+
+	t.Run("foreign-url-refused", func(t *testing.T) {
+		if err := applyAs(kubeA, nsA, tenancyPolicy("exfil", "  profefeURL: "+stolen.URL+"\n")); err != nil {
+			t.Fatal(err)
+		}
+		msg := e.readyIs(nsA, "exfil", "False", "ProfefeURLNotAllowed", 30*time.Second)
+		if !strings.Contains(msg, "spec.profefeURL") {
+			t.Errorf("exfil: Ready message %q does not name spec.profefeURL", msg)
+		}
+	})
+
+	t.Run("own-namespace-captures", func(t *testing.T) {
+		if err := applyAs(kubeA, nsA, tenancyPolicy("own", "")); err != nil {
+			t.Fatal(err)
+		}
+		if err := applyAs(kubeB, nsB, tenancyPolicy("own", "")); err != nil {
+			t.Fatal(err)
+		}
+		e.readyIs(nsA, "own", "True", "Capturing", 30*time.Second)
+		e.readyIs(nsB, "own", "True", "Capturing", 30*time.Second)
+		e.eventually(30*time.Second, "tenant A's own pods captured", func() error {
+			if n := countProfiles(t, e.pf, "tenancy", "heap", map[string]string{"namespace": nsA, "policy": "own"}); n == 0 {
+				return fmt.Errorf("no heap profile of namespace %s", nsA)
+			}
+			return nil
+		})
+	})
+
+	t.Run("nothing-leaked", func(t *testing.T) {
+		// Three rounds of A's own policy: the refused ones had as many
+		// chances to run.
+		e.waitRounds(nsA, "own", 3, 30*time.Second)
+		e.settle(op, 30*time.Second)
+		if n := stolenHits.Load(); n != 0 {
+			t.Errorf("tenant A's listener received %d requests", n)
+		}
+		if n := countProfiles(t, e.pf, "tenancy", "heap", map[string]string{"namespace": nsB, "policy": "steal-names"}); n != 0 {
+			t.Errorf("%d profiles of namespace %s were captured for tenant A's steal-names", n, nsB)
+		}
+		for _, name := range []string{"steal-any", "steal-names", "exfil"} {
+			got := e.jsonpath(nsA, name, "{.status.targets}|{.status.recentProfiles}|{.status.lastScheduleTime}|{.status.spoolBytes}")
+			f := strings.Split(got, "|")
+			empty := func(v string) bool { return v == "" || v == "0" || v == "[]" }
+			if len(f) != 4 || !empty(f[0]) || !empty(f[1]) || f[2] != "" || !empty(f[3]) {
+				t.Errorf("refused policy %s: targets|recentProfiles|lastScheduleTime|spoolBytes = %q", name, got)
+			}
+		}
+	})
+
+	// The cluster admin trusts policies in the operator's own namespace
+	// (only cluster admins may write there) with cross-namespace reach,
+	// and allows one more sink.
+	admSink, admHits := countingSink(t)
+	op.proc.Stop(20 * time.Second)
+	op = e.startOperator("operator-admin", "--allow-cross-namespace", operatorNS,
+		"--allowed-profefe-urls", admSink.URL)
+	_ = op
+
+	t.Run("admin-cross-namespace", func(t *testing.T) {
+		before := fromB()
+		e.apply(operatorNS, tenancyPolicy("fleet", "  namespaceSelector:\n    any: true\n"))
+		e.apply(operatorNS, tenancyPolicy("fleet-mirror", "  namespaceSelector:\n    matchNames: ["+nsB+"]\n  profefeURL: "+admSink.URL+"\n"))
+		e.readyIs(operatorNS, "fleet", "True", "Capturing", 30*time.Second)
+		if got := e.jsonpath(operatorNS, "fleet", "{.status.targets}"); got != "2" {
+			t.Errorf("fleet targets = %q, want 2 (one pod in each tenant namespace)", got)
+		}
+		e.eventually(30*time.Second, "the admin's fleet policy captured tenant B's pod", func() error {
+			if n := countProfiles(t, e.pf, "tenancy", "heap", map[string]string{"namespace": nsB, "policy": "fleet"}); n == 0 {
+				return fmt.Errorf("no heap profile of %s by policy fleet (all of %s: %d, before %d)", nsB, nsB, fromB(), before)
+			}
+			return nil
+		})
+		e.eventually(30*time.Second, "the admin-allowed sink received pushes", func() error {
+			if admHits.Load() == 0 {
+				return fmt.Errorf("no request at %s", admSink.URL)
+			}
+			return nil
+		})
+		// The tenants' grants did not change with the admin's.
+		e.readyIs(nsA, "steal-any", "False", "CrossNamespaceNotAllowed", 30*time.Second)
+		e.readyIs(nsA, "exfil", "False", "ProfefeURLNotAllowed", 30*time.Second)
+		e.waitRounds(operatorNS, "fleet", 2, 30*time.Second)
+		if n := stolenHits.Load(); n != 0 {
+			t.Errorf("tenant A's listener received %d requests", n)
+		}
+	})
+}
