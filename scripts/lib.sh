@@ -49,22 +49,26 @@ ensure_tools() {
 # (a --coverage build), counting no tests/ or fuzz/ source. Fails, naming the
 # folder, when one is below its floor in scripts/coverage-floors.txt, the one
 # place the floors are written.
+# check_coverage BUILD_DIR COLUMN: prints line coverage per folder of what
+# ran in BUILD_DIR (gcovr) and fails when a folder is below its floor in
+# column COLUMN (unit or all) of scripts/coverage-floors.txt.
 check_coverage() {
-	local dir=$1 summary=$1/coverage-summary.json
+	local dir=$1 column=$2 summary=$1/coverage-summary.json
 	gcovr --root "$PPOP_ROOT" --object-directory "$dir" \
 		--exclude-directories '.*/CMakeFiles/[0-9.]+/CompilerId' \
 		--exclude '(.*/)?tests/' --exclude '(.*/)?fuzz/' --exclude '(build|e2e|bench)/' \
 		--json-summary "$summary" >/dev/null || die "gcovr failed on $dir"
-	python3 - "$summary" "$PPOP_ROOT/scripts/coverage-floors.txt" <<'EOF'
+	python3 - "$summary" "$PPOP_ROOT/scripts/coverage-floors.txt" "$column" <<'EOF'
 import collections, json, sys
 
-summary, floors_path = sys.argv[1], sys.argv[2]
+summary, floors_path, column = sys.argv[1], sys.argv[2], sys.argv[3]
+col = {"unit": 1, "all": 2}[column]
 floors = {}
 with open(floors_path) as f:
     for line in f:
         fields = line.split("#", 1)[0].split()
         if fields:
-            floors[fields[0].rstrip("/")] = float(fields[1])
+            floors[fields[0].rstrip("/")] = float(fields[col])
 lines = collections.defaultdict(lambda: [0, 0])  # folder -> [covered, total]
 for f in json.load(open(summary))["files"]:
     folder = f["filename"].split("/")[0] if "/" in f["filename"] else "."
@@ -86,7 +90,8 @@ for k in order:
         failed.append("line coverage of %s is %.1f%% (%d of %d lines), below its floor of %g%%"
                       % (name, pct, covered, total, floor))
 for msg in failed:
-    print("error: %s (floors: scripts/coverage-floors.txt)" % msg, file=sys.stderr)
+    print("error: %s (floors: scripts/coverage-floors.txt, column %s)" % (msg, column),
+          file=sys.stderr)
 sys.exit(1 if failed else 0)
 EOF
 }

@@ -35,12 +35,17 @@ step "unit tests again, built with gcc --coverage (preset coverage), to measure 
 # Counts left by an earlier run would add to this one's.
 find build/coverage -name '*.gcda' -delete
 ctest --preset coverage
-step "line coverage per folder (gcovr; tests/ and fuzz/ not counted; floors in scripts/coverage-floors.txt)"
-check_coverage build/coverage
+step "line coverage of the unit tests per folder (gcovr; tests/ and fuzz/ not counted; floors: scripts/coverage-floors.txt, column unit)"
+check_coverage build/coverage unit
 
-step "end-to-end tests (go test ./... in e2e/, real parts on 127.0.0.0/8)"
-export PPOP_BUILD_DIR=$PPOP_ROOT/build/ci
+# The end-to-end suite runs the coverage build's binaries, so what the real
+# parts exercise (the operator's and the plugin's I/O wiring) is counted too.
+step "end-to-end tests (go test ./... in e2e/, real parts on 127.0.0.0/8, binaries of the coverage build)"
+export PPOP_BUILD_DIR=$PPOP_ROOT/build/coverage
 (cd e2e && go vet ./... && go test -count=1 -timeout 40m ./...)
+
+step "line coverage of the unit and end-to-end tests per folder (floors: scripts/coverage-floors.txt, column all)"
+check_coverage build/coverage all
 
 step "checking that no test process was left behind"
 sleep 1
