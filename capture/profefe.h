@@ -100,10 +100,14 @@ size_t cap_profefe_inflight(const struct cap_profefe *c);
 /* ---- The pusher -------------------------------------------------------- */
 
 struct cap_pusher;
+struct cap_spool_budget;
 
 struct cap_pusher_opts {
 	const char *spool_dir;    /* NULL: an in-memory spool */
 	uint64_t spool_max_bytes; /* 0: 256 MiB */
+	/* Shared with other pushers' spools instead of spool_max_bytes (lent;
+	 * must outlive the pusher). NULL: this spool's own cap. */
+	struct cap_spool_budget *spool_budget;
 	uint32_t backoff_base_ms; /* 0: 500 */
 	uint32_t backoff_max_ms;  /* 0: 30000 */
 	size_t max_inflight;      /* direct pushes at once; more wait in the spool. 0: 32 */

@@ -410,6 +410,8 @@ int cap_pusher_new(struct loop *l, struct cap_profefe *c, const struct cap_pushe
 		free(p);
 		return rc;
 	}
+	cap_spool_share(p->spool, o ? o->spool_budget : NULL);
+	p->o.spool_budget = NULL; /* lent to the spool */
 	*out = p;
 	pump(p); /* what an earlier run left behind */
 	return 0;

@@ -39,9 +39,16 @@ struct sent {
 	struct cap_spool_entry e;
 };
 
+struct cap_spool_budget {
+	uint64_t max_bytes, bytes;
+	struct cap_spool *spools; /* the members, linked by `bnext` */
+};
+
 struct cap_spool {
 	char *dir; /* NULL: in memory */
 	uint64_t max_bytes;
+	struct cap_spool_budget *budget; /* NULL: max_bytes alone */
+	struct cap_spool *bnext;
 	cap_spool_drop_fn drop;
 	void *arg;
 	struct sent *head, *tail;
@@ -242,6 +249,8 @@ static void list_append(struct cap_spool *s, struct sent *x)
 	s->tail = x;
 	s->st.files++;
 	s->st.bytes += x->bytes;
+	if (s->budget)
+		s->budget->bytes += x->bytes;
 }
 
 /* Inserts `x` in sequence order; new entries usually belong at the tail. */
@@ -263,6 +272,8 @@ static void list_insert(struct cap_spool *s, struct sent *x)
 		s->head = x;
 	s->st.files++;
 	s->st.bytes += x->bytes;
+	if (s->budget)
+		s->budget->bytes += x->bytes;
 }
 
 static void list_remove(struct cap_spool *s, struct sent *x)
@@ -277,6 +288,8 @@ static void list_remove(struct cap_spool *s, struct sent *x)
 		s->tail = x->prev;
 	s->st.files--;
 	s->st.bytes -= x->bytes;
+	if (s->budget)
+		s->budget->bytes -= x->bytes;
 }
 
 /* Deletes an entry's file (if any) and frees it; it is on no list. */
@@ -431,6 +444,15 @@ void cap_spool_close(struct cap_spool *s)
 {
 	if (s == NULL)
 		return;
+	if (s->budget) {
+		/* What stays on disk no longer counts against the others. */
+		struct cap_spool **pp = &s->budget->spools;
+		while (*pp && *pp != s)
+			pp = &(*pp)->bnext;
+		if (*pp)
+			*pp = s->bnext;
+		s->budget->bytes -= s->st.bytes;
+	}
 	struct sent *x = s->head;
 	while (x != NULL) {
 		struct sent *next = x->next;
@@ -443,19 +465,82 @@ void cap_spool_close(struct cap_spool *s)
 	free(s);
 }
 
-/* Makes room for `need` bytes by dropping the oldest idle entries.
- * Returns 0, or -ENOSPC when it cannot. */
+int cap_spool_budget_new(uint64_t max_bytes, struct cap_spool_budget **out)
+{
+	struct cap_spool_budget *b = calloc(1, sizeof(*b));
+
+	if (b == NULL)
+		return -ENOMEM;
+	b->max_bytes = max_bytes ? max_bytes : DEFAULT_MAX;
+	*out = b;
+	return 0;
+}
+
+void cap_spool_budget_free(struct cap_spool_budget *b)
+{
+	free(b);
+}
+
+uint64_t cap_spool_budget_bytes(const struct cap_spool_budget *b)
+{
+	return b->bytes;
+}
+
+void cap_spool_share(struct cap_spool *s, struct cap_spool_budget *b)
+{
+	if (s->budget || b == NULL)
+		return;
+	s->budget = b;
+	s->bnext = b->spools;
+	b->spools = s;
+	b->bytes += s->st.bytes;
+}
+
+/* The spool's oldest entry not checked out, or NULL. */
+static struct sent *oldest_idle(const struct cap_spool *s)
+{
+	struct sent *x = s->head;
+
+	while (x != NULL && x->out)
+		x = x->next;
+	return x;
+}
+
+/* The oldest idle entry among the spools sharing s's budget (s alone
+ * without one): each spool's head is its oldest, so compare the heads by
+ * when they were taken. */
+static struct sent *victim(struct cap_spool *s, struct cap_spool **owner)
+{
+	struct cap_spool *m = s->budget ? s->budget->spools : s;
+	struct sent *best = NULL;
+
+	for (; m != NULL; m = s->budget ? m->bnext : NULL) {
+		struct sent *x = oldest_idle(m);
+		if (x &&
+		    (!best || x->e.meta.created_ms < best->e.meta.created_ms ||
+		     (x->e.meta.created_ms == best->e.meta.created_ms && x->e.seq < best->e.seq))) {
+			best = x;
+			*owner = m;
+		}
+	}
+	return best;
+}
+
+/* Makes room for `need` bytes by dropping the oldest idle entries, of all
+ * the spools sharing the budget. Returns 0, or -ENOSPC when it cannot. */
 static int make_room(struct cap_spool *s, uint64_t need)
 {
-	if (need > s->max_bytes)
+	uint64_t max = s->budget ? s->budget->max_bytes : s->max_bytes;
+	const uint64_t *used = s->budget ? &s->budget->bytes : &s->st.bytes;
+
+	if (need > max)
 		return -ENOSPC;
-	while (s->st.bytes + need > s->max_bytes) {
-		struct sent *x = s->head;
-		while (x != NULL && x->out)
-			x = x->next;
+	while (*used + need > max) {
+		struct cap_spool *owner = s;
+		struct sent *x = victim(s, &owner);
 		if (x == NULL)
 			return -ENOSPC;
-		drop_entry(s, x);
+		drop_entry(owner, x);
 	}
 	return 0;
 }

@@ -80,6 +80,25 @@ void cap_spool_ack(struct cap_spool *s, struct cap_spool_entry *e);
 /* Gives a checked-out entry back; it keeps its place in the order. */
 void cap_spool_release(struct cap_spool *s, struct cap_spool_entry *e);
 
+/* One byte budget shared by several spools (one per profefe URL), so the
+ * operator's --spool-max-bytes bounds them all together: a spool that
+ * needs room drops the oldest idle profile of all its budget's spools (by
+ * created_ms, then sequence), and the drop is counted by the spool that
+ * held it. A spool joins with cap_spool_share() and leaves when closed. */
+struct cap_spool_budget;
+
+/* Creates a budget of `max_bytes` (0: 256 MiB). Returns 0 or -ENOMEM. */
+int cap_spool_budget_new(uint64_t max_bytes, struct cap_spool_budget **out);
+/* Frees it; every spool sharing it must have been closed. Safe on NULL. */
+void cap_spool_budget_free(struct cap_spool_budget *b);
+/* Bytes held by all its spools now. */
+uint64_t cap_spool_budget_bytes(const struct cap_spool_budget *b);
+
+/* Makes `s` count against `b` (lent; it must outlive the spool) instead of
+ * its own max_bytes, bringing what it already holds (a restart's files).
+ * Call once, before the first put. */
+void cap_spool_share(struct cap_spool *s, struct cap_spool_budget *b);
+
 struct cap_spool_stats {
 	uint64_t bytes; /* on disk (or in memory) now */
 	uint64_t files; /* entries now, checked out or not */

@@ -226,3 +226,67 @@ func TestTenancy(t *testing.T) {
 		}
 	})
 }
+
+// TestTenancySpoolBudget: --spool-max-bytes bounds the spool of all sinks
+// together (issue 12, finding 3). Three policies push to three dead
+// collectors the admin allowed; the spool never holds more than the cap,
+// the oldest profiles are dropped, and each policy's status counts its own
+// sink's drops.
+func TestTenancySpoolBudget(t *testing.T) {
+	e := newEnv(t)
+	ns := e.cp.TestNamespace(t)
+	const capBytes = 16 << 10
+	var urls []string
+	for i := 0; i < 3; i++ {
+		s, _ := countingSink(t)
+		urls = append(urls, s.URL)
+		app := fmt.Sprintf("spool-%d", i)
+		e.pod(ns, app, app+"-6f7d8-aaaaa", true, map[string]string{"app": app})
+	}
+	op := e.startOperator("operator", "--spool-dir", filepath.Join(t.TempDir(), "spool"),
+		"--spool-max-bytes", fmt.Sprint(capBytes), "--allowed-profefe-urls", strings.Join(urls, ","))
+	for i, u := range urls {
+		e.apply(ns, fmt.Sprintf(`apiVersion: profefe.com/v1alpha1
+kind: ProfilingPolicy
+metadata:
+  name: dead-%d
+spec:
+  schedule: "@every 1s"
+  selector:
+    matchLabels:
+      app: spool-%d
+  profiles:
+  - type: goroutine
+  profefeURL: %s
+`, i, i, u))
+	}
+	// Each sink alone stays under the cap for a while; together they
+	// reach it within seconds.
+	e.eventually(90*time.Second, "the spool dropped profiles", func() error {
+		if d := metric(op.metricsAddr, "profefe_operator_spool_dropped_total"); d <= 0 {
+			return fmt.Errorf("spool_dropped_total %v, spool_bytes %v", d, metric(op.metricsAddr, "profefe_operator_spool_bytes"))
+		}
+		return nil
+	})
+	for i := 0; i < 3; i++ {
+		e.waitRounds(ns, "dead-0", 3, 30*time.Second) // the gauges refresh every 5 s
+		if b := metric(op.metricsAddr, "profefe_operator_spool_bytes"); b > capBytes {
+			t.Errorf("spool_bytes %v over --spool-max-bytes %d across sinks", b, capBytes)
+		}
+	}
+	var sum, dropped int
+	for i := range urls {
+		name := fmt.Sprintf("dead-%d", i)
+		var b, d int
+		fmt.Sscan(e.jsonpath(ns, name, "{.status.spoolBytes}"), &b)
+		fmt.Sscan(e.jsonpath(ns, name, "{.status.spoolDropped}"), &d)
+		sum += b
+		dropped += d
+	}
+	if sum > capBytes {
+		t.Errorf("policies' spoolBytes sum to %d, over the cap %d", sum, capBytes)
+	}
+	if dropped == 0 {
+		t.Errorf("no policy's status counts a drop")
+	}
+}

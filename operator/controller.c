@@ -98,6 +98,7 @@ struct op_ctl {
 
 	struct cap_fetcher *fetcher;
 	struct sink *sinks;
+	struct cap_spool_budget *spool_budget; /* --spool-max-bytes, across all sinks */
 
 	struct pstate *states;
 	struct pstate *dirty_head, *dirty_tail;
@@ -911,8 +912,10 @@ static struct sink *sink_for(struct op_ctl *c, const char *url)
 	 * filled only because profefe was slower than the pods for a while,
 	 * it should drain at full speed, not 4 at a time. Replays still start
 	 * in spool order; profefe orders profiles by their own timestamps. */
-	struct cap_pusher_opts po = {
-	        .spool_max_bytes = c->o.spool_max_bytes, .max_inflight = 32, .replay_inflight = 32};
+	struct cap_pusher_opts po = {.spool_max_bytes = c->o.spool_max_bytes,
+	                             .spool_budget = c->spool_budget,
+	                             .max_inflight = 32,
+	                             .replay_inflight = 32};
 	char *dir = NULL;
 	struct sink *s;
 	size_t i, n;
@@ -1417,6 +1420,11 @@ int op_ctl_new(struct loop *l, struct kube_client *kc, struct op_metrics *m,
 		snprintf(err, errlen, "cannot create the capture fetcher: %s", strerror(-rc));
 		goto err;
 	}
+	/* One budget for every sink's spool: a tenant's dead profefeURL must
+	 * not multiply the disk the operator may fill. */
+	rc = cap_spool_budget_new(o->spool_max_bytes, &c->spool_budget);
+	if (rc)
+		goto err;
 	if (o->spool_dir && (rc = mkdir_p(o->spool_dir)) != 0) {
 		snprintf(err, errlen, "cannot create the spool directory %s: %s", o->spool_dir,
 		         strerror(-rc));
@@ -1489,7 +1497,47 @@ int op_ctl_ready(const struct op_ctl *c)
 	return c->pols && c->pods && kube_informer_synced(c->pols) && kube_informer_synced(c->pods);
 }
 
-/* Refreshes gauges that are cheaper to read than to track. */
+/* True when the operator's default sink or a policy that may run sends
+ * to `s`. */
+static int sink_used(const struct op_ctl *c, const struct sink *s)
+{
+	const struct pstate *ps;
+
+	if (c->o.profefe_url && strcmp(c->o.profefe_url, s->url) == 0)
+		return 1;
+	for (ps = c->states; ps; ps = ps->next) {
+		const char *u = policy_url(ps);
+		if (!ps->gone && ps->pol && ps->pol->valid && u && strcmp(u, s->url) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* Frees the sinks no policy sends to any more, once they hold nothing:
+ * a spooled profile stays (and counts against the budget) until it is
+ * delivered or dropped. */
+static void sinks_gc(struct op_ctl *c)
+{
+	struct sink **pp = &c->sinks, *s;
+
+	if (c->shutting_down || c->freeing)
+		return;
+	while ((s = *pp)) {
+		if (sink_used(c, s) || !cap_pusher_idle(s->pusher)) {
+			pp = &s->next;
+			continue;
+		}
+		*pp = s->next;
+		log_info("profefe sink unused: freed", "url", s->url, NULL);
+		cap_pusher_free(s->pusher);
+		cap_profefe_free(s->client);
+		free(s->url);
+		free(s);
+	}
+}
+
+/* Refreshes gauges that are cheaper to read than to track, and frees the
+ * sinks nothing uses. */
 void op_ctl_update_gauges(struct op_ctl *c);
 void op_ctl_update_gauges(struct op_ctl *c)
 {
@@ -1499,6 +1547,7 @@ void op_ctl_update_gauges(struct op_ctl *c)
 	size_t n = 0;
 	struct pstate *ps;
 
+	sinks_gc(c);
 	cap_fetcher_stats(c->fetcher, &fs);
 	op_metric_set(c->f_inflight, NULL, (double)fs.inflight);
 	{
@@ -1682,6 +1731,7 @@ void op_ctl_free(struct op_ctl *c)
 		free(s->url);
 		free(s);
 	}
+	cap_spool_budget_free(c->spool_budget);
 	free(c->ns_copy);
 	free(c->profefe_copy);
 	free(c->spool_copy);

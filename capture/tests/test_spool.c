@@ -154,6 +154,68 @@ static void test_spool_full_drops_oldest_and_counts(void **state)
 	cap_spool_close(s);
 }
 
+static void put_at(struct cap_spool *s, const char *origin, int64_t created_ms, size_t len)
+{
+	char body[512];
+	struct cap_push_meta m = {
+	        .service = "svc", .type = "heap", .origin = origin, .created_ms = created_ms};
+
+	assert_true(len <= sizeof(body));
+	memset(body, 'x', len);
+	assert_int_equal(cap_spool_put(s, &m, body, len), 0);
+}
+
+/* Issue 12: --spool-max-bytes bounds every sink's spool together; the
+ * oldest profile of any of them goes first, and the spool that held it
+ * counts the drop. */
+static void test_spool_budget_is_shared_oldest_first(void **state)
+{
+	char da[300], db[300];
+	struct drops dropa = {0}, dropb = {0};
+	struct cap_spool_budget *b;
+	struct cap_spool *a, *c;
+	struct cap_spool_stats sa, sb;
+
+	snprintf(da, sizeof(da), "%s/a", (char *)*state);
+	snprintf(db, sizeof(db), "%s/b", (char *)*state);
+	assert_int_equal(cap_spool_budget_new(2000, &b), 0);
+	assert_int_equal(cap_spool_open(da, 1 << 20, on_drop, &dropa, &a), 0);
+	assert_int_equal(cap_spool_open(db, 1 << 20, on_drop, &dropb, &c), 0);
+	cap_spool_share(a, b);
+	cap_spool_share(c, b);
+	/* a's profiles are older: taken at 1..4, b's at 10..13. */
+	put_at(a, "a1", 1, 400);
+	put_at(a, "a2", 2, 400);
+	put_at(c, "b1", 10, 400);
+	put_at(c, "b2", 11, 400);
+	assert_int_equal(dropa.n + dropb.n, 0);
+	put_at(c, "b3", 12, 400); /* over 2000 with headers: a's oldest go */
+	assert_true(cap_spool_budget_bytes(b) <= 2000);
+	assert_true(dropa.n >= 1);
+	assert_string_equal(dropa.origins[0], "a1");
+	assert_int_equal(dropb.n, 0);
+	put_at(a, "a3", 13, 400);
+	assert_true(cap_spool_budget_bytes(b) <= 2000);
+	cap_spool_stats(a, &sa);
+	cap_spool_stats(c, &sb);
+	assert_int_equal(sa.drops, (uint64_t)dropa.n);
+	assert_int_equal(sb.drops, (uint64_t)dropb.n);
+	assert_int_equal(sa.bytes + sb.bytes, cap_spool_budget_bytes(b));
+	/* A closed spool keeps its files but leaves the budget. */
+	cap_spool_close(a);
+	assert_int_equal(cap_spool_budget_bytes(b), sb.bytes);
+	cap_spool_close(c);
+	assert_int_equal(cap_spool_budget_bytes(b), 0);
+	cap_spool_budget_free(b);
+	/* Reopened and shared again, its files count at once. */
+	assert_int_equal(cap_spool_budget_new(2000, &b), 0);
+	assert_int_equal(cap_spool_open(da, 1 << 20, NULL, NULL, &a), 0);
+	cap_spool_share(a, b);
+	assert_int_equal(cap_spool_budget_bytes(b), sa.bytes);
+	cap_spool_close(a);
+	cap_spool_budget_free(b);
+}
+
 static void test_spool_survives_restart(void **state)
 {
 	const char *dir = *state;
@@ -254,6 +316,8 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_spool_full_drops_oldest_and_counts, setup,
 	                                        teardown),
 	        cmocka_unit_test_setup_teardown(test_spool_survives_restart, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_spool_budget_is_shared_oldest_first, setup,
+	                                        teardown),
 	        cmocka_unit_test_setup_teardown(test_spool_corrupt_file_dropped, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_spool_reserved_seq_keeps_submit_order, setup,
 	                                        teardown),
