@@ -120,6 +120,10 @@ func TestTenancy(t *testing.T) {
 		if err := applyAs(kubeA, nsB, tenancyPolicy("intruder", "")); err == nil || !strings.Contains(err.Error(), "forbidden") {
 			t.Errorf("tenant A may create a policy in tenant B's namespace: %v", err)
 		}
+		// The operator's own Lease rights name its one Lease.
+		if _, err := e.cp.KubectlAs(ctx, e.saKube, nil, "get", "lease", "someone-elses-lease", "-n", operatorNS); err == nil || !strings.Contains(err.Error(), "Forbidden") {
+			t.Errorf("the operator may read any Lease in %s: %v", operatorNS, err)
+		}
 	})
 
 	t.Run("cross-namespace-refused", func(t *testing.T) {
