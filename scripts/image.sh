@@ -5,7 +5,7 @@
 #
 #   scripts/image.sh                      the operator image + kubectl-profefe archive
 #   scripts/image.sh --e2e                also the images the real-node e2e suite runs:
-#                                         pproftarget (demo Go service) and profefe
+#                                         pproftarget (demo Go service), profefe, pause
 #   scripts/image.sh --check-reproducible build the operator image twice, compare digests
 #   scripts/image.sh --pin                write those digests into config/release/
 #   scripts/image.sh --update-lock        re-pin the Debian packages (scripts/image.lock)
@@ -179,7 +179,7 @@ log "$archive: sha256 $sha; krew manifest $out/krew/profefe.yaml"
 
 overlay_images=("$registry" "$(cat "$out/profefe-operator.digest")")
 if $e2e; then
-	step "e2e images: pproftarget (demo Go service) and profefe"
+	step "e2e images: pproftarget (demo Go service), pause (pod sandbox) and profefe"
 	mkdir -p "$out/work/go"
 	(cd e2e && CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags='-s -w -buildid=' \
 		-o "$out/work/go/pproftarget" ./cmd/pproftarget)
@@ -187,6 +187,11 @@ if $e2e; then
 	image pproftarget localhost/profefe-operator-e2e/pproftarget:dev --static \
 		--binary "$out/work/go/pproftarget:/usr/local/bin/pproftarget" -- \
 		--entrypoint /usr/local/bin/pproftarget "${lbl[@]}"
+	(cd e2e && CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags='-s -w -buildid=' \
+		-o "$out/work/go/pause" ./cmd/pause)
+	labels pause "profefe-operator e2e pod sandbox (pause)" dev
+	image pause localhost/profefe-operator-e2e/pause:dev --static \
+		--binary "$out/work/go/pause:/pause" -- --entrypoint /pause "${lbl[@]}"
 	[[ -n "${PPOP_PROFEFE:-}" ]] || eval "$("$PPOP_ROOT/e2e/tools/build.sh" --print-env)"
 	pv=$(awk '$1 == "github.com/profefe/profefe" { print $2 } $2 == "github.com/profefe/profefe" { print $3 }' e2e/tools/profefe/go.mod | head -1)
 	labels profefe "profefe collector built from github.com/profefe/profefe $pv" "$pv"

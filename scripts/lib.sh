@@ -95,3 +95,45 @@ for msg in failed:
 sys.exit(1 if failed else 0)
 EOF
 }
+
+# The real-node suite's Debian packages (containerd, runc, the CNI plugins,
+# iptables for kube-proxy). Installed only when missing.
+PPOP_NODE_DEBS=(containerd runc containernetworking-plugins iptables util-linux python3 binutils)
+
+# real_node_suite: the operator's image and the e2e images (scripts/image.sh
+# --e2e), the node binaries (build.sh --node), then TestRealNode: etcd,
+# kube-apiserver, containerd, kubelet and the operator as real pods, in a
+# network namespace the test creates. A skip is printed with its reason.
+real_node_suite() {
+	local missing=() p log rc=0
+	for p in "${PPOP_NODE_DEBS[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	done
+	if ((${#missing[@]})); then
+		step "installing Debian packages for the real node: ${missing[*]}"
+		local sudo=""
+		[ "$(id -u)" = 0 ] || sudo=sudo
+		$sudo apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+	fi
+	step "kubelet, kube-controller-manager, kube-scheduler, kube-proxy (built once per machine into $PPOP_CACHE)"
+	eval "$("$PPOP_ROOT/e2e/tools/build.sh" --node --print-env)"
+	step "images: scripts/image.sh --e2e (operator, profefe, pproftarget, pause; kubectl-profefe archive)"
+	"$PPOP_ROOT/scripts/image.sh" --e2e
+	step "real-node suite (TestRealNode: containerd + kubelet in a network namespace, kubectl apply -k)"
+	log=$(mktemp)
+	set +e
+	(cd "$PPOP_ROOT/e2e" && PPOP_REALNODE=1 go test -count=1 -run '^TestRealNode$' -v -timeout 20m ./) 2>&1 |
+		tee "$log" | grep --line-buffered -E '^\s+(realnode_test|node)\.go:[0-9]+: (\[|node:|SKIP)|^(---|ok|FAIL|PASS)'
+	rc=${PIPESTATUS[0]}
+	set -e
+	if ((rc != 0)); then
+		tail -150 "$log"
+		rm -f "$log"
+		die "the real-node suite failed"
+	fi
+	if grep -q -- '--- SKIP: TestRealNode' "$log"; then
+		printf '\n*** the real-node suite was SKIPPED: %s\n' "$(grep -o 'SKIP real-node suite: .*' "$log" | tail -1)"
+	fi
+	rm -f "$log"
+}

@@ -47,6 +47,8 @@ export PPOP_BUILD_DIR=$PPOP_ROOT/build/coverage
 step "line coverage of the unit and end-to-end tests per folder (floors: scripts/coverage-floors.txt, column all)"
 check_coverage build/coverage all
 
+real_node_suite
+
 step "checking that no test process was left behind"
 sleep 1
 left=$(comm -13 <(printf '%s\n' "$preexisting") <(pgrep -f "$leftover_pattern" | sort || true) | grep . || true)
