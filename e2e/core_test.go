@@ -29,22 +29,12 @@ func TestOperatorCore(t *testing.T) {
 	// With the default --spread-window 10s, @every 1s captured a pod only
 	// every ~4 s: the window must be bounded by the period.
 	t.Run("spread-bounded-by-period", func(t *testing.T) {
-		e.t = t // the helpers fail this subtest, not the whole test
-		ns := e.cp.TestNamespace(t)
-		e.pf = harness.TestProfefe(t) // settle() compares one operator with all of profefe
+		ns := e.subtest(t)
 		labels := map[string]string{"app": "fast"}
 		e.pod(ns, "fast", "fast-1", true, labels)
 		e.pod(ns, "fast", "fast-2", true, labels)
 		op := e.startOperator("op-spread", "--spread-window", "10s")
-		e.apply(ns, `apiVersion: profefe.com/v1alpha1
-kind: ProfilingPolicy
-metadata:
-  name: fast
-spec:
-  schedule: "@every 1s"
-  selector: {matchLabels: {app: fast}}
-  profiles: [{type: goroutine}]
-`)
+		e.simplePolicy(ns, "fast", "@every 1s", "fast", "[{type: goroutine}]", "")
 		// Once the first profiles are in, count what 8 s of rounds
 		// bring, by the operator's own round times.
 		e.eventually(30*time.Second, "first goroutine profiles of both pods", func() error {
@@ -83,22 +73,12 @@ spec:
 	// lastRound stayed 0/0/0 and counted every capture twice, so Degraded
 	// read "2 of 4 failed" for 1 of 2.
 	t.Run("last-round-counts-each-capture-once", func(t *testing.T) {
-		e.t = t // the helpers fail this subtest, not the whole test
-		ns := e.cp.TestNamespace(t)
-		e.pf = harness.TestProfefe(t) // settle() compares one operator with all of profefe
+		ns := e.subtest(t)
 		labels := map[string]string{"app": "half"}
 		e.pod(ns, "half", "half-good", true, labels)
 		e.pod(ns, "half", "half-bad", true, labels, "-mode", "500")
 		op := e.startOperator("op-round")
-		e.apply(ns, `apiVersion: profefe.com/v1alpha1
-kind: ProfilingPolicy
-metadata:
-  name: half
-spec:
-  schedule: "@every 2s"
-  selector: {matchLabels: {app: half}}
-  profiles: [{type: goroutine}]
-`)
+		e.simplePolicy(ns, "half", "@every 2s", "half", "[{type: goroutine}]", "")
 		e.eventually(30*time.Second, "a round's tally in status.lastRound", func() error {
 			r := e.jsonpath(ns, "half", "{.status.lastRound.succeeded}/{.status.lastRound.failed}/{.status.lastRound.skipped}")
 			if r != "1/1/0" {
@@ -126,22 +106,11 @@ spec:
 	// A capture already queued or running still ran after the pod opted
 	// out, and stored a profile under the pod's labels.
 	t.Run("opt-out-cancels-captures", func(t *testing.T) {
-		e.t = t // the helpers fail this subtest, not the whole test
-		ns := e.cp.TestNamespace(t)
-		e.pf = harness.TestProfefe(t) // settle() compares one operator with all of profefe
+		ns := e.subtest(t)
 		labels := map[string]string{"app": "slow"}
 		e.pod(ns, "slow", "slow-1", true, labels, "-mode", "slow", "-slow-rate", "512")
 		op := e.startOperator("op-optout")
-		e.apply(ns, `apiVersion: profefe.com/v1alpha1
-kind: ProfilingPolicy
-metadata:
-  name: slow
-spec:
-  schedule: "@every 5s"
-  selector: {matchLabels: {app: slow}}
-  timeoutSeconds: 60
-  profiles: [{type: heap}]
-`)
+		e.simplePolicy(ns, "slow", "@every 5s", "slow", "[{type: heap}]", "timeoutSeconds: 60")
 		e.eventually(45*time.Second, "a capture of the slow pod in flight", func() error {
 			if v := metric(op.metricsAddr, "profefe_operator_captures_inflight"); v < 1 {
 				return fmt.Errorf("captures in flight: %v", v)
@@ -168,9 +137,7 @@ spec:
 	// to "a policy that is gone": replay started before the policies were
 	// planned.
 	t.Run("spool-replay-credited-after-restart", func(t *testing.T) {
-		e.t = t // the helpers fail this subtest, not the whole test
-		ns := e.cp.TestNamespace(t)
-		e.pf = harness.TestProfefe(t) // settle() compares one operator with all of profefe
+		ns := e.subtest(t)
 		labels := map[string]string{"app": "spooled"}
 		e.pod(ns, "spooled", "spooled-1", true, labels)
 		spool := filepath.Join(t.TempDir(), "spool")
@@ -184,15 +151,7 @@ spec:
 			}
 		})
 		op := e.startOperator("op-spool-1", "--spool-dir", spool)
-		e.apply(ns, `apiVersion: profefe.com/v1alpha1
-kind: ProfilingPolicy
-metadata:
-  name: spooled
-spec:
-  schedule: "@every 1s"
-  selector: {matchLabels: {app: spooled}}
-  profiles: [{type: goroutine}]
-`)
+		e.simplePolicy(ns, "spooled", "@every 1s", "spooled", "[{type: goroutine}]", "")
 		e.eventually(30*time.Second, "profiles waiting in the spool", func() error {
 			if v := metric(op.metricsAddr, "profefe_operator_spool_profiles"); v < 3 {
 				return fmt.Errorf("spooled: %v", v)
@@ -238,21 +197,11 @@ spec:
 	// own start: counters went backwards, lastErrors and recentProfiles
 	// reverted.
 	t.Run("failover-keeps-counters-monotone", func(t *testing.T) {
-		e.t = t
-		ns := e.cp.TestNamespace(t)
-		e.pf = harness.TestProfefe(t)
+		ns := e.subtest(t)
 		e.pod(ns, "mono", "mono-1", true, map[string]string{"app": "mono"})
 		// The standby starts first, so its start-up copy of the status
 		// is the oldest there is.
-		e.apply(ns, `apiVersion: profefe.com/v1alpha1
-kind: ProfilingPolicy
-metadata:
-  name: mono
-spec:
-  schedule: "@every 1s"
-  selector: {matchLabels: {app: mono}}
-  profiles: [{type: goroutine}]
-`)
+		e.simplePolicy(ns, "mono", "@every 1s", "mono", "[{type: goroutine}]", "")
 		a := e.startOperator("mono-a", "--leader-elect", "--identity", "mono-a")
 		var leader, standby *operator
 		e.eventually(30*time.Second, "mono-a leads", func() error {
@@ -298,22 +247,12 @@ spec:
 	// Graceful shutdown did not wait for pushes in flight; with the
 	// in-memory spool they were lost.
 	t.Run("shutdown-waits-for-pushes", func(t *testing.T) {
-		e.t = t
-		ns := e.cp.TestNamespace(t)
-		e.pf = harness.TestProfefe(t)
+		ns := e.subtest(t)
 		e.pod(ns, "bye", "bye-1", true, map[string]string{"app": "bye"})
 		e.pod(ns, "bye", "bye-2", true, map[string]string{"app": "bye"})
 		px := newSlowProxy(t, e.pf.URL, 1500*time.Millisecond)
 		op := e.startOperator("op-bye", "--profefe-url", px.URL)
-		e.apply(ns, `apiVersion: profefe.com/v1alpha1
-kind: ProfilingPolicy
-metadata:
-  name: bye
-spec:
-  schedule: "@every 1s"
-  selector: {matchLabels: {app: bye}}
-  profiles: [{type: goroutine}]
-`)
+		e.simplePolicy(ns, "bye", "@every 1s", "bye", "[{type: goroutine}]", "")
 		e.eventually(30*time.Second, "pushes in flight through the slow proxy", func() error {
 			if n := px.inflight.Load(); n < 1 {
 				return fmt.Errorf("%d pushes in flight", n)
@@ -340,6 +279,33 @@ spec:
 				started, done, aborted)
 		}
 	})
+}
+
+// subtest points the env's helpers at subtest t (so they fail it, not the
+// whole test) and gives it its own namespace and its own profefe, since
+// settle() compares one operator with all that profefe holds.
+func (e *env) subtest(t *testing.T) string {
+	e.t = t
+	e.pf = harness.TestProfefe(t)
+	return e.cp.TestNamespace(t)
+}
+
+// simplePolicy applies a policy selecting app=`app` with the given
+// profiles (a YAML flow list) and extra spec lines (e.g. "timeoutSeconds: 60").
+func (e *env) simplePolicy(ns, name, schedule, app, profiles, extra string) {
+	e.t.Helper()
+	if extra != "" {
+		extra = "\n  " + extra
+	}
+	e.apply(ns, fmt.Sprintf(`apiVersion: profefe.com/v1alpha1
+kind: ProfilingPolicy
+metadata:
+  name: %s
+spec:
+  schedule: %q
+  selector: {matchLabels: {app: %s}}
+  profiles: %s%s
+`, name, schedule, app, profiles, extra))
 }
 
 // lastSchedule is the policy's status.lastScheduleTime (zero when unset).
