@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -292,5 +293,44 @@ spec:
 	}
 	if dropped == 0 {
 		t.Errorf("no policy's status counts a drop")
+	}
+}
+
+// TestTenancyStatusIsPerPolicy: one namespace's policy with a dead
+// profefeURL turned every policy in the cluster Degraded
+// ProfefeUnavailable, naming that URL, with spoolBytes summed over all
+// sinks (issue 12, finding 2). A policy's status describes its own sink.
+func TestTenancyStatusIsPerPolicy(t *testing.T) {
+	e := newEnv(t)
+	nsA, nsB := e.cp.TestNamespace(t), e.cp.TestNamespace(t)
+	dead, _ := countingSink(t)
+	e.pod(nsA, "dead", "dead-6f7d8-aaaaa", true, map[string]string{"app": "tenancy"})
+	e.pod(nsB, "fine", "fine-6f7d8-bbbbb", true, map[string]string{"app": "tenancy"})
+	var extra []string
+	// Builds from before the URL grant had no such flag (and sent
+	// anywhere); the test still runs against them.
+	if out, _ := exec.Command(e.operatorBn, "--help").CombinedOutput(); strings.Contains(string(out), "--allowed-profefe-urls") {
+		extra = append(extra, "--allowed-profefe-urls", dead.URL)
+	}
+	op := e.startOperator("operator", extra...)
+	e.apply(nsA, tenancyPolicy("dead", "  profefeURL: "+dead.URL+"\n"))
+	e.apply(nsB, tenancyPolicy("fine", ""))
+	e.eventually(60*time.Second, "the dead-URL policy Degraded ProfefeUnavailable", func() error {
+		if r := e.jsonpath(nsA, "dead", `{.status.conditions[?(@.type=="Degraded")].reason}`); r != "ProfefeUnavailable" {
+			return fmt.Errorf("Degraded reason %q", r)
+		}
+		return nil
+	})
+	// Several rounds of the healthy policy while the dead sink spools.
+	e.waitRounds(nsB, "fine", 3, 30*time.Second)
+	st := e.jsonpath(nsB, "fine", "{.status}")
+	if strings.Contains(st, dead.URL) || strings.Contains(st, "ProfefeUnavailable") {
+		t.Errorf("policy fine (its own profefe is up) reports the other namespace's sink: %s", st)
+	}
+	if b := e.jsonpath(nsB, "fine", "{.status.spoolBytes}"); b != "" && b != "0" {
+		t.Errorf("policy fine: spoolBytes %s, its own sink spools nothing", b)
+	}
+	if v := metric(op.metricsAddr, `profefe_operator_deliveries_total{result="ok"}`); v <= 0 {
+		t.Errorf("policy fine delivered nothing (deliveries ok %v)", v)
 	}
 }
