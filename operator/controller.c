@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <malloc.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,29 @@
 #define PPOL_RESOURCE "profilingpolicies"
 #define PPOL_KIND     "ProfilingPolicy"
 
+/* A policy's spec as parsed at one generation: shared (counted) by the
+ * cached values of that generation and by the pstate that runs it, so the
+ * operator's own status writes, which change the object but not its
+ * generation, neither re-parse it nor copy it. */
+struct pspec {
+	unsigned refs;
+	struct rec_policy *pol;      /* NULL when unparseable */
+	const struct rec_errs *errs; /* fitted to its entries (errs_fit); never NULL */
+};
+
+/* The policy cache's compact value (DESIGN §7: no json-c tree outlives
+ * the event that carried it). The status is kept serialised, not parsed:
+ * it is read only to reload counters (start, failover, a new uid, a
+ * replica that does not lead), it costs what it holds (a few hundred
+ * bytes for a quiet policy, where a struct rec_status is 2.5 KB whatever
+ * it holds), and serialising is as cheap as parsing it on every event. */
+struct pval {
+	char *uid; /* "" when absent */
+	int64_t generation;
+	struct pspec *spec; /* NULL: parsing it ran out of memory */
+	char *status;       /* the status object as JSON, or NULL when absent */
+};
+
 /* Everything the controller knows about one policy key. It outlives the
  * cached object while a status write still refers to it. What to do with
  * the policy is decided by reconcile/'s state machine (`ctl`); this file
@@ -36,10 +60,10 @@ struct pstate {
 	struct op_ctl *ctl;
 	char *ns, *name, *key; /* key: "ns/name" */
 	char *uid;
-	struct rec_policy *pol; /* NULL when unparseable or deleted */
-	struct rec_errs errs;
-	int64_t generation; /* last generation planned */
-	struct rec_ctl sm;  /* the state machine, and the status it keeps */
+	struct pspec *spec;     /* the spec planned (a reference); NULL when deleted */
+	struct rec_policy *pol; /* spec->pol: NULL when unparseable or deleted */
+	int64_t generation;     /* last generation planned */
+	struct rec_ctl sm;      /* the state machine, and the status it keeps */
 	int st_loaded;
 	int gone; /* deleted from the API server */
 
@@ -129,6 +153,67 @@ struct sink;
 static void sink_flush(struct sink *s);
 
 /* ------------------------------------------------------------------ */
+/* Policy specs                                                        */
+
+static const struct rec_errs no_errs;
+
+/* A copy of `e` holding only its entries: struct rec_errs has room for
+ * REC_ERRS_MAX (10 KB) and a valid policy has none. Readers only touch
+ * v[0..n-1]. Returns NULL when out of memory. */
+static const struct rec_errs *errs_fit(const struct rec_errs *e)
+{
+	size_t sz = offsetof(struct rec_errs, v) + e->n * sizeof(e->v[0]);
+	void *f;
+
+	if (e->n == 0 && e->dropped == 0)
+		return &no_errs;
+	f = malloc(sz);
+	if (f)
+		memcpy(f, e, sz);
+	return f;
+}
+
+static void pspec_put(struct pspec *s)
+{
+	if (!s || --s->refs > 0)
+		return;
+	rec_policy_free(s->pol);
+	if (s->errs != &no_errs)
+		free((void *)s->errs);
+	free(s);
+}
+
+static int zone_lookup(void *arg, const char *name, struct rec_zone **out);
+
+/* Parses and authorizes a policy object (lent). Returns a spec with one
+ * reference, or NULL when out of memory. */
+static struct pspec *pspec_parse(struct op_ctl *c, const struct json_object *obj)
+{
+	struct rec_errs *e = calloc(1, sizeof(*e));
+	struct pspec *s = calloc(1, sizeof(*s));
+
+	if (!e || !s)
+		goto err;
+	s->refs = 1;
+	if (rec_policy_parse(obj, zone_lookup, c, &s->pol, e) == -ENOMEM)
+		goto err;
+	/* What the policy may reach is the admin's to say, not its own. */
+	if (s->pol)
+		rec_policy_authorize(s->pol, &c->grants, e);
+	s->errs = errs_fit(e);
+	if (!s->errs)
+		goto err;
+	free(e);
+	return s;
+err:
+	if (s)
+		rec_policy_free(s->pol);
+	free(s);
+	free(e);
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
 /* Policy states and the dirty queue                                   */
 
 static struct pstate *state_find(struct op_ctl *c, const char *ns, const char *name)
@@ -191,7 +276,7 @@ static void state_free(struct pstate *ps)
 	loop_timer_stop(c->l, &ps->fire);
 	loop_timer_stop(c->l, &ps->requeue);
 	loop_timer_stop(c->l, &ps->grace);
-	rec_policy_free(ps->pol);
+	pspec_put(ps->spec);
 	rec_ctl_free(&ps->sm);
 	free(ps->warned_spec);
 	free(ps->uid);
@@ -292,6 +377,66 @@ static void pol_synced(void *arg)
 {
 	log_info("policy cache synced", NULL);
 	mark_all_dirty(arg);
+}
+
+/* The policy cache's transform: what reconcile() needs, no JSON tree.
+ * It runs on every update, the operator's own status writes included, so
+ * a value whose uid and generation match the cached one shares its spec
+ * rather than parsing it again. */
+static int pol_transform(void *arg, struct json_object *obj, void **value)
+{
+	struct op_ctl *c = arg;
+	struct json_object *meta, *v;
+	const char *ns = "", *name = "", *uid = "";
+	struct pval *pv = calloc(1, sizeof(*pv)), *old;
+
+	if (!pv)
+		return -ENOMEM;
+	if (json_object_object_get_ex(obj, "metadata", &meta)) {
+		if (json_object_object_get_ex(meta, "namespace", &v) && json_object_get_string(v))
+			ns = json_object_get_string(v);
+		if (json_object_object_get_ex(meta, "name", &v) && json_object_get_string(v))
+			name = json_object_get_string(v);
+		if (json_object_object_get_ex(meta, "uid", &v) && json_object_get_string(v))
+			uid = json_object_get_string(v);
+		if (json_object_object_get_ex(meta, "generation", &v))
+			pv->generation = json_object_get_int64(v);
+	}
+	pv->uid = strdup(uid);
+	if (!pv->uid)
+		goto err;
+	if (json_object_object_get_ex(obj, "status", &v) && v) {
+		pv->status = strdup(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
+		if (!pv->status)
+			goto err;
+	}
+	old = c->pols ? kube_informer_get(c->pols, ns, name) : NULL;
+	if (old && old->spec && old->generation == pv->generation &&
+	    strcmp(old->uid, pv->uid) == 0) {
+		pv->spec = old->spec;
+		pv->spec->refs++;
+	} else {
+		/* NULL when out of memory: reconcile() retries after the next
+		 * event, which parses again (no spec to share). */
+		pv->spec = pspec_parse(c, obj);
+	}
+	*value = pv;
+	return 0;
+err:
+	free(pv->uid);
+	free(pv);
+	return -ENOMEM;
+}
+
+static void pol_free(void *arg, void *value)
+{
+	struct pval *pv = value;
+
+	(void)arg;
+	pspec_put(pv->spec);
+	free(pv->uid);
+	free(pv->status);
+	free(pv);
 }
 
 static int pod_transform(void *arg, struct json_object *obj, void **value)
@@ -447,7 +592,8 @@ static void forget_policy(struct pstate *ps)
 	loop_timer_stop(c->l, &ps->fire);
 	loop_timer_stop(c->l, &ps->grace);
 	cancel_jobs(ps);
-	rec_policy_free(ps->pol);
+	pspec_put(ps->spec);
+	ps->spec = NULL;
 	ps->pol = NULL;
 	ps->generation = -1;
 	op_metric_forget(c->f_captures, 0, ps->key);
@@ -496,7 +642,7 @@ static void status_recompute(struct pstate *ps, int64_t now)
 {
 	struct rec_status *st = &ps->sm.st;
 
-	rec_status_compute(st, ps->pol, &ps->errs, ps->targets,
+	rec_status_compute(st, ps->pol, ps->spec ? ps->spec->errs : &no_errs, ps->targets,
 	                   st->next_schedule_ms ? st->next_schedule_ms : -1, now);
 }
 
@@ -512,82 +658,90 @@ static const char *invalid_reason(const struct rec_errs *e)
 	return "ProfefeURLNotAllowed";
 }
 
+/* Reloads the status as last written (the leader's, when this replica
+ * does not lead), so counters never go backwards. Returns 0 or -ENOMEM. */
+static int status_reload(struct pstate *ps, const struct pval *pv)
+{
+	struct json_object *st = NULL;
+
+	if (pv->status) {
+		st = json_tokener_parse(pv->status);
+		if (!st)
+			return -ENOMEM; /* it was valid JSON when it was written */
+	}
+	rec_status_free(&ps->sm.st);
+	rec_status_init(&ps->sm.st);
+	rec_status_from_json(st, &ps->sm.st);
+	json_object_put(st);
+	ps->sm.st.next_schedule_ms = ps->sm.clock.next_ms;
+	ps->st_loaded = 1;
+	return 0;
+}
+
+/* Takes the cached value's spec as the one to run, and plans it. */
+static void spec_apply(struct pstate *ps, const struct pval *pv, int64_t now)
+{
+	const struct rec_errs *errs = pv->spec->errs;
+
+	pv->spec->refs++;
+	pspec_put(ps->spec);
+	ps->spec = pv->spec;
+	ps->pol = ps->spec->pol;
+	ps->generation = pv->generation;
+	plan_next(ps, now);
+	if (ps->pol && !ps->pol->valid) {
+		char msg[1024];
+		rec_errs_format(errs, -1, msg, sizeof(msg));
+		log_warn("invalid policy", "policy", ps->key, "error", msg, NULL);
+		if (!ps->warned_spec || strcmp(ps->warned_spec, msg) != 0) {
+			policy_event(ps, "Warning", invalid_reason(errs), NULL, msg);
+			free(ps->warned_spec);
+			ps->warned_spec = strdup(msg);
+		}
+	} else {
+		log_info("policy planned", "policy", ps->key, "schedule",
+		         ps->pol ? ps->pol->schedule : "", NULL);
+	}
+}
+
 static void reconcile(struct pstate *ps)
 {
 	struct op_ctl *c = ps->ctl;
-	struct json_object *obj = kube_informer_get(c->pols, ps->ns, ps->name);
-	struct json_object *meta, *v;
-	int64_t now = loop_wall_ms(), gen = 0, targets;
+	const struct pval *pv = kube_informer_get(c->pols, ps->ns, ps->name);
+	int64_t now = loop_wall_ms(), targets;
 	int spec_changed;
 
-	if (!obj) {
+	if (!pv) {
 		forget_policy(ps);
 		return;
 	}
 	/* Deleted and created again while the old one's last status write
 	 * was in flight: the state is live again, not to be freed. */
 	ps->gone = 0;
-	if (json_object_object_get_ex(obj, "metadata", &meta)) {
-		if (json_object_object_get_ex(meta, "generation", &v))
-			gen = json_object_get_int64(v);
-		if (json_object_object_get_ex(meta, "uid", &v) &&
-		    (!ps->uid || strcmp(ps->uid, json_object_get_string(v)) != 0)) {
-			/* A new object under an old name starts from scratch:
-			 * the old one's captures and rounds are not its own. */
-			free(ps->uid);
-			ps->uid = strdup(json_object_get_string(v));
-			ps->generation = -1;
-			ps->st_loaded = 0;
-			{
-				struct rec_acts a = {0};
-				rec_ctl_reset(&ps->sm, &a);
-				ctl_apply(ps, &a);
-				rec_acts_free(&a);
-			}
-		}
+	if (*pv->uid && (!ps->uid || strcmp(ps->uid, pv->uid) != 0)) {
+		/* A new object under an old name starts from scratch: the old
+		 * one's captures and rounds are not its own. */
+		struct rec_acts a = {0};
+		free(ps->uid);
+		ps->uid = strdup(pv->uid);
+		ps->generation = -1;
+		ps->st_loaded = 0;
+		rec_ctl_reset(&ps->sm, &a);
+		ctl_apply(ps, &a);
+		rec_acts_free(&a);
 	}
 	/* A replica that does not lead follows the status the leader writes,
 	 * so when it takes over it continues from there: counters never go
 	 * backwards and lastErrors/recentProfiles never revert. */
 	if (c->o.leader_elect && !c->leading)
 		ps->st_loaded = 0;
-	if (!ps->st_loaded) {
-		struct json_object *st = NULL;
-		rec_status_free(&ps->sm.st);
-		rec_status_init(&ps->sm.st);
-		json_object_object_get_ex(obj, "status", &st);
-		rec_status_from_json(st, &ps->sm.st);
-		ps->sm.st.next_schedule_ms = ps->sm.clock.next_ms;
-		ps->st_loaded = 1;
+	spec_changed = pv->generation != ps->generation;
+	if ((!ps->st_loaded && status_reload(ps, pv) != 0) || (spec_changed && !pv->spec)) {
+		loop_timer_start(c->l, &ps->requeue, loop_backoff_next(&ps->backoff));
+		return;
 	}
-	spec_changed = gen != ps->generation;
-	if (spec_changed) {
-		rec_policy_free(ps->pol);
-		ps->pol = NULL;
-		memset(&ps->errs, 0, sizeof(ps->errs));
-		if (rec_policy_parse(obj, zone_lookup, c, &ps->pol, &ps->errs) == -ENOMEM) {
-			loop_timer_start(c->l, &ps->requeue, loop_backoff_next(&ps->backoff));
-			return;
-		}
-		/* What the policy may reach is the admin's to say, not its own. */
-		if (ps->pol)
-			rec_policy_authorize(ps->pol, &c->grants, &ps->errs);
-		ps->generation = gen;
-		plan_next(ps, now);
-		if (ps->pol && !ps->pol->valid) {
-			char msg[1024];
-			rec_errs_format(&ps->errs, -1, msg, sizeof(msg));
-			log_warn("invalid policy", "policy", ps->key, "error", msg, NULL);
-			if (!ps->warned_spec || strcmp(ps->warned_spec, msg) != 0) {
-				policy_event(ps, "Warning", invalid_reason(&ps->errs), NULL, msg);
-				free(ps->warned_spec);
-				ps->warned_spec = strdup(msg);
-			}
-		} else {
-			log_info("policy planned", "policy", ps->key, "schedule",
-			         ps->pol ? ps->pol->schedule : "", NULL);
-		}
-	}
+	if (spec_changed)
+		spec_apply(ps, pv, now);
 	targets = count_targets(ps);
 	if (targets != ps->targets) {
 		char n[32];
@@ -1455,7 +1609,9 @@ err:
 
 int op_ctl_start(struct op_ctl *c)
 {
-	static const struct kube_informer_ops pol_ops = {.on_add = pol_add,
+	static const struct kube_informer_ops pol_ops = {.transform = pol_transform,
+	                                                 .free_value = pol_free,
+	                                                 .on_add = pol_add,
 	                                                 .on_update = pol_update,
 	                                                 .on_delete = pol_delete,
 	                                                 .on_synced = pol_synced};
