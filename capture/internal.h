@@ -30,4 +30,16 @@ enum cap_result cap__classify(CURLcode rc, const struct loop_buf *buf);
  * to fit. */
 void cap__first_line(const char *body, size_t len, char *out, size_t outlen);
 
+struct cap_profefe_reply;
+struct json_object;
+
+/* Reads profefe's JSON reply `data` (`len` bytes, lent, untrusted):
+ * {"body":...} sets r->json and, for an object body with a string "id",
+ * r->id; {"error":"..."} is copied into `msg`, cut to fit. Returns the
+ * parsed root, which owns what r points into and which the caller frees
+ * with json_object_put(), or NULL when the reply is not a JSON object
+ * (r and msg untouched). */
+struct json_object *cap__profefe_parse(const char *data, size_t len, struct cap_profefe_reply *r,
+                                       char *msg, size_t msglen);
+
 #endif

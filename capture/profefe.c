@@ -11,6 +11,7 @@
 #include "capture/internal.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,16 +99,16 @@ static void preq_free(struct preq *q)
 	free(q);
 }
 
-/* Fills the reply from a JSON body: profefe's "error" or its "body". */
-static struct json_object *parse_json(struct preq *q, struct cap_profefe_reply *r)
+struct json_object *cap__profefe_parse(const char *data, size_t len, struct cap_profefe_reply *r,
+                                       char *msg, size_t msglen)
 {
 	struct json_object *root = NULL, *v;
-	if (q->buf.data == NULL || q->buf.len == 0)
+	if (data == NULL || len == 0 || len > INT_MAX)
 		return NULL;
 	struct json_tokener *tok = json_tokener_new();
 	if (tok == NULL)
 		return NULL;
-	root = json_tokener_parse_ex(tok, q->buf.data, (int)q->buf.len);
+	root = json_tokener_parse_ex(tok, data, (int)len);
 	json_tokener_free(tok);
 	if (root == NULL || !json_object_is_type(root, json_type_object)) {
 		json_object_put(root);
@@ -115,7 +116,7 @@ static struct json_object *parse_json(struct preq *q, struct cap_profefe_reply *
 	}
 	if (json_object_object_get_ex(root, "error", &v) &&
 	    json_object_is_type(v, json_type_string))
-		snprintf(q->msg, sizeof(q->msg), "%s", json_object_get_string(v));
+		snprintf(msg, msglen, "%s", json_object_get_string(v));
 	if (json_object_object_get_ex(root, "body", &v)) {
 		r->json = v;
 		struct json_object *id;
@@ -144,7 +145,8 @@ static void on_done(void *arg, CURL *easy, CURLcode rc)
 	} else if (r.res == CAP_RES_OK) {
 		int ok = status >= 200 && status <= 299;
 		if (q->kind == R_JSON || !ok)
-			root = parse_json(q, &r);
+			root = cap__profefe_parse(q->buf.data, q->buf.len, &r, q->msg,
+			                          sizeof(q->msg));
 		if (!ok) {
 			r.res = CAP_RES_HTTP;
 			r.json = NULL;
