@@ -11,7 +11,8 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 # Debian packages the C build and the tests need. Installed only when missing,
 # so a warm machine spends no time here.
 PPOP_DEBS=(build-essential cmake ninja-build pkg-config libcurl4-openssl-dev libjson-c-dev
-	libyaml-dev libssl-dev zlib1g-dev libcmocka-dev clang-format gcovr iproute2 procps curl)
+	libyaml-dev libssl-dev zlib1g-dev libcmocka-dev clang-format gcovr iproute2 procps curl
+	clang libclang-rt-dev)
 
 ensure_debs() {
 	local missing=() p
@@ -34,6 +35,31 @@ build_c() {
 	step "building the C tree (preset $preset)"
 	cmake --preset "$preset" >/dev/null
 	cmake --build --preset "$preset"
+}
+
+# fuzz_smoke SECONDS: builds the fuzz preset (clang, libFuzzer) and runs
+# every target for SECONDS, two at a time, over its seed corpus
+# (<module>/fuzz/corpus/<name> for a binary <prefix>fuzz_<name>). New inputs
+# go to a scratch directory, never into the tree. A target without a corpus,
+# or a source without a target, fails the step.
+fuzz_smoke() {
+	local secs=$1 src bins=() b n scratch
+	build_c fuzz
+	for b in build/fuzz/*/*fuzz_*; do
+		[ -x "$b" ] && [ -f "$b" ] && bins+=("$b")
+	done
+	n=$(grep -rl --include='*.c' LLVMFuzzerTestOneInput common loop kube reconcile capture operator kubectl-profefe | wc -l)
+	((${#bins[@]} == n)) || die "$n fuzz sources but ${#bins[@]} fuzz targets in build/fuzz"
+	scratch=$(mktemp -d)
+	for b in "${bins[@]}"; do
+		src=$(basename "$(dirname "$b")")/fuzz/corpus/${b##*fuzz_}
+		[ -d "$src" ] || die "no seed corpus $src for $b"
+		printf '%s %s %s/%s\n' "$b" "$src" "$scratch" "${b##*/}"
+	done | xargs -P 2 -L 1 bash -c 'mkdir -p "$2" && "$0" "$2" "$1" -max_total_time='"$secs"' \
+		-rss_limit_mb=2048 -artifact_prefix="$2/" >"$2.log" 2>&1 \
+		|| { tail -n 40 "$2.log"; echo "error: $0 failed (inputs kept in $2)"; exit 255; }
+		printf "%-45s %s\n" "$0" "$(grep -a "^Done [0-9]* runs" "$2.log")"'
+	rm -rf "$scratch"
 }
 
 # ensure_tools: builds kube-apiserver, etcd, kubectl and profefe once per

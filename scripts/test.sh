@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # scripts/test.sh: runs every test: C unit tests (normal and ASan+UBSan
-# builds, then a gcov build whose line coverage per folder must stay at or
-# above scripts/coverage-floors.txt), then the end-to-end tests against a real
-# kube-apiserver, etcd, kubectl, profefe and Go pprof programs. Installs and
-# builds what is missing.
+# builds), every libFuzzer target for 10 s, then a gcov build whose line
+# coverage per folder must stay at or above scripts/coverage-floors.txt,
+# then the end-to-end tests against a real kube-apiserver, etcd, kubectl,
+# profefe and Go pprof programs. Installs and builds what is missing.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$PPOP_ROOT"
@@ -29,6 +29,9 @@ ctest --preset ci
 build_c asan-ubsan
 step "unit tests under AddressSanitizer + UndefinedBehaviorSanitizer"
 ctest --preset asan-ubsan
+
+step "fuzz targets, 10 s each over their seed corpora (preset fuzz, libFuzzer + ASan + UBSan)"
+fuzz_smoke 10
 
 build_c coverage
 step "unit tests again, built with gcc --coverage (preset coverage), to measure line coverage"
