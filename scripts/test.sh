@@ -50,6 +50,12 @@ export PPOP_BUILD_DIR=$PPOP_ROOT/build/coverage
 step "line coverage of the unit and end-to-end tests per folder (floors: scripts/coverage-floors.txt, column all)"
 check_coverage build/coverage all
 
+# The operator itself under the sanitizers, driven by the operator suites:
+# a memory error or undefined behaviour aborts it and fails the test.
+step "end-to-end operator tests again, the operator built with AddressSanitizer + UBSan"
+(cd e2e && PPOP_BUILD_DIR=$PPOP_ROOT/build/asan-ubsan go test -count=1 -timeout 20m \
+	-run 'TestOperator$|TestOperatorCore|TestOperatorResilience|TestOperatorFailover' ./)
+
 real_node_suite
 
 step "checking that no test process was left behind"
