@@ -2,6 +2,7 @@
  * captures -> delivery -> status. */
 #include "operator/controller.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -17,6 +18,7 @@
 #include "capture/capture.h"
 #include "capture/profefe.h"
 #include "capture/spool.h"
+#include "common/common.h"
 #include "kube/kube.h"
 #include "loop/log.h"
 #include "loop/loop.h"
@@ -28,6 +30,8 @@
 #define PPOL_VERSION  "v1alpha1"
 #define PPOL_RESOURCE "profilingpolicies"
 #define PPOL_KIND     "ProfilingPolicy"
+
+#define POL_NS_BUCKETS 256
 
 /* A policy's spec as parsed at one generation: shared (counted) by the
  * cached values of that generation and by the pstate that runs it, so the
@@ -73,8 +77,12 @@ struct pstate {
 	struct loop_backoff backoff;
 	int dirty;
 	struct pstate *next_dirty;
-	int64_t targets;
-	struct job *jobs; /* captures started and not yet answered */
+	int64_t targets;      /* as last reported */
+	int64_t live_targets; /* pods selected and capturable now (pod_touch keeps it) */
+	struct job *jobs;     /* captures started and not yet answered */
+	/* Its list in the pod-event index (pol_index); idx_pprev is NULL
+	 * when it is in none (no spec). */
+	struct pstate *idx_next, **idx_pprev;
 
 	int status_dirty, status_inflight;
 	char *warned_spec; /* the invalid-spec message already sent as an Event */
@@ -125,6 +133,10 @@ struct op_ctl {
 	struct cap_spool_budget *spool_budget; /* --spool-max-bytes, across all sinks */
 
 	struct pstate *states;
+	/* Which policies a pod event concerns: those selecting only their
+	 * own namespace, by namespace (hashed), and every other one. */
+	struct pstate *by_ns[POL_NS_BUCKETS];
+	struct pstate *any_ns;
 	struct pstate *dirty_head, *dirty_tail;
 	int planned;         /* every policy was reconciled once after both caches synced */
 	struct early *early; /* delivery results held until then, newest first */
@@ -263,6 +275,45 @@ static struct pstate *state_get(struct op_ctl *c, const char *ns, const char *na
 	return ps;
 }
 
+static struct pstate **ns_bucket(struct op_ctl *c, const char *ns)
+{
+	uint64_t h = ppop_fnv1a_str(PPOP_FNV1A_INIT, ns);
+
+	return &c->by_ns[(h ^ (h >> 32)) % POL_NS_BUCKETS];
+}
+
+static void index_unlink(struct pstate *ps)
+{
+	if (!ps->idx_pprev)
+		return;
+	*ps->idx_pprev = ps->idx_next;
+	if (ps->idx_next)
+		ps->idx_next->idx_pprev = ps->idx_pprev;
+	ps->idx_next = NULL;
+	ps->idx_pprev = NULL;
+}
+
+/* Files the policy where pod events look for it, after its spec changed:
+ * under its namespace when it selects only there, else in the list every
+ * pod event walks. A policy without a spec selects nothing. */
+static void pol_index(struct pstate *ps)
+{
+	struct pstate **head;
+
+	index_unlink(ps);
+	if (!ps->pol)
+		return;
+	if (!ps->pol->ns_selector.any && ps->pol->ns_selector.n == 0)
+		head = ns_bucket(ps->ctl, ps->ns);
+	else
+		head = &ps->ctl->any_ns;
+	ps->idx_next = *head;
+	if (*head)
+		(*head)->idx_pprev = &ps->idx_next;
+	*head = ps;
+	ps->idx_pprev = head;
+}
+
 static void state_free(struct pstate *ps)
 {
 	struct op_ctl *c = ps->ctl;
@@ -276,6 +327,7 @@ static void state_free(struct pstate *ps)
 	loop_timer_stop(c->l, &ps->fire);
 	loop_timer_stop(c->l, &ps->requeue);
 	loop_timer_stop(c->l, &ps->grace);
+	index_unlink(ps);
 	pspec_put(ps->spec);
 	rec_ctl_free(&ps->sm);
 	free(ps->warned_spec);
@@ -456,23 +508,44 @@ static void pod_free(void *arg, void *value)
 	free(value);
 }
 
-/* A pod changed from `a` to `b` (either NULL): every policy that selects
- * either form is dirty, and the state machine cancels a policy's captures
- * of a pod that was deleted, changed its IP or left the selection. */
+/* A pod changed from `a` to `b` (either NULL), for one policy that may
+ * select it: the state machine cancels captures of a pod that was
+ * deleted, changed its IP or left the selection; the live target count
+ * follows; the policy is dirty when it selects either form. */
+static void pod_touch_one(struct pstate *ps, const struct rec_pod *a, const struct rec_pod *b)
+{
+	struct rec_acts acts = {0};
+	int was, is;
+
+	rec_ctl_pod_changed(&ps->sm, ps->pol, a, b, &acts);
+	if (acts.n)
+		ctl_apply(ps, &acts);
+	rec_acts_free(&acts);
+	was = a && rec_pod_selected(ps->pol, a);
+	is = b && rec_pod_selected(ps->pol, b);
+	if (ps->pol->valid)
+		ps->live_targets += (is && rec_pod_capturable(b)) - (was && rec_pod_capturable(a));
+	if (was || is)
+		mark_dirty(ps);
+}
+
+/* A pod changed: only the policies that may select a pod of its
+ * namespace are looked at (a pod never changes namespace). The cost is
+ * O(policies of that namespace + cross-namespace policies), not
+ * O(all policies). */
 static void pod_touch(struct op_ctl *c, const struct rec_pod *a, const struct rec_pod *b)
 {
-	struct pstate *ps;
+	const char *ns = a ? a->ns : b->ns;
+	struct pstate *ps, *next;
 
-	for (ps = c->states; ps; ps = ps->next) {
-		struct rec_acts acts = {0};
-		if (!ps->pol)
-			continue;
-		rec_ctl_pod_changed(&ps->sm, ps->pol, a, b, &acts);
-		if (acts.n)
-			ctl_apply(ps, &acts);
-		rec_acts_free(&acts);
-		if ((a && rec_pod_selected(ps->pol, a)) || (b && rec_pod_selected(ps->pol, b)))
-			mark_dirty(ps);
+	for (ps = *ns_bucket(c, ns); ps; ps = next) {
+		next = ps->idx_next;
+		if (strcmp(ps->ns, ns) == 0)
+			pod_touch_one(ps, a, b);
+	}
+	for (ps = c->any_ns; ps; ps = next) {
+		next = ps->idx_next;
+		pod_touch_one(ps, a, b);
 	}
 }
 
@@ -555,6 +628,8 @@ static void count_pod(void *arg, const char *ns, const char *name, void *value)
 		cc->n++;
 }
 
+/* Counts the policy's targets over every cached pod: O(pods), so only
+ * when its spec changes; pod events keep the count from then on. */
 static int64_t count_targets(struct pstate *ps)
 {
 	struct count_ctx cc = {.ps = ps};
@@ -595,6 +670,7 @@ static void forget_policy(struct pstate *ps)
 	pspec_put(ps->spec);
 	ps->spec = NULL;
 	ps->pol = NULL;
+	index_unlink(ps);
 	ps->generation = -1;
 	op_metric_forget(c->f_captures, 0, ps->key);
 	op_metric_forget(c->f_targets, 0, ps->key);
@@ -688,6 +764,8 @@ static void spec_apply(struct pstate *ps, const struct pval *pv, int64_t now)
 	ps->spec = pv->spec;
 	ps->pol = ps->spec->pol;
 	ps->generation = pv->generation;
+	pol_index(ps);
+	ps->live_targets = count_targets(ps);
 	plan_next(ps, now);
 	if (ps->pol && !ps->pol->valid) {
 		char msg[1024];
@@ -742,7 +820,8 @@ static void reconcile(struct pstate *ps)
 	}
 	if (spec_changed)
 		spec_apply(ps, pv, now);
-	targets = count_targets(ps);
+	targets = ps->pol && ps->pol->valid ? ps->live_targets : 0;
+	assert(targets == count_targets(ps)); /* Debug builds check the count */
 	if (targets != ps->targets) {
 		char n[32];
 		const char *lv[] = {ps->key};
