@@ -4,7 +4,8 @@
 #
 # Usage: bench/run.sh [--pods N] [--seconds S] [--rss-pods N] [--rss-policies N]
 #                     [--concurrency N] [--types heap,goroutine|none] [--load 0.8,1.2]
-#                     [--warmup S] [--operator-flags "--max-inflight 16"] [-- bench flags]
+#                     [--warmup S] [--operator-flags "--max-inflight 16"]
+#                     [--base-operator PATH] [-- bench flags]
 #
 # Environment: PPOP_OPERATOR (operator binary; default build/ci, else
 # build/default, built with cmake if missing), PPOP_CACHE, PPOP_* (see
@@ -18,12 +19,12 @@ log() { echo "run.sh: $*" >&2; }
 args=()
 while (($#)); do
   case "$1" in
-    --pods | --seconds | --rss-pods | --rss-policies | --concurrency | --types | --warmup | --load | --operator-flags)
+    --pods | --seconds | --rss-pods | --rss-policies | --concurrency | --types | --warmup | --load | --operator-flags | --base-operator)
       (($# >= 2)) || { log "$1 needs a value"; exit 2; }
       args+=("-${1#--}" "$2")
       shift 2
       ;;
-    --pods=* | --seconds=* | --rss-pods=* | --rss-policies=* | --concurrency=* | --types=* | --warmup=* | --load=* | --operator-flags=*)
+    --pods=* | --seconds=* | --rss-pods=* | --rss-policies=* | --concurrency=* | --types=* | --warmup=* | --load=* | --operator-flags=* | --base-operator=*)
       args+=("-${1#--}")
       shift
       ;;

@@ -53,6 +53,7 @@ type opts struct {
 	pods, rssPods, rssPolicies, conc int
 	seconds, warmup                  float64
 	operator, relay, out, dir        string
+	baseOperator                     string
 	types                            []string
 	loads                            []float64
 	opFlags                          []string
@@ -71,6 +72,7 @@ func main() {
 	flag.IntVar(&o.rssPolicies, "rss-policies", 100, "suspended policies for the memory run")
 	flag.StringVar(&o.operator, "operator", "", "profefe-operator binary (required)")
 	flag.StringVar(&o.relay, "relay", "", "bench relay binary (required)")
+	flag.StringVar(&o.baseOperator, "base-operator", "", "a second profefe-operator binary (e.g. an older commit) measured beside -operator in the memory run")
 	flag.StringVar(&o.out, "out", "", "also write the report here")
 	opFlags := flag.String("operator-flags", "", "extra operator flags for the throughput runs, e.g. \"--max-inflight 16\"")
 	flag.StringVar(&o.dir, "dir", "", "state folder (default: a temporary one, removed on exit)")
@@ -401,6 +403,11 @@ func (o *operator) pid() int { return o.proc.Cmd.Process.Pid }
 func (o *operator) stop() error { return o.proc.Stop(20 * time.Second) }
 
 func (s *b) startOperator(name string, extra ...string) (*operator, error) {
+	return s.startOperatorBin(name, s.o.operator, extra...)
+}
+
+// startOperatorBin starts the operator binary bin as name.
+func (s *b) startOperatorBin(name, bin string, extra ...string) (*operator, error) {
 	mport, err := harness.FreePort("127.0.0.1")
 	if err != nil {
 		return nil, err
@@ -419,7 +426,7 @@ func (s *b) startOperator(name string, extra ...string) (*operator, error) {
 		"--spread-window", "1s",
 		"--shutdown-timeout", "1s",
 		"-v", "0"}, extra...)
-	o.proc, err = harness.StartProc(name, filepath.Join(s.dir, name+".log"), os.Environ(), s.o.operator, args...)
+	o.proc, err = harness.StartProc(name, filepath.Join(s.dir, name+".log"), os.Environ(), bin, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -555,28 +562,51 @@ func (s *b) runOperator(typ string, k int) (r opResult, err error) {
 
 // ---------------------------------------------------------------- memory
 
+// rssOp is one operator binary measured by the memory run.
+type rssOp struct {
+	label, bin   string
+	op           *operator
+	rss0, rssPol int64
+	rss1         int64
+}
+
 // runRSS watches only its own namespace (--namespace), so it starts from
-// an empty cache: the growth while pods arrive through the watch is the
-// steady cost per pod, and a second, fresh operator that LISTs them all at
-// start shows the cost of the initial list.
+// an empty cache. It creates the policies first and reads RSS once they
+// are cached, then the pods: the growth in each phase is the steady cost
+// of a policy and of a pod, reported apart. A second, fresh operator that
+// LISTs them all at start shows the cost of the initial list. With
+// -base-operator both binaries watch the same objects at once, then each
+// starts fresh in turn (neither leads: both write the policies' status,
+// and each sees the other's writes as updates).
 func (s *b) runRSS() error {
 	if err := s.cp.CreateNamespace(s.ctx, rssNS, nil); err != nil {
 		return err
 	}
-	op, err := s.startOperator("operator-rss", "--namespace", rssNS)
-	if err != nil {
-		return err
+	ops := []*rssOp{{label: "operator", bin: s.o.operator}}
+	if s.o.baseOperator != "" {
+		ops = append(ops, &rssOp{label: "base operator", bin: s.o.baseOperator})
 	}
-	defer op.stop()
+	for i, r := range ops {
+		op, err := s.startOperatorBin(fmt.Sprintf("operator-rss-%d", i), r.bin, "--namespace", rssNS)
+		if err != nil {
+			return err
+		}
+		defer op.stop()
+		r.op = op
+		log.Printf("memory: %s is %s", r.label, r.bin)
+	}
 	if err := sleep(s.ctx, 2); err != nil {
 		return err
 	}
-	rss0, _, err := procRSS(op.pid())
-	if err != nil {
-		return err
+	for _, r := range ops {
+		rss0, _, err := procRSS(r.op.pid())
+		if err != nil {
+			return err
+		}
+		r.rss0 = rss0
+		log.Printf("memory: %s RSS %.1f MiB with no pods (%s)", r.label, mib(rss0), rssBreakdown(r.op.pid()))
 	}
-	log.Printf("memory: operator RSS %.1f MiB with no pods (%s); creating %d policies (suspended) and %d pods",
-		mib(rss0), rssBreakdown(op.pid()), s.o.rssPolicies, s.o.rssPods)
+	log.Printf("memory: creating %d policies (suspended), then %d pods", s.o.rssPolicies, s.o.rssPods)
 	var y strings.Builder
 	for i := 0; i < s.o.rssPolicies; i++ {
 		y.WriteString(policyYAML(rssNS, fmt.Sprintf("rss-%d", i), map[string]string{"app": "rss"}, "@hourly", "heap", true))
@@ -584,44 +614,59 @@ func (s *b) runRSS() error {
 	if _, err := s.cp.KubectlStdin(s.ctx, y.String(), "apply", "-f", "-"); err != nil {
 		return err
 	}
+	for _, r := range ops {
+		rss, _, err := s.settledRSS(r.op, 0)
+		if err != nil {
+			return err
+		}
+		r.rssPol = rss
+	}
 	t0 := time.Now()
 	ips := make([]string, s.o.rssPods)
 	for i := range ips {
 		ips[i] = harness.AllocIP()
 	}
-	err = parallel(s.ctx, s.o.rssPods, func(i int) error {
+	err := parallel(s.ctx, s.o.rssPods, func(i int) error {
 		return s.createPod(rssNS, fmt.Sprintf("rss-%05d", i), map[string]string{"app": "rss"}, ips[i], nil)
 	})
 	if err != nil {
 		return err
 	}
 	log.Printf("memory: %d pods created and Running in %v", s.o.rssPods, time.Since(t0).Round(time.Second))
-	n := float64(s.o.rssPods)
-	rss1, hwm1, err := s.settledRSS(op, n)
-	if err != nil {
-		return err
+	n, np := float64(s.o.rssPods), float64(s.o.rssPolicies)
+	for _, r := range ops {
+		rss1, hwm1, err := s.settledRSS(r.op, n)
+		if err != nil {
+			return err
+		}
+		r.rss1 = rss1
+		s.row(fmt.Sprintf("%s RSS, %d pods + %d policies, watched", r.label, s.o.rssPods, s.o.rssPolicies), fmt.Sprintf("%.1f MiB", mib(rss1)),
+			fmt.Sprintf("%.1f MiB before; VmHWM %.1f MiB; %s", mib(r.rss0), mib(hwm1), rssBreakdown(r.op.pid())))
+		if np > 0 {
+			s.row("  RSS per policy, watched", fmt.Sprintf("%.0f B", float64(r.rssPol-r.rss0)/np),
+				fmt.Sprintf("%d policies: %.1f MiB", s.o.rssPolicies, mib(r.rssPol-r.rss0)))
+		}
+		per1 := float64(rss1-r.rssPol) / n
+		s.row("  RSS per pod, watched", fmt.Sprintf("%.0f B", per1),
+			fmt.Sprintf("%d pods: %.1f MiB; 10k pods at this rate: %.1f MiB", s.o.rssPods, mib(rss1-r.rssPol), mib(int64(per1*10000))))
+		r.op.stop()
 	}
-	s.row(fmt.Sprintf("operator RSS, %d pods + %d policies, watched", s.o.rssPods, s.o.rssPolicies), fmt.Sprintf("%.1f MiB", mib(rss1)),
-		fmt.Sprintf("%.1f MiB before; VmHWM %.1f MiB; %s", mib(rss0), mib(hwm1), rssBreakdown(op.pid())))
-	per1 := float64(rss1-rss0) / n
-	s.row("  RSS per pod, watched", fmt.Sprintf("%.0f B", per1),
-		fmt.Sprintf("10k pods at this rate: %.1f MiB (target <= 32 MiB with 1000 policies)", mib(rss0+int64(per1*10000))))
-	op.stop()
-
-	op2, err := s.startOperator("operator-rss-fresh", "--namespace", rssNS)
-	if err != nil {
-		return err
+	for i, r := range ops {
+		op2, err := s.startOperatorBin(fmt.Sprintf("operator-rss-fresh-%d", i), r.bin, "--namespace", rssNS)
+		if err != nil {
+			return err
+		}
+		rss2, hwm2, err := s.settledRSS(op2, n)
+		if err != nil {
+			op2.stop()
+			return err
+		}
+		s.row(fmt.Sprintf("%s RSS, %d pods + %d policies, fresh start", r.label, s.o.rssPods, s.o.rssPolicies), fmt.Sprintf("%.1f MiB", mib(rss2)),
+			fmt.Sprintf("VmHWM %.1f MiB; %s", mib(hwm2), rssBreakdown(op2.pid())))
+		s.row("  RSS over an empty operator, fresh start", fmt.Sprintf("%.1f MiB", mib(rss2-r.rss0)),
+			fmt.Sprintf("the initial LIST; watched: %.1f MiB", mib(r.rss1-r.rss0)))
+		op2.stop()
 	}
-	defer op2.stop()
-	rss2, hwm2, err := s.settledRSS(op2, n)
-	if err != nil {
-		return err
-	}
-	per2 := float64(rss2-rss0) / n
-	s.row(fmt.Sprintf("operator RSS, %d pods + %d policies, fresh start", s.o.rssPods, s.o.rssPolicies), fmt.Sprintf("%.1f MiB", mib(rss2)),
-		fmt.Sprintf("VmHWM %.1f MiB; %s", mib(hwm2), rssBreakdown(op2.pid())))
-	s.row("  RSS per pod, fresh start (initial LIST)", fmt.Sprintf("%.0f B", per2),
-		fmt.Sprintf("10k pods at this rate: %.1f MiB", mib(rss0+int64(per2*10000))))
 	return nil
 }
 
