@@ -74,6 +74,7 @@ struct pstate {
 	struct loop_timer fire;    /* next round */
 	struct loop_timer requeue; /* reconcile backoff */
 	struct loop_timer grace;   /* deliveries lag: write the round anyway */
+	struct loop_timer late;    /* late news waits at most this long for a write */
 	struct loop_backoff backoff;
 	int dirty;
 	struct pstate *next_dirty;
@@ -241,6 +242,7 @@ static struct pstate *state_find(struct op_ctl *c, const char *ns, const char *n
 static void on_fire(struct loop_timer *t);
 static void on_requeue(struct loop_timer *t);
 static void on_grace(struct loop_timer *t);
+static void on_late(struct loop_timer *t);
 static void job_free(struct job *j);
 
 static struct pstate *state_get(struct op_ctl *c, const char *ns, const char *name)
@@ -269,6 +271,7 @@ static struct pstate *state_get(struct op_ctl *c, const char *ns, const char *na
 	loop_timer_init(&ps->fire, on_fire, ps);
 	loop_timer_init(&ps->requeue, on_requeue, ps);
 	loop_timer_init(&ps->grace, on_grace, ps);
+	loop_timer_init(&ps->late, on_late, ps);
 	ps->backoff = (struct loop_backoff){.base_ms = 500, .max_ms = 60000};
 	ps->next = c->states;
 	c->states = ps;
@@ -327,6 +330,7 @@ static void state_free(struct pstate *ps)
 	loop_timer_stop(c->l, &ps->fire);
 	loop_timer_stop(c->l, &ps->requeue);
 	loop_timer_stop(c->l, &ps->grace);
+	loop_timer_stop(c->l, &ps->late);
 	index_unlink(ps);
 	pspec_put(ps->spec);
 	rec_ctl_free(&ps->sm);
@@ -666,6 +670,7 @@ static void forget_policy(struct pstate *ps)
 	ps->gone = 1; /* no more status writes */
 	loop_timer_stop(c->l, &ps->fire);
 	loop_timer_stop(c->l, &ps->grace);
+	loop_timer_stop(c->l, &ps->late);
 	cancel_jobs(ps);
 	pspec_put(ps->spec);
 	ps->spec = NULL;
@@ -949,6 +954,14 @@ static void round_write(struct pstate *ps)
 	}
 	ps->status_dirty = 1;
 	status_flush(ps);
+}
+
+static void on_late(struct loop_timer *t)
+{
+	struct pstate *ps = t->arg;
+
+	if (ps->status_dirty)
+		round_write(ps);
 }
 
 static void on_grace(struct loop_timer *t)
@@ -1416,11 +1429,14 @@ static void ctl_apply(struct pstate *ps, struct rec_acts *a)
 		          NULL);
 		loop_timer_start(c->l, &ps->requeue, loop_backoff_next(&ps->backoff));
 	}
-	/* Late news (a delivery of a round let go) goes out with the next
-	 * write. */
+	/* Late news (a delivery of a round let go, e.g. a spool replayed
+	 * after a restart) goes out with the next write, or within a second
+	 * when none comes (a suspended policy has no more rounds). */
 	if (ps->sm.dirty) {
 		ps->sm.dirty = 0;
 		ps->status_dirty = 1;
+		if (!loop_timer_active(&ps->late))
+			loop_timer_start(c->l, &ps->late, 1000);
 	}
 }
 
