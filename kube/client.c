@@ -934,18 +934,35 @@ int kube_request(struct kube_client *kc, const char *method, const char *path,
 	return kube_request_raw(kc, method, path, s, len, opts, done, arg, out);
 }
 
+/* Builds a streaming GET; `idle_s` nonzero aborts it after that long
+ * without a byte. */
+static int request_stream(struct kube_client *kc, const char *path,
+                          const struct kube_req_opts *opts, long idle_s, kube__stream_fn fn,
+                          void *sarg, kube_done_fn done, void *arg, struct kube_call **out)
+{
+	struct kube_call *c = call_new(kc, "GET", path, opts, done, arg);
+
+	if (!c)
+		return -ENOMEM;
+	c->stream = fn;
+	c->sarg = sarg;
+	c->low_speed_s = idle_s;
+	return call_go(c, out);
+}
+
 int kube__request_stream(struct kube_client *kc, const char *path, uint32_t timeout_ms,
                          kube__stream_fn fn, void *sarg, kube_done_fn done, void *arg,
                          struct kube_call **out)
 {
 	struct kube_req_opts o = {
 	        .timeout_ms = timeout_ms, .max_retries = -1, .max_body = 1u << 20};
-	struct kube_call *c = call_new(kc, "GET", path, &o, done, arg);
 
-	if (!c)
-		return -ENOMEM;
-	c->stream = fn;
-	c->sarg = sarg;
-	c->low_speed_s = WATCH_IDLE_S;
-	return call_go(c, out);
+	return request_stream(kc, path, &o, WATCH_IDLE_S, fn, sarg, done, arg, out);
+}
+
+int kube__request_stream_opts(struct kube_client *kc, const char *path,
+                              const struct kube_req_opts *opts, kube__stream_fn fn, void *sarg,
+                              kube_done_fn done, void *arg, struct kube_call **out)
+{
+	return request_stream(kc, path, opts, 0, fn, sarg, done, arg, out);
 }

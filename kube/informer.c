@@ -10,9 +10,18 @@
  * compacted away: relist. A dropped connection re-watches from the last
  * resourceVersion after a jittered backoff (800 ms .. 30 s, as client-go).
  *
- * Watch bytes arrive inside curl's write callback, where libcurl forbids
- * starting other transfers; callers' callbacks often do exactly that, so
- * the bytes are queued and parsed from a zero-delay timer instead.
+ * A list page is read as it arrives: the list scanner hands each item
+ * over as soon as it is complete, and the item's tree is transformed,
+ * staged and freed before the next is parsed, so neither the page's bytes
+ * nor its trees are ever held whole (a page of 500 policies is about 27 MB
+ * of json-c trees). This runs inside curl's write callback; it calls only
+ * `transform`, never the cache callbacks, which come from swap_in() after
+ * the transfer has ended.
+ *
+ * Watch bytes also arrive inside curl's write callback, where libcurl
+ * forbids starting other transfers; callers' cache callbacks often do
+ * exactly that, so those bytes are queued and parsed from a zero-delay
+ * timer instead.
  */
 #include "common/common.h"
 #include "kube/kube_int.h"
@@ -63,7 +72,9 @@ struct kube_informer {
 	char *rv;
 	char *cont;
 	int synced;
-	int relist_410; /* the list under way was forced by 410 */
+	int relist_410;           /* the list under way was forced by 410 */
+	struct kube__listscan ls; /* the list page under way */
+	size_t page_bytes;        /* bytes of it read so far */
 	struct kube__framer fr;
 	struct kube_call *call;
 	struct loop_timer timer; /* backoff, relist and re-watch */
@@ -481,39 +492,67 @@ static void swap_in(struct kube_informer *inf)
 	}
 }
 
-int kube__informer_list_page(struct kube_informer *inf, struct json_object *list, int last)
+/* Drops the list under way: what was staged, the page being read and the
+ * continue token. The cache is left as it was. */
+static void list_abandon(struct kube_informer *inf)
 {
-	struct json_object *items, *meta, *v;
-	size_t n;
+	table_clear(inf, &inf->staging);
+	inf->listing = 0;
+	kube__listscan_reset(&inf->ls);
+	inf->page_bytes = 0;
+	free(inf->cont);
+	inf->cont = NULL;
+}
+
+/* The list scanner's item callback: stages one item. */
+static int list_item(void *arg, struct json_object *obj)
+{
+	struct kube_informer *inf = arg;
+	struct entry *e = NULL, *dup;
+	int rc = entry_from(inf, obj, &e);
+
+	if (rc < 0)
+		return rc;
+	if (rc == 1)
+		return 0;
+	dup = table_take(&inf->staging, e->key);
+	if (dup)
+		entry_free(inf, dup);
+	if (table_put(&inf->staging, e)) {
+		entry_free(inf, e);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+int kube__informer_list_feed(struct kube_informer *inf, const char *p, size_t n)
+{
+	if (!inf->listing) {
+		table_clear(inf, &inf->staging);
+		inf->listing = 1;
+	}
+	if (!inf->ls.err && n > inf->o.max_page_bytes - inf->page_bytes)
+		inf->ls.err = -EFBIG;
+	inf->page_bytes += n;
+	return kube__listscan_feed(&inf->ls, p, n, list_item, inf);
+}
+
+int kube__informer_list_end(struct kube_informer *inf, int last)
+{
+	int rc;
 
 	if (!inf->listing) {
 		table_clear(inf, &inf->staging);
 		inf->listing = 1;
 	}
-	if (!json_object_object_get_ex(list, "items", &items))
-		items = NULL;
-	if (items && !json_object_is_type(items, json_type_array))
-		return -EBADMSG;
-	n = items ? json_object_array_length(items) : 0;
-	for (size_t i = 0; i < n; i++) {
-		struct entry *e = NULL, *dup;
-		int rc = entry_from(inf, json_object_array_get_idx(items, i), &e);
-
-		if (rc < 0)
-			return rc;
-		if (rc == 1)
-			continue;
-		dup = table_take(&inf->staging, e->key);
-		if (dup)
-			entry_free(inf, dup);
-		if (table_put(&inf->staging, e)) {
-			entry_free(inf, e);
-			return -ENOMEM;
-		}
+	rc = kube__listscan_end(&inf->ls);
+	if (rc) {
+		list_abandon(inf);
+		return rc;
 	}
-	if (json_object_object_get_ex(list, "metadata", &meta) &&
-	    json_object_object_get_ex(meta, "resourceVersion", &v))
-		set_rv(inf, json_object_get_string(v));
+	set_rv(inf, inf->ls.rv);
+	kube__listscan_reset(&inf->ls);
+	inf->page_bytes = 0;
 	if (!last)
 		return 0;
 	swap_in(inf);
@@ -522,6 +561,18 @@ int kube__informer_list_page(struct kube_informer *inf, struct json_object *list
 	if (inf->ops.on_synced)
 		inf->ops.on_synced(inf->arg);
 	return 0;
+}
+
+int kube__informer_list_page(struct kube_informer *inf, struct json_object *list, int last)
+{
+	size_t len = 0;
+	const char *s = json_object_to_json_string_length(list, JSON_C_TO_STRING_PLAIN, &len);
+
+	if (!s)
+		return -ENOMEM;
+	/* An error sticks to the page; kube__informer_list_end() returns it. */
+	(void)kube__informer_list_feed(inf, s, len);
+	return kube__informer_list_end(inf, last);
 }
 
 /* ---- URLs ----------------------------------------------------------- */
@@ -606,41 +657,49 @@ static void retry_later(struct kube_informer *inf, int list, const char *why)
 	schedule(inf, list, d);
 }
 
+/* Logs why a list page was dropped: where in the page, and what. */
+static void log_bad_page(struct kube_informer *inf, int rc)
+{
+	char item[24], off[24];
+
+	snprintf(item, sizeof(item), "%zu", inf->ls.items);
+	snprintf(off, sizeof(off), "%llu", (unsigned long long)inf->ls.off);
+	log_warn("kube: bad list page", "resource", inf->o.resource, "error",
+	         rc == -EBADMSG ? "malformed JSON" : strerror(-rc), "item", item, "offset", off,
+	         NULL);
+}
+
 static void list_done(void *arg, const struct kube_response *r)
 {
 	struct kube_informer *inf = arg;
-	struct json_object *meta, *cv;
-	const char *cont = NULL;
 	int rc;
 
 	inf->call = NULL;
 	if (r->status == 410 && inf->cont) {
 		/* The continue token expired mid-list: start over. */
-		free(inf->cont);
-		inf->cont = NULL;
-		table_clear(inf, &inf->staging);
-		inf->listing = 0;
+		list_abandon(inf);
 		schedule(inf, 1, 0);
 		return;
 	}
-	if (r->err || r->status != 200 || !r->json) {
-		free(inf->cont);
-		inf->cont = NULL;
+	if (inf->ls.err || (!r->err && r->status == 200 && kube__listscan_end(&inf->ls))) {
+		log_bad_page(inf, kube__listscan_end(&inf->ls));
+		list_abandon(inf);
+		retry_later(inf, 1, "bad list page");
+		return;
+	}
+	if (r->err || r->status != 200) {
+		list_abandon(inf);
 		retry_later(inf, 1, r->message);
 		return;
 	}
-	if (json_object_object_get_ex(r->json, "metadata", &meta) &&
-	    json_object_object_get_ex(meta, "continue", &cv))
-		cont = json_object_get_string(cv);
-	rc = kube__informer_list_page(inf, r->json, !cont || !*cont);
 	free(inf->cont);
-	inf->cont = cont && *cont ? strdup(cont) : NULL;
+	inf->cont = inf->ls.cont && *inf->ls.cont ? strdup(inf->ls.cont) : NULL;
+	rc = inf->ls.cont && *inf->ls.cont && !inf->cont ? -ENOMEM : 0;
+	if (!rc)
+		rc = kube__informer_list_end(inf, !inf->cont);
 	if (rc) {
-		table_clear(inf, &inf->staging);
-		inf->listing = 0;
-		free(inf->cont);
-		inf->cont = NULL;
-		retry_later(inf, 1, "bad list page");
+		list_abandon(inf);
+		retry_later(inf, 1, strerror(-rc));
 		return;
 	}
 	if (inf->cont) {
@@ -653,9 +712,18 @@ static void list_done(void *arg, const struct kube_response *r)
 	start_watch(inf);
 }
 
+/* The list transfer's write callback: feeds the page to the scanner. A
+ * nonzero return aborts the transfer; list_done() reports why. */
+static int on_list_stream(void *arg, const char *p, size_t n)
+{
+	struct kube_informer *inf = arg;
+
+	return kube__informer_list_feed(inf, p, n) != 0;
+}
+
 static void start_list(struct kube_informer *inf)
 {
-	struct kube_req_opts o = {.timeout_ms = LIST_TIMEOUT_MS, .max_body = inf->o.max_page_bytes};
+	struct kube_req_opts o = {.timeout_ms = LIST_TIMEOUT_MS, .max_body = 1u << 20};
 	char url[URL_MAX];
 	int rc;
 
@@ -663,9 +731,12 @@ static void start_list(struct kube_informer *inf)
 		table_clear(inf, &inf->staging);
 		inf->listing = 0;
 	}
+	kube__listscan_reset(&inf->ls);
+	inf->page_bytes = 0;
 	rc = kube__informer_list_url(&inf->o, inf->cont, url, sizeof(url));
 	if (!rc)
-		rc = kube_request(inf->kc, "GET", url, NULL, &o, list_done, inf, &inf->call);
+		rc = kube__request_stream_opts(inf->kc, url, &o, on_list_stream, inf, list_done,
+		                               inf, &inf->call);
 	if (rc) {
 		inf->call = NULL;
 		retry_later(inf, 1, strerror(-rc));
@@ -824,6 +895,8 @@ static int informer_alloc(const struct kube_informer_opts *o, const struct kube_
 	rc = copy_opts(inf, o);
 	if (!rc)
 		rc = kube__framer_init(&inf->fr, inf->o.max_event_bytes);
+	if (!rc)
+		rc = kube__listscan_init(&inf->ls, inf->o.max_page_bytes);
 	inf->pending.cap_bytes = inf->o.max_event_bytes * 2;
 	if (rc) {
 		kube_informer_free(inf);
@@ -870,6 +943,7 @@ void kube_informer_free(struct kube_informer *inf)
 	table_clear(inf, &inf->cache);
 	table_clear(inf, &inf->staging);
 	kube__framer_free(&inf->fr);
+	kube__listscan_free(&inf->ls);
 	loop_buf_free(&inf->pending);
 	free(inf->rv);
 	free(inf->cont);

@@ -172,7 +172,10 @@ struct kube_informer_ops {
 	/* Turns a lent object into the caller's compact value, so the cache
 	 * never holds JSON trees. Return 0 and set *value, or a negative
 	 * number to leave the object out of the cache (as if absent).
-	 * NULL: the cache keeps a reference to the json_object itself. */
+	 * NULL: the cache keeps a reference to the json_object itself.
+	 * While a list page arrives, it is called from inside the list
+	 * transfer's write callback, item by item: it must not start or
+	 * cancel requests (the cache callbacks below never run there). */
 	int (*transform)(void *arg, struct json_object *obj, void **value);
 	void (*free_value)(void *arg, void *value);
 	void (*on_add)(void *arg, const char *ns, const char *name, void *value);

@@ -133,6 +133,40 @@ void kube__framer_free(struct kube__framer *f);
 int kube__framer_feed(struct kube__framer *f, const char *p, size_t n,
                       int (*emit)(void *arg, struct json_object *obj), void *arg);
 
+/* The list-page scanner: reads a *List object ({"metadata":{..},
+ * "items":[..]}) as a byte stream and hands over each element of "items"
+ * as soon as it is complete, so that a page never exists as one tree and
+ * at most one item's tree is alive at a time. It keeps metadata's
+ * resourceVersion and continue. Members other than "items" are parsed
+ * one at a time and dropped; a repeated "items" is read too. */
+struct kube__listscan {
+	struct json_tokener *tok;
+	size_t max_val; /* bytes one item (or any other member's value) may span */
+	size_t cur;     /* bytes fed into the value being parsed */
+	int state;
+	int member;   /* which top-level member's value is next */
+	int err;      /* the first error; sticky until reset */
+	size_t items; /* items handed over */
+	uint64_t off; /* bytes consumed, for error messages */
+	char *rv;     /* metadata.resourceVersion, or NULL (owned) */
+	char *cont;   /* metadata.continue, or NULL (owned) */
+};
+int kube__listscan_init(struct kube__listscan *s, size_t max_val);
+/* Forgets the page under way and its metadata, ready for the next. */
+void kube__listscan_reset(struct kube__listscan *s);
+void kube__listscan_free(struct kube__listscan *s);
+/* Feeds `n` bytes. For each complete item calls `item` with it (lent,
+ * freed right after the call); a negative return from `item` stops
+ * feeding. Returns 0 or a negative errno, which sticks until reset:
+ * -EBADMSG for malformed JSON or an item that is not an object, -EFBIG
+ * past max_val, or item's value. */
+int kube__listscan_feed(struct kube__listscan *s, const char *p, size_t n,
+                        int (*item)(void *arg, struct json_object *obj), void *arg);
+/* Says whether the page is whole: 0 once its closing brace has been read
+ * (and nothing but whitespace after it), the sticky error, or -EBADMSG for
+ * a page cut short. */
+int kube__listscan_end(const struct kube__listscan *s);
+
 /* What a watch event asks of the informer. */
 enum kube__watch_action {
 	KUBE__WATCH_OK = 0,
@@ -147,8 +181,19 @@ int kube__informer_new_detached(const struct kube_informer_ops *ops, void *arg,
                                 struct kube_informer **out);
 /* Applies one decoded watch event. Returns an enum kube__watch_action. */
 int kube__informer_event(struct kube_informer *inf, struct json_object *ev);
-/* Applies one list page (a *List object). `last` nonzero ends the list and
- * swaps the new contents in. Returns 0 or a negative errno. */
+/* Feeds bytes of the list page under way (a *List object), as the live
+ * informer does from the transfer's write callback: each item is
+ * transformed and staged as soon as it has arrived, and its tree freed
+ * before the next is parsed. Returns 0 or a negative errno (see
+ * kube__listscan_feed()); after an error, the page is dropped at its end. */
+int kube__informer_list_feed(struct kube_informer *inf, const char *p, size_t n);
+/* Ends the page fed so far. `last` nonzero ends the list and swaps the new
+ * contents in. On error (a page cut short, or an error while feeding) the
+ * whole list under way is dropped and the cache left as it was. Returns 0
+ * or a negative errno. */
+int kube__informer_list_end(struct kube_informer *inf, int last);
+/* Applies one whole list page given as a tree: serialises it and feeds it
+ * through the two calls above. Returns 0 or a negative errno. */
 int kube__informer_list_page(struct kube_informer *inf, struct json_object *list, int last);
 /* Feeds raw watch-stream bytes through the framer into the event handler.
  * Returns the strongest action asked for, or a negative errno. */
@@ -174,6 +219,12 @@ typedef int (*kube__stream_fn)(void *arg, const char *p, size_t n);
 int kube__request_stream(struct kube_client *kc, const char *path, uint32_t timeout_ms,
                          kube__stream_fn fn, void *sarg, kube_done_fn done, void *arg,
                          struct kube_call **out);
+/* As kube__request_stream() for a GET with `opts` (timeout, the cap on a
+ * non-200 body, Retry-After retries of 429 and 5xx answers, which never
+ * carry a streamed body) and no idle limit: a list read as it arrives. */
+int kube__request_stream_opts(struct kube_client *kc, const char *path,
+                              const struct kube_req_opts *opts, kube__stream_fn fn, void *sarg,
+                              kube_done_fn done, void *arg, struct kube_call **out);
 
 /* A multi-request operation (create-or-update) the client must be able to
  * abandon when it is freed. Embed it; `cancel` frees the operation

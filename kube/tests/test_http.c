@@ -491,6 +491,178 @@ static void test_informer_drop_410_relist(void **state)
 	loop_free(l);
 }
 
+/* Two pages of 150 pods each, then a watch that hangs. */
+static int script_big_list(struct srv *s, int i, const char *m, const char *p, char *resp, size_t n)
+{
+	char body[32768], *w = body;
+
+	(void)s;
+	(void)m;
+	(void)p;
+	if (i > 1)
+		return 0;
+	w += sprintf(w,
+	             "{\"kind\":\"PodList\",\"apiVersion\":\"v1\",\"metadata\":{"
+	             "\"resourceVersion\":\"30\"%s},\"items\":[",
+	             i == 0 ? ",\"continue\":\"c1\"" : "");
+	for (int k = 0; k < 150; k++)
+		w += sprintf(w,
+		             "%s{\"metadata\":{\"namespace\":\"ns\",\"name\":\"p%d\","
+		             "\"resourceVersion\":\"%d\"},\"status\":{\"phase\":\"Running\"}}",
+		             k ? "," : "", i * 150 + k, i * 150 + k + 1);
+	sprintf(w, "]}");
+	srv_reply(resp, n, 200, NULL, body);
+	return 1;
+}
+
+/* What a list costs in trees: the transform marks each tree it is handed
+ * and json-c unmarks it when the tree is freed. */
+struct tree_log {
+	struct inf_log lg;
+	int transforms, live, peak;
+};
+
+static void tree_gone(struct json_object *obj, void *ud)
+{
+	(void)obj;
+	((struct tree_log *)ud)->live--;
+}
+
+static int tree_transform(void *arg, struct json_object *obj, void **value)
+{
+	struct tree_log *t = arg;
+
+	t->transforms++;
+	if (++t->live > t->peak)
+		t->peak = t->live;
+	json_object_set_userdata(obj, t, tree_gone);
+	*value = strdup("v");
+	return *value ? 0 : -1;
+}
+
+static void free_str(void *arg, void *value)
+{
+	(void)arg;
+	free(value);
+}
+
+/* A live list is transformed item by item as the page arrives: at most one
+ * item's tree is alive at a time, never a page of them. */
+static void test_informer_list_one_tree_at_a_time(void **state)
+{
+	struct kube_informer_ops ops = {tree_transform, free_str, l_add,
+	                                l_update,       l_delete, l_synced};
+	struct kube_informer_opts o = {.version = "v1", .resource = "pods", .page_size = 150};
+	struct srv s = {.script = script_big_list};
+	struct tree_log t = {0};
+	struct kube_informer *inf;
+	struct kube_client *kc;
+	struct loop *l;
+
+	(void)state;
+	assert_int_equal(loop_new(&l), 0);
+	srv_start(&s, l);
+	kc = srv_client(l, tmpdir, s.port, "token: t");
+	assert_int_equal(kube_informer_start(kc, &o, &ops, &t, &inf), 0);
+	for (int i = 0; i < 200 && !(t.lg.synced && s.nreq >= 3); i++)
+		loop_run_once(l, 50);
+	assert_int_equal(t.lg.synced, 1);
+	assert_string_equal(s.reqs[1], "GET /api/v1/pods?limit=150&continue=c1|Bearer t");
+	assert_int_equal(kube_informer_count(inf), 300);
+	assert_int_equal(t.lg.adds, 300);
+	assert_int_equal(t.transforms, 300);
+	printf("list of 2 pages x 150 items: peak item trees alive at once %d\n", t.peak);
+	assert_int_equal(t.peak, 1);
+	assert_int_equal(t.live, 0);
+	kube_informer_free(inf);
+	kube_client_free(kc);
+	srv_stop(&s);
+	loop_free(l);
+}
+
+/* list {a, b} -> watch answered 410 -> relist whose page has garbage in
+ * item 1 -> (after a backoff) relist {a, d} -> watch that hangs. */
+static int script_bad_page(struct srv *s, int i, const char *m, const char *p, char *resp, size_t n)
+{
+	(void)m;
+	(void)p;
+	s->step = i;
+	switch (i) {
+	case 0:
+		srv_reply(resp, n, 200, NULL,
+		          "{\"metadata\":{\"resourceVersion\":\"10\"},\"items\":[" POD(
+		                  "a", "5") "," POD("b", "6") "]}");
+		return 1;
+	case 1:
+		srv_reply(resp, n, 410, NULL, "{\"kind\":\"Status\",\"code\":410}");
+		return 1;
+	case 2:
+		srv_reply(resp, n, 200, NULL,
+		          "{\"metadata\":{\"resourceVersion\":\"20\"},\"items\":[" POD(
+		                  "c", "7") ","
+		                            "{\"metadata\":{\"name\":\"x\"} \"spec\":{}}," POD(
+		                                    "e", "8") "]}");
+		return 1;
+	case 3:
+		srv_reply(resp, n, 200, NULL,
+		          "{\"metadata\":{\"resourceVersion\":\"21\"},\"items\":[" POD(
+		                  "a", "5") "," POD("d", "9") "]}");
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* A list page with garbage in it is an error: the relist under way is
+ * dropped, the cache keeps what the last good list gave it (no deletes),
+ * and the list is retried after a backoff. */
+static void test_informer_bad_page_keeps_cache(void **state)
+{
+	struct kube_informer_ops ops = {tree_transform, free_str, l_add,
+	                                l_update,       l_delete, l_synced};
+	struct kube_informer_opts o = {.version = "v1", .resource = "pods"};
+	struct srv s = {.script = script_bad_page};
+	struct tree_log t = {0};
+	struct kube_informer_stats st;
+	struct kube_informer *inf;
+	struct kube_client *kc;
+	struct loop *l;
+
+	(void)state;
+	assert_int_equal(loop_new(&l), 0);
+	srv_start(&s, l);
+	kc = srv_client(l, tmpdir, s.port, "token: t");
+	assert_int_equal(kube_informer_start(kc, &o, &ops, &t, &inf), 0);
+	for (int i = 0; i < 200 && s.nreplied < 3; i++)
+		loop_run_once(l, 50);
+	for (int i = 0; i < 4; i++)
+		loop_run_once(l, 20);
+	assert_int_equal(s.nreq, 3);
+	/* The bad page: c was read, then the garbage; nothing applied. */
+	assert_int_equal(t.lg.synced, 1);
+	assert_int_equal(t.lg.adds, 2);
+	assert_int_equal(t.lg.deletes, 0);
+	assert_int_equal(kube_informer_count(inf), 2);
+	assert_non_null(kube_informer_get(inf, "ns", "a"));
+	assert_non_null(kube_informer_get(inf, "ns", "b"));
+	assert_string_equal(kube_informer_resource_version(inf), "10");
+	kube_informer_stats(inf, &st);
+	assert_int_equal(st.restarts, 1);
+	for (int i = 0; i < 200 && t.lg.synced < 2; i++)
+		loop_run_once(l, 50);
+	assert_int_equal(t.lg.synced, 2);
+	assert_int_equal(t.lg.deletes, 1);
+	assert_string_equal(t.lg.deleted[0], "b");
+	assert_int_equal(kube_informer_count(inf), 2);
+	assert_non_null(kube_informer_get(inf, "ns", "d"));
+	assert_string_equal(kube_informer_resource_version(inf), "21");
+	assert_int_equal(t.live, 0);
+	kube_informer_free(inf);
+	kube_client_free(kc);
+	srv_stop(&s);
+	loop_free(l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -502,6 +674,8 @@ int main(void)
 	        cmocka_unit_test(test_exec_plugin_is_asynchronous),
 	        cmocka_unit_test(test_exec_plugin_failure_fails_requests),
 	        cmocka_unit_test(test_informer_drop_410_relist),
+	        cmocka_unit_test(test_informer_list_one_tree_at_a_time),
+	        cmocka_unit_test(test_informer_bad_page_keeps_cache),
 	};
 	int rc;
 

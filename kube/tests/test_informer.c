@@ -1,6 +1,7 @@
 /* kube/tests/test_informer.c: the informer's cache without a server: list
- * pages, watch events through the framer, BOOKMARK and ERROR/410, relist
- * replacement, and caller-shaped compact values. */
+ * pages (read item by item as their bytes arrive), watch events through
+ * the framer, BOOKMARK and ERROR/410, relist replacement, and
+ * caller-shaped compact values. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,7 +27,17 @@ struct log {
 	int n;
 	int synced;
 	int live_values;
+	int transforms;
+	int live_trees; /* trees handed to transform and not yet freed */
+	int peak_trees;
 };
+
+/* json-c calls this when the tree it was set on is freed. */
+static void tree_gone(struct json_object *obj, void *ud)
+{
+	(void)obj;
+	((struct log *)ud)->live_trees--;
+}
 
 static int transform(void *arg, struct json_object *obj, void **value)
 {
@@ -35,6 +46,10 @@ static int transform(void *arg, struct json_object *obj, void **value)
 	struct pod *p = calloc(1, sizeof(*p));
 
 	assert_non_null(p);
+	l->transforms++;
+	if (++l->live_trees > l->peak_trees)
+		l->peak_trees = l->live_trees;
+	json_object_set_userdata(obj, l, tree_gone);
 	json_object_object_get_ex(obj, "metadata", &m);
 	if (json_object_object_get_ex(m, "namespace", &v))
 		snprintf(p->ns, sizeof(p->ns), "%s", json_object_get_string(v));
@@ -325,6 +340,214 @@ static void test_many_objects_grow_table(void **state)
 	assert_int_equal(l.live_values, 0);
 }
 
+/* ---- list pages read as they arrive ---------------------------------- */
+
+#define LPOD(name, rv, ip)                                                                         \
+	"{\"metadata\":{\"namespace\":\"web\",\"name\":\"" name "\",\"resourceVersion\":\"" rv     \
+	"\"},\"status\":{\"podIP\":\"" ip "\"}}"
+
+/* Feeds `page` in pieces of `step` bytes and ends it; returns the first
+ * error, or list_end's result. */
+static int feed_page(struct kube_informer *inf, const char *page, size_t step, int last)
+{
+	size_t len = strlen(page);
+	int rc = 0;
+
+	for (size_t off = 0; off < len && !rc; off += step)
+		rc = kube__informer_list_feed(inf, page + off, len - off < step ? len - off : step);
+	if (rc) {
+		/* The error sticks: ending the page reports it and drops it. */
+		assert_int_equal(kube__informer_list_end(inf, last), rc);
+		return rc;
+	}
+	return kube__informer_list_end(inf, last);
+}
+
+/* A page of 40 items fed one byte at a time: each item is transformed as
+ * soon as its closing brace has arrived, and its tree is freed before the
+ * next item is parsed. Nothing reaches the cache before the page ends. */
+static void test_list_page_item_by_item(void **state)
+{
+	char page[8192], *w = page;
+	size_t ends[40];
+	struct log l = {0};
+	struct kube_informer *inf;
+	int done = 0;
+
+	(void)state;
+	w += sprintf(w, "{\"kind\":\"PodList\",\"apiVersion\":\"v1\",\"metadata\":"
+	                "{\"resourceVersion\":\"99\"},\"items\":[");
+	for (int i = 0; i < 40; i++) {
+		w += sprintf(w,
+		             "%s{\"metadata\":{\"namespace\":\"web\",\"name\":\"p%d\","
+		             "\"resourceVersion\":\"%d\"},\"status\":{\"podIP\":\"10.0.0.%d\"}}",
+		             i ? ", " : "", i, i + 1, i);
+		ends[i] = (size_t)(w - page);
+	}
+	sprintf(w, "]}\n");
+	assert_int_equal(kube__informer_new_detached(&ops, &l, &inf), 0);
+	for (size_t off = 0; page[off]; off++) {
+		assert_int_equal(kube__informer_list_feed(inf, page + off, 1), 0);
+		while (done < 40 && ends[done] <= off + 1)
+			done++;
+		assert_int_equal(l.transforms, done);
+		assert_int_equal(l.live_trees, 0);
+	}
+	assert_int_equal(l.peak_trees, 1);
+	assert_int_equal(kube_informer_count(inf), 0);
+	assert_int_equal(kube__informer_list_end(inf, 1), 0);
+	assert_int_equal(kube_informer_count(inf), 40);
+	assert_int_equal(l.synced, 1);
+	assert_string_equal(kube_informer_resource_version(inf), "99");
+	assert_string_equal(((struct pod *)kube_informer_get(inf, "web", "p39"))->ip, "10.0.0.39");
+	kube_informer_free(inf);
+	assert_int_equal(l.live_values, 0);
+}
+
+/* Even a whole page handed over as one tree is transformed one item tree
+ * at a time: the informer never holds a page's items as trees at once. */
+static void test_list_page_one_tree_alive(void **state)
+{
+	struct log l = {0};
+	struct kube_informer *inf;
+	struct json_object *items[] = {pod("web", "a", "10", "127.0.0.1"),
+	                               pod("web", "b", "11", "127.0.0.2"),
+	                               pod("web", "c", "12", "127.0.0.3")};
+	struct json_object *list = list_of("20", 3, items);
+
+	(void)state;
+	assert_int_equal(kube__informer_new_detached(&ops, &l, &inf), 0);
+	assert_int_equal(kube__informer_list_page(inf, list, 1), 0);
+	assert_int_equal(kube_informer_count(inf), 3);
+	assert_int_equal(l.transforms, 3);
+	assert_int_equal(l.peak_trees, 1);
+	assert_int_equal(l.live_trees, 0);
+	json_object_put(list);
+	kube_informer_free(inf);
+}
+
+/* The same page gives the same cache wherever the chunks are cut, with
+ * members in any order, strings holding brackets, quotes and escapes, an
+ * item holding its own "items", and whitespace everywhere. */
+static void test_list_page_split_anywhere(void **state)
+{
+	const char *page = " {\n \"items\" : [ " LPOD("a", "1", "x]}\\\"[{") " ,\n" LPOD(
+	        "b", "2",
+	        "\\u0041") ","
+	                   "{\"metadata\":{\"namespace\":\"web\",\"name\":\"c\","
+	                   "\"resourceVersion\":\"3\"},"
+	                   "\"items\":[1,{\"items\":[]}],\"status\":{\"podIP\":\"c\"}} ] ,"
+	                   "\"kind\":\"PodList\",\"n\":12,\"metadata\":{\"continue\":\"\","
+	                   "\"resourceVersion\":\"42\",\"remainingItemCount\":0},\"x\":[\"]\",{"
+	                   "\"a\":null}],"
+	                   "\"z\":-1.5e3 } \n";
+	size_t len = strlen(page);
+
+	(void)state;
+	for (size_t step = 1; step <= len; step++) {
+		struct log l = {0};
+		struct kube_informer *inf;
+
+		assert_int_equal(kube__informer_new_detached(&ops, &l, &inf), 0);
+		assert_int_equal(feed_page(inf, page, step, 1), 0);
+		assert_int_equal(kube_informer_count(inf), 3);
+		assert_string_equal(((struct pod *)kube_informer_get(inf, "web", "a"))->ip,
+		                    "x]}\"[{");
+		assert_string_equal(((struct pod *)kube_informer_get(inf, "web", "b"))->ip, "A");
+		assert_string_equal(((struct pod *)kube_informer_get(inf, "web", "c"))->ip, "c");
+		assert_string_equal(kube_informer_resource_version(inf), "42");
+		assert_int_equal(l.peak_trees, 1);
+		kube_informer_free(inf);
+		assert_int_equal(l.live_values, 0);
+	}
+}
+
+/* Bad pages: each is an error, whatever the chunking, and the list under
+ * way is dropped with the cache left as the last good list made it. */
+static void test_list_page_errors_keep_cache(void **state)
+{
+	static const struct {
+		const char *page;
+		int rc;
+		int transforms; /* items transformed before the error */
+	} cases[] = {
+	        /* garbage in item 2: items 0 and 1 were read, then dropped */
+	        {"{\"items\":[" LPOD("x", "1", "") "," LPOD("y", "2",
+	                                                    "") ",{\"metadata\":{"
+	                                                        "\"name\":\"z\"}, garbage}]}",
+	         -EBADMSG, 2},
+	        {"{\"items\":[" LPOD("x", "1", "") "]", -EBADMSG, 1},   /* cut short */
+	        {"{\"items\":[" LPOD("x", "1", "") "]}}", -EBADMSG, 1}, /* trailing byte */
+	        {"{\"items\":[" LPOD("x", "1", "") "]} {}", -EBADMSG, 1},
+	        {"{\"items\":[" LPOD("x", "1", "") ",]}", -EBADMSG, 1},
+	        {"{\"items\":[" LPOD("x", "1", "") " " LPOD("y", "2", "") "]}", -EBADMSG, 1},
+	        {"{\"items\":[\"str\"]}", -EBADMSG, 0},           /* an item not an object */
+	        {"{\"items\":[{\"metadata\":{}}]}", -EBADMSG, 0}, /* no name */
+	        {"{\"items\":{}}", -EBADMSG, 0},
+	        {"{\"items\" [] }", -EBADMSG, 0},
+	        {"{items:[]}", -EBADMSG, 0},
+	        {"[]", -EBADMSG, 0},
+	        {"", -EBADMSG, 0},
+	        {"<html>502 Bad Gateway</html>", -EBADMSG, 0},
+	};
+	struct log l = {0};
+	struct kube_informer *inf;
+
+	(void)state;
+	assert_int_equal(kube__informer_new_detached(&ops, &l, &inf), 0);
+	initial_list(inf, &l);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		for (size_t step = 1; step <= 64; step *= 4) {
+			int t0 = l.transforms;
+
+			assert_int_equal(feed_page(inf, cases[i].page, step, 1), cases[i].rc);
+			assert_int_equal(l.transforms - t0, cases[i].transforms);
+			assert_int_equal(l.live_trees, 0);
+			assert_int_equal(l.live_values, 3);
+			assert_int_equal(l.n, 3);
+			assert_int_equal(l.synced, 1);
+			assert_int_equal(kube_informer_count(inf), 3);
+			assert_string_equal(kube_informer_resource_version(inf), "20");
+		}
+	}
+	/* A raw NUL: json-c would stop at it. */
+	assert_int_equal(kube__informer_list_feed(inf, "{\"items\":[\0]}", 13), -EBADMSG);
+	assert_int_equal(kube__informer_list_end(inf, 1), -EBADMSG);
+	assert_int_equal(kube_informer_count(inf), 3);
+	/* A good list after the bad ones applies as usual. */
+	assert_int_equal(feed_page(inf, "{\"items\":[" LPOD("a", "10", "127.0.0.1") "]}", 7, 1), 0);
+	assert_int_equal(kube_informer_count(inf), 1);
+	assert_int_equal(l.synced, 2);
+	kube_informer_free(inf);
+	assert_int_equal(l.live_values, 0);
+}
+
+static int count_item(void *arg, struct json_object *obj)
+{
+	(void)obj;
+	(*(int *)arg)++;
+	return 0;
+}
+
+/* The scanner bounds each value it parses, items included, as it goes. */
+static void test_listscan_value_cap(void **state)
+{
+	const char *page = "{\"items\":[{\"a\":\"0123456789\"},{\"a\":\"0123456789abcdef\"}]}";
+	struct kube__listscan ls;
+	int n = 0;
+
+	(void)state;
+	assert_int_equal(kube__listscan_init(&ls, 20), 0);
+	assert_int_equal(kube__listscan_feed(&ls, page, strlen(page), count_item, &n), -EFBIG);
+	assert_int_equal(n, 1);
+	assert_int_equal(kube__listscan_end(&ls), -EFBIG);
+	kube__listscan_reset(&ls);
+	n = 0;
+	assert_int_equal(kube__listscan_feed(&ls, page, 30, count_item, &n), 0);
+	assert_int_equal(n, 1);
+	kube__listscan_free(&ls);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -335,6 +558,11 @@ int main(void)
 	        cmocka_unit_test(test_relist_replaces_cache),
 	        cmocka_unit_test(test_without_transform_keeps_json),
 	        cmocka_unit_test(test_many_objects_grow_table),
+	        cmocka_unit_test(test_list_page_item_by_item),
+	        cmocka_unit_test(test_list_page_one_tree_alive),
+	        cmocka_unit_test(test_list_page_split_anywhere),
+	        cmocka_unit_test(test_list_page_errors_keep_cache),
+	        cmocka_unit_test(test_listscan_value_cap),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
