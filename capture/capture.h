@@ -67,9 +67,26 @@ enum cap_pprof_verdict {
 /* Decides, without trusting the data, whether `data` is a pprof profile
  * holding at least one sample. Accepts gzip (checked by magic) or plain
  * protobuf. Inflates at most CAP_PPROF_SCAN_MAX bytes, in small steps, and
- * stops at the first sample. A profile whose mappings or string table come
- * before any sample is EMPTY: Go writes every sample first. */
+ * stops at the first sample: what comes after it is not inflated, so a
+ * fault there (a corrupt block, a cut, a wrong CRC) is not seen. A profile
+ * whose mappings or string table come before any sample is EMPTY: Go
+ * writes every sample first. */
 enum cap_pprof_verdict cap_pprof_check(const void *data, size_t len);
+
+/* The same check with inflate state kept from one profile to the next, for
+ * the hot path: cap_pprof_check() sets up and tears down zlib per call. */
+struct cap_pprof_checker;
+
+/* Returns 0 and a checker in `*out` (free it with cap_pprof_checker_free()),
+ * or -ENOMEM. */
+int cap_pprof_checker_new(struct cap_pprof_checker **out);
+
+/* Frees `c` and its inflate state. Safe on NULL. */
+void cap_pprof_checker_free(struct cap_pprof_checker *c);
+
+/* cap_pprof_check() of `data` (lent) with `c`'s inflate state. */
+enum cap_pprof_verdict cap_pprof_checker_run(struct cap_pprof_checker *c, const void *data,
+                                             size_t len);
 
 /* Detects a profile's type from its sample types, period type and default
  * sample type; for `kubectl profefe load`, not the hot path: it inflates the

@@ -72,6 +72,7 @@ struct cap_fetcher {
 	uint64_t next_id;
 	int dispatching;
 	size_t inflight_bytes; /* the sum of buf.len over running jobs */
+	struct cap_pprof_checker *checker;
 	struct cap_fetcher_stats st;
 };
 
@@ -291,7 +292,7 @@ static void dispatch(struct cap_fetcher *f)
 /* Judges a complete 2xx reply. */
 static enum cap_result judge_body(struct job *j)
 {
-	switch (cap_pprof_check(j->buf.data, j->buf.len)) {
+	switch (cap_pprof_checker_run(j->f->checker, j->buf.data, j->buf.len)) {
 	case CAP_PPROF_HAS_SAMPLES:
 		return CAP_RES_OK;
 	case CAP_PPROF_EMPTY:
@@ -375,7 +376,8 @@ int cap_fetcher_new(struct loop *l, const struct cap_fetcher_opts *o, struct cap
 	if (f->o.connect_timeout_ms == 0)
 		f->o.connect_timeout_ms = DEFAULT_CONNECT_MS;
 	f->user_agent = strdup(f->o.user_agent ? f->o.user_agent : cap_user_agent());
-	if (f->user_agent == NULL) {
+	if (f->user_agent == NULL || cap_pprof_checker_new(&f->checker) < 0) {
+		free(f->user_agent);
 		free(f);
 		return -ENOMEM;
 	}
@@ -414,6 +416,7 @@ void cap_fetcher_free(struct cap_fetcher *f)
 			f->tgts[i] = t->next;
 			free(t);
 		}
+	cap_pprof_checker_free(f->checker);
 	free(f->user_agent);
 	free(f);
 }

@@ -1,7 +1,7 @@
 /* capture/pprof.c: the pprof sanity checker and type detection.
  *
  * The checker runs on every captured profile, so it never decompresses more
- * than it needs: it inflates in 4 KiB steps and walks the top-level protobuf
+ * than it needs: it inflates in small steps and walks the top-level protobuf
  * fields of the Profile message until the first sample (field 2). Go's
  * runtime/pprof writes period/sample types, then each sample (with the
  * locations and functions it first references), and only then mappings
@@ -35,45 +35,98 @@ enum {
 /* End of stream, corrupt input, and the scan bound, as src_byte() returns them. */
 enum { SRC_EOF = -1, SRC_BAD = -2, SRC_BOUND = -3 };
 
-/* A byte source over plain or gzipped input, bounded to CAP_PPROF_SCAN_MAX
- * bytes of protobuf. */
+/* Inflated bytes per step of the checker. Go's first sample comes a few
+ * hundred bytes in (after the locations and functions of its stack), so
+ * small steps stop the inflating close to it. */
+#define CHECK_STEP 512
+
+/* A byte source over plain or gzipped input, bounded to `bound` bytes of
+ * protobuf. A gzipped source inflates into `win`, one window at a time. */
 struct src {
 	const unsigned char *in;
 	size_t in_len;
 	size_t pos; /* plain input: next byte */
 	int gz;
 	int gz_end; /* inflate() said Z_STREAM_END */
-	z_stream zs;
-	unsigned char win[4096];
-	size_t win_len, win_pos;
+	int gz_bad; /* inflate() failed after the bytes now in the window */
+	z_stream *zs;
+	unsigned char *win;
+	size_t win_size, win_len, win_pos;
 	size_t consumed;
 	size_t bound;
 };
 
-static int src_init(struct src *s, const void *data, size_t len, size_t bound)
+struct cap_pprof_checker {
+	z_stream zs;
+	int zs_ready; /* zs is set up for raw deflate */
+	unsigned char win[CHECK_STEP];
+};
+
+static int is_gzip(const unsigned char *p, size_t len)
+{
+	return len >= 2 && p[0] == 0x1f && p[1] == 0x8b;
+}
+
+static void src_plain(struct src *s, const void *data, size_t len, size_t bound)
 {
 	memset(s, 0, sizeof(*s));
 	s->in = data;
 	s->in_len = len;
 	s->bound = bound;
-	if (len >= 2 && s->in[0] == 0x1f && s->in[1] == 0x8b) {
-		s->gz = 1;
-		s->zs.next_in = (unsigned char *)s->in;
-		s->zs.avail_in = len > UINT32_MAX ? UINT32_MAX : (uInt)len;
-		/* 16 + MAX_WBITS: a gzip wrapper only. */
-		if (inflateInit2(&s->zs, 16 + MAX_WBITS) != Z_OK)
-			return -ENOMEM;
-	}
-	return 0;
 }
 
-static void src_end(struct src *s)
+/* Reads gzipped input through `zs`, which is set up already (and reset)
+ * for the stream `in` starts. */
+static void src_gz(struct src *s, z_stream *zs, const unsigned char *in, size_t len,
+                   unsigned char *win, size_t win_size, size_t bound)
 {
-	if (s->gz)
-		inflateEnd(&s->zs);
+	src_plain(s, in, len, bound);
+	s->gz = 1;
+	s->zs = zs;
+	s->win = win;
+	s->win_size = win_size;
+	zs->next_in = (unsigned char *)in;
+	zs->avail_in = len > UINT32_MAX ? UINT32_MAX : (uInt)len;
 }
 
-/* Refills the window from inflate. Returns 0, SRC_EOF or SRC_BAD. */
+/* The length of the gzip member header (RFC 1952) `p` starts with, or 0
+ * when it is malformed or cut short. The checker inflates the deflate data
+ * after it as raw deflate: it stops long before the trailer, so the CRC
+ * that a gzip-wrapped inflate computes over every byte would be wasted. */
+static size_t gzip_header_len(const unsigned char *p, size_t n)
+{
+	enum { FHCRC = 2, FEXTRA = 4, FNAME = 8, FCOMMENT = 16, FRESERVED = 0xe0 };
+	size_t i = 10;
+	if (n < 10 || !is_gzip(p, n) || p[2] != Z_DEFLATED || (p[3] & FRESERVED))
+		return 0;
+	if (p[3] & FEXTRA) {
+		if (n - i < 2)
+			return 0;
+		size_t xlen = p[i] | (size_t)p[i + 1] << 8;
+		i += 2;
+		if (n - i < xlen)
+			return 0;
+		i += xlen;
+	}
+	for (unsigned flag = FNAME; flag <= FCOMMENT; flag <<= 1) {
+		if (!(p[3] & flag))
+			continue;
+		const unsigned char *z = memchr(p + i, 0, n - i);
+		if (z == NULL)
+			return 0;
+		i = (size_t)(z - p) + 1;
+	}
+	if (p[3] & FHCRC) {
+		if (n - i < 2)
+			return 0;
+		i += 2;
+	}
+	return i;
+}
+
+/* Refills the window from inflate. Returns 0, SRC_EOF or SRC_BAD. Bytes
+ * inflated before a fault are handed out first: a fault past the point
+ * where the verdict is known does not matter. */
 static int src_fill(struct src *s)
 {
 	s->win_pos = 0;
@@ -81,17 +134,19 @@ static int src_fill(struct src *s)
 	while (s->win_len == 0) {
 		if (s->gz_end)
 			return SRC_EOF;
-		s->zs.next_out = s->win;
-		s->zs.avail_out = sizeof(s->win);
-		uInt before = s->zs.avail_in;
-		int zrc = inflate(&s->zs, Z_NO_FLUSH);
-		s->win_len = sizeof(s->win) - s->zs.avail_out;
+		if (s->gz_bad)
+			return SRC_BAD;
+		s->zs->next_out = s->win;
+		s->zs->avail_out = (uInt)s->win_size;
+		uInt before = s->zs->avail_in;
+		int zrc = inflate(s->zs, Z_NO_FLUSH);
+		s->win_len = s->win_size - s->zs->avail_out;
 		if (zrc == Z_STREAM_END)
 			s->gz_end = 1;
-		else if (zrc != Z_OK)
-			return SRC_BAD; /* corrupt, or truncated: input ran out first */
-		else if (s->win_len == 0 && (s->zs.avail_in == 0 || s->zs.avail_in == before))
-			return SRC_BAD;
+		else if (zrc != Z_OK) /* corrupt, or truncated: input ran out first */
+			s->gz_bad = 1;
+		else if (s->win_len == 0 && (s->zs->avail_in == 0 || s->zs->avail_in == before))
+			s->gz_bad = 1;
 	}
 	return 0;
 }
@@ -221,15 +276,56 @@ static enum cap_pprof_verdict walk(struct src *s)
 	}
 }
 
-enum cap_pprof_verdict cap_pprof_check(const void *data, size_t len)
+int cap_pprof_checker_new(struct cap_pprof_checker **out)
 {
+	*out = calloc(1, sizeof(**out));
+	return *out ? 0 : -ENOMEM;
+}
+
+void cap_pprof_checker_free(struct cap_pprof_checker *c)
+{
+	if (c == NULL)
+		return;
+	if (c->zs_ready)
+		inflateEnd(&c->zs);
+	free(c);
+}
+
+enum cap_pprof_verdict cap_pprof_checker_run(struct cap_pprof_checker *c, const void *data,
+                                             size_t len)
+{
+	const unsigned char *in = data;
 	struct src s;
 	if (data == NULL || len == 0)
 		return CAP_PPROF_NOT_PROFILE;
-	if (src_init(&s, data, len, CAP_PPROF_SCAN_MAX) < 0)
+	if (!is_gzip(in, len)) {
+		src_plain(&s, data, len, CAP_PPROF_SCAN_MAX);
+		return walk(&s);
+	}
+	size_t hl = gzip_header_len(in, len);
+	if (hl == 0)
 		return CAP_PPROF_NOT_PROFILE;
-	enum cap_pprof_verdict v = walk(&s);
-	src_end(&s);
+	/* One inflate state for every profile: set up once (its 32 KiB
+	 * window is allocated on first use), reset after. */
+	if (!c->zs_ready) {
+		if (inflateInit2(&c->zs, -MAX_WBITS) != Z_OK)
+			return CAP_PPROF_NOT_PROFILE;
+		c->zs_ready = 1;
+	} else if (inflateReset(&c->zs) != Z_OK) {
+		return CAP_PPROF_NOT_PROFILE;
+	}
+	src_gz(&s, &c->zs, in + hl, len - hl, c->win, sizeof(c->win), CAP_PPROF_SCAN_MAX);
+	return walk(&s);
+}
+
+enum cap_pprof_verdict cap_pprof_check(const void *data, size_t len)
+{
+	struct cap_pprof_checker c;
+	c.zs_ready = 0;
+	memset(&c.zs, 0, sizeof(c.zs));
+	enum cap_pprof_verdict v = cap_pprof_checker_run(&c, data, len);
+	if (c.zs_ready)
+		inflateEnd(&c.zs);
 	return v;
 }
 
@@ -295,8 +391,7 @@ static int span_field(struct span *s, uint64_t *field, int *wt, uint64_t *v, str
  * of at most `max` bytes. */
 static int inflate_all(const void *data, size_t len, size_t max, unsigned char **out, size_t *olen)
 {
-	const unsigned char *in = data;
-	if (!(len >= 2 && in[0] == 0x1f && in[1] == 0x8b)) {
+	if (!is_gzip(data, len)) {
 		if (len > max)
 			return -EFBIG;
 		*out = malloc(len ? len : 1);
@@ -308,10 +403,14 @@ static int inflate_all(const void *data, size_t len, size_t max, unsigned char *
 	}
 	struct src s;
 	size_t alloc = 0, n = 0;
-	unsigned char *buf = NULL;
-	int rc = src_init(&s, data, len, max + 1);
-	if (rc < 0)
-		return rc;
+	unsigned char *buf = NULL, win[4096];
+	z_stream zs;
+	int rc = 0;
+	memset(&zs, 0, sizeof(zs));
+	/* 16 + MAX_WBITS: a gzip wrapper, checked to its CRC. */
+	if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK)
+		return -ENOMEM;
+	src_gz(&s, &zs, data, len, win, sizeof(win), max + 1);
 	for (;;) {
 		int c = src_byte(&s);
 		if (c == SRC_EOF)
@@ -336,12 +435,12 @@ static int inflate_all(const void *data, size_t len, size_t max, unsigned char *
 			goto out_free;
 		}
 	}
-	src_end(&s);
+	inflateEnd(&zs);
 	*out = buf;
 	*olen = n;
 	return 0;
 out_free:
-	src_end(&s);
+	inflateEnd(&zs);
 	free(buf);
 	return rc;
 }
