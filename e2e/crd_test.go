@@ -23,10 +23,7 @@ func TestCRD(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cp.Kubectl(ctx, "apply", "--server-side", "-f", filepath.Join(root, "crd", "profilingpolicies.profefe.com.yaml")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cp.Kubectl(ctx, "wait", "--for=condition=Established", "--timeout=60s", "crd/profilingpolicies.profefe.com"); err != nil {
+	if err := cp.InstallCRDs(ctx); err != nil {
 		t.Fatal(err)
 	}
 	ns := cp.TestNamespace(t)

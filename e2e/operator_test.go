@@ -52,10 +52,7 @@ func newEnv(t *testing.T) *env {
 	e := &env{t: t, cp: harness.TestControlPlane(t), pf: harness.TestProfefe(t), root: root, operatorBn: bin,
 		owners: map[string]harness.OwnerRef{}}
 	ctx := t.Context()
-	if _, err := e.cp.Kubectl(ctx, "apply", "--server-side", "-f", filepath.Join(root, "crd", "profilingpolicies.profefe.com.yaml")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.cp.Kubectl(ctx, "wait", "--for=condition=Established", "--timeout=60s", "crd/profilingpolicies.profefe.com"); err != nil {
+	if err := e.cp.InstallCRDs(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.cp.CreateNamespace(ctx, operatorNS, nil); err != nil && !harness.IsAlreadyExists(err) {
@@ -1017,6 +1014,7 @@ func TestInstallManifests(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"customresourcedefinition.apiextensions.k8s.io/profilingpolicies.profefe.com",
+		"customresourcedefinition.apiextensions.k8s.io/clusterprofilingpolicies.profefe.com",
 		"clusterrole.rbac.authorization.k8s.io/profefe-operator", "deployment.apps/profefe-operator",
 		"role.rbac.authorization.k8s.io/profefe-operator-leader-election", "service/profefe-collector"} {
 		if !strings.Contains(out, want) {

@@ -10,11 +10,13 @@ package e2e
 // still captures across namespaces.
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -193,6 +195,64 @@ func TestTenancy(t *testing.T) {
 		}
 	})
 
+	t.Run("cluster-policy", func(t *testing.T) {
+		// A ClusterProfilingPolicy is the admin's object: no tenant may
+		// write one, and it reaches every namespace without
+		// --allow-cross-namespace (this operator runs without it).
+		name := "fleet-" + nsA
+		pol := fmt.Sprintf(`apiVersion: profefe.com/v1alpha1
+kind: ClusterProfilingPolicy
+metadata:
+  name: %s
+spec:
+  schedule: "@every 1s"
+  selector:
+    matchLabels:
+      fleet: %s
+  profiles:
+  - type: heap
+`, name, nsA)
+		if _, err := e.cp.KubectlAs(ctx, kubeA, strings.NewReader(pol), "apply", "-f", "-"); err == nil || !strings.Contains(err.Error(), "forbidden") {
+			t.Errorf("tenant A may create a ClusterProfilingPolicy: %v", err)
+		}
+		fleet := map[string]string{"fleet": nsA}
+		e.pod(nsA, "fleet", "fleet-5c7d8-aaaaa", true, fleet)
+		e.pod(nsB, "fleet", "fleet-5c7d8-bbbbb", true, fleet)
+		if _, err := e.cp.KubectlStdin(ctx, pol, "apply", "-f", "-"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			e.cp.Kubectl(context.Background(), "delete", "clusterprofilingpolicy", name, "--wait=false")
+		})
+		get := func(path string) string {
+			out, err := e.cp.Kubectl(ctx, "get", "clusterprofilingpolicy", name, "-o", "jsonpath="+path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return strings.TrimSpace(out)
+		}
+		e.eventually(30*time.Second, "the cluster policy Ready=True Capturing with 2 targets", func() error {
+			got := get(`{.status.conditions[?(@.type=="Ready")].status}|{.status.conditions[?(@.type=="Ready")].reason}|{.status.targets}`)
+			if got != "True|Capturing|2" {
+				return fmt.Errorf("Ready|reason|targets = %q", got)
+			}
+			return nil
+		})
+		for _, ns := range []string{nsA, nsB} {
+			e.eventually(30*time.Second, "the cluster policy captured a pod of "+ns, func() error {
+				if n := countProfiles(t, e.pf, "fleet", "heap", map[string]string{"namespace": ns, "policy": name}); n == 0 {
+					return fmt.Errorf("no heap profile of %s by %s", ns, name)
+				}
+				return nil
+			})
+		}
+		// kubectl shows it like a namespaced policy.
+		out, err := e.cp.Kubectl(ctx, "get", "clusterprofilingpolicies")
+		if err != nil || !regexp.MustCompile(`(?m)^`+name+`\s+@every 1s\s+false\s+2\s`).MatchString(out) {
+			t.Errorf("kubectl get clusterprofilingpolicies: %v\n%s", err, out)
+		}
+	})
+
 	// The cluster admin trusts policies in the operator's own namespace
 	// (only cluster admins may write there) with cross-namespace reach,
 	// and allows one more sink.
@@ -333,4 +393,68 @@ func TestTenancyStatusIsPerPolicy(t *testing.T) {
 	if v := metric(op.metricsAddr, `profefe_operator_deliveries_total{result="ok"}`); v <= 0 {
 		t.Errorf("policy fine delivered nothing (deliveries ok %v)", v)
 	}
+}
+
+// TestClusterPolicyCRDMissing: an install that predates the
+// ClusterProfilingPolicy CRD still runs namespaced policies and becomes
+// ready (it does not wait on a resource that is not there), says so in
+// its log, and picks the cluster policies up once the CRD is applied,
+// without a restart.
+func TestClusterPolicyCRDMissing(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	if _, err := e.cp.Kubectl(ctx, "delete", "crd", "clusterprofilingpolicies.profefe.com", "--wait=true", "--timeout=60s"); err != nil {
+		t.Fatal(err)
+	}
+	ns := e.cp.TestNamespace(t)
+	app := map[string]string{"app": "tenancy"}
+	e.pod(ns, "tenancy", "tenancy-5c7d8-ccccc", true, app)
+	op := e.startOperator("operator") // waits for /readyz
+	e.eventually(30*time.Second, "the operator says the CRD is missing", func() error {
+		if !strings.Contains(op.proc.Tail(200), "ClusterProfilingPolicy CRD is not installed") {
+			return fmt.Errorf("no such line in the log")
+		}
+		return nil
+	})
+	e.apply(ns, tenancyPolicy("own", ""))
+	e.readyIs(ns, "own", "True", "Capturing", 30*time.Second)
+
+	if err := e.cp.InstallCRDs(ctx); err != nil {
+		t.Fatal(err)
+	}
+	name := "late-" + ns
+	if _, err := e.cp.KubectlStdin(ctx, fmt.Sprintf(`apiVersion: profefe.com/v1alpha1
+kind: ClusterProfilingPolicy
+metadata:
+  name: %s
+spec:
+  schedule: "@every 1s"
+  namespaceSelector:
+    matchNames: [%s]
+  selector:
+    matchLabels:
+      app: tenancy
+  profiles:
+  - type: heap
+`, name, ns), "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	// The probe backs off from 1 s to 30 s; the CRD went missing only
+	// moments ago, so it looks again within a few seconds.
+	e.eventually(60*time.Second, "the cluster policy is picked up", func() error {
+		out, err := e.cp.Kubectl(ctx, "get", "clusterprofilingpolicy", name, "-o", `jsonpath={.status.targets}|{.status.conditions[?(@.type=="Ready")].reason}`)
+		if err != nil {
+			return err
+		}
+		if got := strings.TrimSpace(out); got != "1|Capturing" {
+			return fmt.Errorf("targets|Ready reason = %q", got)
+		}
+		return nil
+	})
+	e.eventually(30*time.Second, "a profile stored by the cluster policy", func() error {
+		if n := countProfiles(t, e.pf, "tenancy", "heap", map[string]string{"namespace": ns, "policy": name}); n == 0 {
+			return fmt.Errorf("none yet")
+		}
+		return nil
+	})
 }

@@ -30,6 +30,10 @@
 #define PPOL_VERSION  "v1alpha1"
 #define PPOL_RESOURCE "profilingpolicies"
 #define PPOL_KIND     "ProfilingPolicy"
+/* The cluster-scoped kind: the same spec, written by cluster admins only.
+ * Its state has ns "" and its key is its name. */
+#define CPOL_RESOURCE "clusterprofilingpolicies"
+#define CPOL_KIND     "ClusterProfilingPolicy"
 
 #define POL_NS_BUCKETS 256
 
@@ -124,7 +128,14 @@ struct op_ctl {
 	struct rec_grants grants; /* its lists point into grant_buf */
 	char *grant_buf[2];
 
-	struct kube_informer *pols, *pods;
+	struct kube_informer *pols, *cpols, *pods;
+	/* The ClusterProfilingPolicy CRD may be missing (an install that
+	 * predates it): then cluster policies are not watched, readiness does
+	 * not wait for them, and the operator looks again now and then. */
+	struct loop_timer cpol_probe;
+	struct loop_backoff cpol_backoff;
+	struct kube_call *cpol_call;
+	int cpols_absent;
 	struct kube_recorder *rec;
 	struct kube_leader *leader;
 	int leading;
@@ -198,9 +209,10 @@ static void pspec_put(struct pspec *s)
 
 static int zone_lookup(void *arg, const char *name, struct rec_zone **out);
 
-/* Parses and authorizes a policy object (lent). Returns a spec with one
- * reference, or NULL when out of memory. */
-static struct pspec *pspec_parse(struct op_ctl *c, const struct json_object *obj)
+/* Parses and authorizes a policy object (lent), of the scope its
+ * resource has. Returns a spec with one reference, or NULL when out of
+ * memory. */
+static struct pspec *pspec_parse(struct op_ctl *c, const struct json_object *obj, int cluster)
 {
 	struct rec_errs *e = calloc(1, sizeof(*e));
 	struct pspec *s = calloc(1, sizeof(*s));
@@ -208,7 +220,8 @@ static struct pspec *pspec_parse(struct op_ctl *c, const struct json_object *obj
 	if (!e || !s)
 		goto err;
 	s->refs = 1;
-	if (rec_policy_parse(obj, zone_lookup, c, &s->pol, e) == -ENOMEM)
+	if ((cluster ? rec_cluster_policy_parse : rec_policy_parse)(obj, zone_lookup, c, &s->pol,
+	                                                            e) == -ENOMEM)
 		goto err;
 	/* What the policy may reach is the admin's to say, not its own. */
 	if (s->pol)
@@ -243,6 +256,7 @@ static void on_fire(struct loop_timer *t);
 static void on_requeue(struct loop_timer *t);
 static void on_grace(struct loop_timer *t);
 static void on_late(struct loop_timer *t);
+static void cpol_probe(struct loop_timer *t);
 static void job_free(struct job *j);
 
 static struct pstate *state_get(struct op_ctl *c, const char *ns, const char *name)
@@ -257,7 +271,7 @@ static struct pstate *state_get(struct op_ctl *c, const char *ns, const char *na
 	ps->ctl = c;
 	ps->ns = strdup(ns);
 	ps->name = strdup(name);
-	if (asprintf(&ps->key, "%s/%s", ns, name) < 0)
+	if (asprintf(&ps->key, "%s%s%s", ns, *ns ? "/" : "", name) < 0)
 		ps->key = NULL;
 	if (!ps->ns || !ps->name || !ps->key) {
 		free(ps->ns);
@@ -439,9 +453,9 @@ static void pol_synced(void *arg)
  * It runs on every update, the operator's own status writes included, so
  * a value whose uid and generation match the cached one shares its spec
  * rather than parsing it again. */
-static int pol_transform(void *arg, struct json_object *obj, void **value)
+static int pol_transform_scoped(struct op_ctl *c, struct json_object *obj, void **value,
+                                int cluster)
 {
-	struct op_ctl *c = arg;
 	struct json_object *meta, *v;
 	const char *ns = "", *name = "", *uid = "";
 	struct pval *pv = calloc(1, sizeof(*pv)), *old;
@@ -458,6 +472,12 @@ static int pol_transform(void *arg, struct json_object *obj, void **value)
 		if (json_object_object_get_ex(meta, "generation", &v))
 			pv->generation = json_object_get_int64(v);
 	}
+	/* The resource decides the scope; an object of the other scope (no
+	 * such thing from a real API server) is left out of the cache. */
+	if ((*ns == 0) != cluster) {
+		free(pv);
+		return -EINVAL;
+	}
 	pv->uid = strdup(uid);
 	if (!pv->uid)
 		goto err;
@@ -466,7 +486,8 @@ static int pol_transform(void *arg, struct json_object *obj, void **value)
 		if (!pv->status)
 			goto err;
 	}
-	old = c->pols ? kube_informer_get(c->pols, ns, name) : NULL;
+	old = cluster ? (c->cpols ? kube_informer_get(c->cpols, ns, name) : NULL)
+	              : (c->pols ? kube_informer_get(c->pols, ns, name) : NULL);
 	if (old && old->spec && old->generation == pv->generation &&
 	    strcmp(old->uid, pv->uid) == 0) {
 		pv->spec = old->spec;
@@ -474,7 +495,7 @@ static int pol_transform(void *arg, struct json_object *obj, void **value)
 	} else {
 		/* NULL when out of memory: reconcile() retries after the next
 		 * event, which parses again (no spec to share). */
-		pv->spec = pspec_parse(c, obj);
+		pv->spec = pspec_parse(c, obj, cluster);
 	}
 	*value = pv;
 	return 0;
@@ -482,6 +503,16 @@ err:
 	free(pv->uid);
 	free(pv);
 	return -ENOMEM;
+}
+
+static int pol_transform(void *arg, struct json_object *obj, void **value)
+{
+	return pol_transform_scoped(arg, obj, value, 0);
+}
+
+static int cpol_transform(void *arg, struct json_object *obj, void **value)
+{
+	return pol_transform_scoped(arg, obj, value, 1);
 }
 
 static void pol_free(void *arg, void *value)
@@ -593,8 +624,10 @@ static void policy_event(struct pstate *ps, const char *type, const char *reason
                          const char *msg)
 {
 	struct op_ctl *c = ps->ctl;
+	/* A cluster policy's Events go to "default", as kubectl looks for
+	 * the Events of cluster-scoped objects there. */
 	struct kube_objref ref = {.api_version = PPOL_GROUP "/" PPOL_VERSION,
-	                          .kind = PPOL_KIND,
+	                          .kind = *ps->ns ? PPOL_KIND : CPOL_KIND,
 	                          .ns = ps->ns,
 	                          .name = ps->name,
 	                          .uid = ps->uid};
@@ -790,7 +823,7 @@ static void spec_apply(struct pstate *ps, const struct pval *pv, int64_t now)
 static void reconcile(struct pstate *ps)
 {
 	struct op_ctl *c = ps->ctl;
-	const struct pval *pv = kube_informer_get(c->pols, ps->ns, ps->name);
+	const struct pval *pv = kube_informer_get(*ps->ns ? c->pols : c->cpols, ps->ns, ps->name);
 	int64_t now = loop_wall_ms(), targets;
 	int spec_changed;
 
@@ -890,8 +923,8 @@ static void status_flush(struct pstate *ps)
 	if (!ps->status_dirty || ps->status_inflight || ps->gone || c->freeing ||
 	    (c->o.leader_elect && !c->leading))
 		return;
-	if (kube_path(path, sizeof(path), PPOL_GROUP, PPOL_VERSION, ps->ns, PPOL_RESOURCE, ps->name,
-	              "status") != 0)
+	if (kube_path(path, sizeof(path), PPOL_GROUP, PPOL_VERSION, ps->ns,
+	              *ps->ns ? PPOL_RESOURCE : CPOL_RESOURCE, ps->name, "status") != 0)
 		return;
 	body = rec_status_patch_body(&ps->sm.st);
 	if (!body)
@@ -1645,6 +1678,9 @@ int op_ctl_new(struct loop *l, struct kube_client *kc, struct op_metrics *m,
 	c->o.lease_name = c->lease_name_copy = dup_opt(o->lease_name);
 	c->o.identity = c->id_copy = dup_opt(o->identity);
 	loop_timer_init(&c->drain, on_drain, c);
+	loop_timer_init(&c->cpol_probe, cpol_probe, c);
+	/* Soon after an install that adds the CRD, then every 30 s. */
+	c->cpol_backoff = (struct loop_backoff){.base_ms = 1000, .max_ms = 30000};
 	c->grants.default_url = c->o.profefe_url;
 	rc = register_metrics(c);
 	if (!rc)
@@ -1702,6 +1738,64 @@ err:
 	return rc ? rc : -ENOMEM;
 }
 
+static int cpols_start(struct op_ctl *c)
+{
+	static const struct kube_informer_ops cpol_ops = {.transform = cpol_transform,
+	                                                  .free_value = pol_free,
+	                                                  .on_add = pol_add,
+	                                                  .on_update = pol_update,
+	                                                  .on_delete = pol_delete,
+	                                                  .on_synced = pol_synced};
+	/* Watched even with --namespace: a cluster policy reaches only the
+	 * pods the operator watches. */
+	struct kube_informer_opts o = {
+	        .group = PPOL_GROUP, .version = PPOL_VERSION, .resource = CPOL_RESOURCE};
+
+	return kube_informer_start(c->kc, &o, &cpol_ops, c, &c->cpols);
+}
+
+static void cpol_probed(void *arg, const struct kube_response *r)
+{
+	struct op_ctl *c = arg;
+
+	c->cpol_call = NULL;
+	if (r->status == 404) {
+		if (!c->cpols_absent)
+			log_warn(
+			        "the ClusterProfilingPolicy CRD is not installed; cluster policies "
+			        "are not watched until it is (kubectl apply -f "
+			        "crd/clusterprofilingpolicies.profefe.com.yaml)",
+			        NULL);
+		c->cpols_absent = 1;
+		loop_timer_start(c->l, &c->cpol_probe, loop_backoff_next(&c->cpol_backoff));
+		return;
+	}
+	/* Anything else, errors included, is the informer's to retry. */
+	c->cpols_absent = 0;
+	if (cpols_start(c) != 0) {
+		log_error("cannot watch ClusterProfilingPolicies; retrying", NULL);
+		loop_timer_start(c->l, &c->cpol_probe, loop_backoff_next(&c->cpol_backoff));
+	}
+}
+
+/* Asks whether the resource exists before watching it, so an informer
+ * never retries a 404 forever while readiness waits on it. */
+static void cpol_probe(struct loop_timer *t)
+{
+	struct op_ctl *c = t->arg;
+	char path[256];
+
+	if (c->cpols || c->cpol_call || c->freeing)
+		return;
+	if (kube_path(path, sizeof(path), PPOL_GROUP, PPOL_VERSION, NULL, CPOL_RESOURCE, NULL,
+	              NULL) != 0 ||
+	    strlen(path) + sizeof("?limit=1") > sizeof(path))
+		return;
+	strcat(path, "?limit=1");
+	if (kube_request_raw(c->kc, "GET", path, NULL, 0, NULL, cpol_probed, c, &c->cpol_call) != 0)
+		loop_timer_start(c->l, &c->cpol_probe, loop_backoff_next(&c->cpol_backoff));
+}
+
 int op_ctl_start(struct op_ctl *c)
 {
 	static const struct kube_informer_ops pol_ops = {.transform = pol_transform,
@@ -1730,6 +1824,7 @@ int op_ctl_start(struct op_ctl *c)
 	rc = kube_informer_start(c->kc, &po, &pol_ops, c, &c->pols);
 	if (rc)
 		return rc;
+	cpol_probe(&c->cpol_probe);
 	rc = kube_informer_start(c->kc, &pd, &pod_ops, c, &c->pods);
 	if (rc)
 		return rc;
@@ -1745,7 +1840,9 @@ int op_ctl_start(struct op_ctl *c)
 
 int op_ctl_ready(const struct op_ctl *c)
 {
-	return c->pols && c->pods && kube_informer_synced(c->pols) && kube_informer_synced(c->pods);
+	return c->pols && c->pods && kube_informer_synced(c->pols) &&
+	       kube_informer_synced(c->pods) &&
+	       (c->cpols_absent || (c->cpols && kube_informer_synced(c->cpols)));
 }
 
 /* True when the operator's default sink or a policy that may run sends
@@ -1794,7 +1891,7 @@ void op_ctl_update_gauges(struct op_ctl *c)
 {
 	struct cap_fetcher_stats fs;
 	struct kube_informer_stats is;
-	const char *pv[] = {"profilingpolicies"}, *dv[] = {"pods"};
+	const char *pv[] = {PPOL_RESOURCE}, *cv[] = {CPOL_RESOURCE}, *dv[] = {"pods"};
 	size_t n = 0;
 	struct pstate *ps;
 
@@ -1826,6 +1923,10 @@ void op_ctl_update_gauges(struct op_ctl *c)
 	if (c->pols) {
 		kube_informer_stats(c->pols, &is);
 		op_metric_set_counter(c->f_watch_restarts, pv, (double)is.restarts);
+	}
+	if (c->cpols) {
+		kube_informer_stats(c->cpols, &is);
+		op_metric_set_counter(c->f_watch_restarts, cv, (double)is.restarts);
 	}
 }
 
@@ -1972,6 +2073,9 @@ void op_ctl_free(struct op_ctl *c)
 	loop_timer_stop(c->l, &c->shutdown_deadline);
 	kube_leader_free(c->leader);
 	kube_informer_free(c->pols);
+	kube_informer_free(c->cpols);
+	kube_call_cancel(c->cpol_call);
+	loop_timer_stop(c->l, &c->cpol_probe);
 	kube_informer_free(c->pods);
 	kube_recorder_free(c->rec);
 	cap_fetcher_free(c->fetcher);

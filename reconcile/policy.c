@@ -397,11 +397,14 @@ static int parse_scalars(struct rec_policy *p, const struct json_object *spec,
 static int parse_metadata(struct rec_policy *p, const struct json_object *obj)
 {
 	struct json_object *md = get(obj, "metadata"), *v;
-	const char *ns = NULL, *name = NULL, *uid = "";
+	const char *ns = "", *name = NULL, *uid = "";
+	int has_ns;
 
-	if (md == NULL || get_str(md, "name", "", NULL, &name) <= 0 ||
-	    get_str(md, "namespace", "", NULL, &ns) <= 0 || !name[0] || !ns[0])
+	if (md == NULL || get_str(md, "name", "", NULL, &name) <= 0 || !name[0])
 		return -EINVAL;
+	has_ns = get_str(md, "namespace", "", NULL, &ns) > 0 && ns[0];
+	if (has_ns == p->cluster)
+		return -EINVAL; /* not the scope its resource has */
 	get_str(md, "uid", "", NULL, &uid);
 	if ((v = get(md, "generation")) && json_object_is_type(v, json_type_int))
 		p->generation = json_object_get_int64(v);
@@ -411,8 +414,8 @@ static int parse_metadata(struct rec_policy *p, const struct json_object *obj)
 	return p->ns && p->name && p->uid ? 0 : -ENOMEM;
 }
 
-int rec_policy_parse(const struct json_object *obj, rec_zone_lookup_fn lookup, void *lookup_arg,
-                     struct rec_policy **out, struct rec_errs *errs)
+static int parse(const struct json_object *obj, int cluster, rec_zone_lookup_fn lookup,
+                 void *lookup_arg, struct rec_policy **out, struct rec_errs *errs)
 {
 	struct rec_policy *p = calloc(1, sizeof(*p));
 	struct json_object *spec;
@@ -421,6 +424,7 @@ int rec_policy_parse(const struct json_object *obj, rec_zone_lookup_fn lookup, v
 
 	if (p == NULL)
 		return -ENOMEM;
+	p->cluster = cluster;
 	p->pod_annotation_required = 1;
 	p->port = REC_DEFAULT_PORT;
 	p->timeout_seconds = REC_DEFAULT_TIMEOUT_S;
@@ -442,12 +446,27 @@ int rec_policy_parse(const struct json_object *obj, rec_zone_lookup_fn lookup, v
 	    (rc = parse_scalars(p, spec, errs)) < 0 || (rc = parse_labels(p, spec, errs)) < 0)
 		goto out_free;
 	parse_profiles(p, spec, errs);
+	/* A cluster policy has no namespace of its own to default to. */
+	if (p->cluster && p->ns_selector.n == 0)
+		p->ns_selector.any = 1;
 	p->valid = errs->n + errs->dropped == before;
 	*out = p;
 	return 0;
 out_free:
 	rec_policy_free(p);
 	return rc;
+}
+
+int rec_policy_parse(const struct json_object *obj, rec_zone_lookup_fn lookup, void *lookup_arg,
+                     struct rec_policy **out, struct rec_errs *errs)
+{
+	return parse(obj, 0, lookup, lookup_arg, out, errs);
+}
+
+int rec_cluster_policy_parse(const struct json_object *obj, rec_zone_lookup_fn lookup,
+                             void *lookup_arg, struct rec_policy **out, struct rec_errs *errs)
+{
+	return parse(obj, 1, lookup, lookup_arg, out, errs);
 }
 
 void rec_policy_free(struct rec_policy *p)

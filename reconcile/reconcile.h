@@ -227,8 +227,9 @@ struct rec_ns_selector {
 /* A parsed policy with defaults applied. Owned by the caller of
  * rec_policy_parse(); every string inside is owned by the policy. */
 struct rec_policy {
-	char *ns, *name, *uid;
+	char *ns, *name, *uid; /* ns is "" for a ClusterProfilingPolicy */
 	int64_t generation;
+	int cluster; /* a ClusterProfilingPolicy: cluster-scoped, admin-owned */
 
 	char *schedule;  /* as written */
 	char *time_zone; /* NULL when unset */
@@ -260,6 +261,15 @@ struct rec_policy {
  * only when the object has no metadata.name/namespace, or -ENOMEM. */
 int rec_policy_parse(const struct json_object *obj, rec_zone_lookup_fn lookup, void *lookup_arg,
                      struct rec_policy **out, struct rec_errs *errs);
+
+/* The same for a ClusterProfilingPolicy: the same spec on a cluster-scoped
+ * object, which only cluster admins may write (RBAC). Its ns is "" and its
+ * namespaceSelector defaults to every namespace. The scope is the
+ * caller's to say (which resource the object came from), never the
+ * object's: an object with a metadata.namespace is -EINVAL here, as one
+ * without is for rec_policy_parse(). */
+int rec_cluster_policy_parse(const struct json_object *obj, rec_zone_lookup_fn lookup,
+                             void *lookup_arg, struct rec_policy **out, struct rec_errs *errs);
 void rec_policy_free(struct rec_policy *p);
 
 /* What the cluster admin allows policies, from the operator's flags. A
@@ -286,7 +296,9 @@ struct rec_grants {
  * policy's namespace and one REC_ERR_SINK error for a profefeURL not
  * allowed, and clearing p->valid when it adds any: such a policy selects
  * nothing and sends nothing. The messages never list what other
- * namespaces or URLs are allowed. Returns the number of errors added. */
+ * namespaces or URLs are allowed. A ClusterProfilingPolicy is the admin's
+ * own grant of cross-namespace reach; its profefeURL is checked all the
+ * same. Returns the number of errors added. */
 size_t rec_policy_authorize(struct rec_policy *p, const struct rec_grants *g,
                             struct rec_errs *errs);
 

@@ -57,9 +57,11 @@ set +a
 kubectl() { "$PPOP_KUBECTL" --kubeconfig "$KUBECONFIG" "$@"; }
 grep 'Running, podIP' "$work/devenv.log" | sed 's/^/   /'
 
-step "installing the ProfilingPolicy CRD (kubectl apply -f crd/)"
-kubectl apply --server-side -f crd/profilingpolicies.profefe.com.yaml >/dev/null
-kubectl wait --for=condition=Established --timeout=60s crd/profilingpolicies.profefe.com >/dev/null
+step "installing the ProfilingPolicy and ClusterProfilingPolicy CRDs (kubectl apply -f crd/)"
+kubectl apply --server-side -f crd/profilingpolicies.profefe.com.yaml \
+	-f crd/clusterprofilingpolicies.profefe.com.yaml >/dev/null
+kubectl wait --for=condition=Established --timeout=60s crd/profilingpolicies.profefe.com \
+	crd/clusterprofilingpolicies.profefe.com >/dev/null
 
 step "starting profefe-operator (log: $work/operator.log)"
 ./build/default/operator/profefe-operator --kubeconfig "$KUBECONFIG" --profefe-url "$PROFEFE_URL" \

@@ -18,6 +18,8 @@ preexisting=$(pgrep -f "$leftover_pattern" | sort || true)
 step "checking that the C tree is formatted (clang-format, .clang-format)"
 find common loop kube reconcile capture operator kubectl-profefe -name '*.[ch]' -print0 |
 	xargs -0 clang-format --dry-run --Werror
+step "checking that the ClusterProfilingPolicy CRD is generated from the ProfilingPolicy CRD"
+python3 scripts/gen-cluster-crd.py --check
 # The real parts first: with PPOP_PROFEFE set at configure time, CTest also
 # registers capture/'s integration test against the real profefe.
 ensure_tools

@@ -71,3 +71,26 @@ func RunKubectl(ctx context.Context, bin, kubeconfig, home string, stdin io.Read
 	}
 	return obuf.String(), ebuf.String(), nil
 }
+
+// CRDFiles are the CRDs users install, in crd/: ProfilingPolicy and
+// ClusterProfilingPolicy.
+var CRDFiles = []string{"profilingpolicies.profefe.com.yaml", "clusterprofilingpolicies.profefe.com.yaml"}
+
+// InstallCRDs applies every CRD of crd/ (server-side) and waits until each
+// is Established.
+func (cp *ControlPlane) InstallCRDs(ctx context.Context) error {
+	root, err := RepoRoot()
+	if err != nil {
+		return err
+	}
+	args := []string{"apply", "--server-side"}
+	for _, f := range CRDFiles {
+		args = append(args, "-f", filepath.Join(root, "crd", f))
+	}
+	if _, err := cp.Kubectl(ctx, args...); err != nil {
+		return err
+	}
+	_, err = cp.Kubectl(ctx, "wait", "--for=condition=Established", "--timeout=60s",
+		"crd/profilingpolicies.profefe.com", "crd/clusterprofilingpolicies.profefe.com")
+	return err
+}

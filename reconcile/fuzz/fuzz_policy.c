@@ -61,7 +61,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (o == NULL)
 		return 0;
 	rec_status_init(&st);
-	if (rec_policy_parse(o, NULL, NULL, &p, &errs) == 0) {
+	/* Either scope: the object decides which one parses it. */
+	if (rec_policy_parse(o, NULL, NULL, &p, &errs) == 0 ||
+	    rec_cluster_policy_parse(o, NULL, NULL, &p, &errs) == 0) {
 		exercise_targets(p, pod);
 		rec_status_compute(&st, p, &errs, 1, p->sched ? rec_schedule_next(p->sched, 0) : -1,
 		                   1700000000000LL);

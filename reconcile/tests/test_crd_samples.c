@@ -123,15 +123,24 @@ static size_t check_dir(const char *sub, int want_valid)
 		size_t l = strlen(de->d_name);
 		struct rec_errs errs = {0};
 		struct rec_policy *p = NULL;
-		struct json_object *o, *md = NULL;
+		struct json_object *o, *md = NULL, *kind;
 		if (l < 6 || strcmp(de->d_name + l - 5, ".yaml") != 0)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
 		o = load_yaml(path);
 		assert_true(json_object_object_get_ex(o, "metadata", &md));
-		if (!json_object_object_get_ex(md, "namespace", NULL))
-			json_object_object_add(md, "namespace", json_object_new_string("test"));
-		assert_int_equal(rec_policy_parse(o, rec_test_zone_lookup, NULL, &p, &errs), 0);
+		if (json_object_object_get_ex(o, "kind", &kind) &&
+		    strcmp(json_object_get_string(kind), "ClusterProfilingPolicy") == 0) {
+			assert_int_equal(
+			        rec_cluster_policy_parse(o, rec_test_zone_lookup, NULL, &p, &errs),
+			        0);
+		} else {
+			if (!json_object_object_get_ex(md, "namespace", NULL))
+				json_object_object_add(md, "namespace",
+				                       json_object_new_string("test"));
+			assert_int_equal(rec_policy_parse(o, rec_test_zone_lookup, NULL, &p, &errs),
+			                 0);
+		}
 		rec_errs_format(&errs, -1, msg, sizeof(msg));
 		if (p->valid != want_valid)
 			fail_msg("%s: valid=%d, want %d (%s)", path, p->valid, want_valid, msg);

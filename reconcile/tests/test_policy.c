@@ -321,6 +321,54 @@ static void test_policy_authorize_confines_to_own_namespace_by_default(void **st
 	rec_policy_free(p);
 }
 
+/* Issue 12: a ClusterProfilingPolicy is the admin's cross-namespace grant.
+ * Its scope comes from the resource it was read from, never from the
+ * object: a namespaced object is not a cluster policy, nor the reverse. */
+static void test_cluster_policy_reaches_every_namespace_by_default(void **state)
+{
+	static const struct rec_grants none = {.default_url = "http://profefe:10100"};
+	struct rec_errs errs = {0};
+	struct rec_policy *p = NULL;
+	struct json_object *o =
+	        json_tokener_parse("{\"metadata\":{\"name\":\"fleet\",\"uid\":\"u1\"},"
+	                           "\"spec\":{\"schedule\":\"@hourly\"}}");
+
+	assert_int_equal(rec_cluster_policy_parse(o, NULL, NULL, &p, &errs), 0);
+	assert_true(p->cluster);
+	assert_string_equal(p->ns, "");
+	assert_string_equal(p->name, "fleet");
+	assert_true(p->ns_selector.any);
+	/* No --allow-cross-namespace needed. */
+	assert_int_equal(rec_policy_authorize(p, &none, &errs), 0);
+	assert_true(p->valid);
+	rec_policy_free(p);
+	/* The same object read as a namespaced policy has no namespace. */
+	p = NULL;
+	assert_int_equal(rec_policy_parse(o, NULL, NULL, &p, &errs), -EINVAL);
+	assert_null(p);
+	json_object_put(o);
+
+	/* A namespaced object is never taken for a cluster policy. */
+	o = json_tokener_parse("{\"metadata\":{\"name\":\"x\",\"namespace\":\"team-a\"},"
+	                       "\"spec\":{\"schedule\":\"@hourly\"}}");
+	assert_int_equal(rec_cluster_policy_parse(o, NULL, NULL, &p, &errs), -EINVAL);
+	assert_null(p);
+	json_object_put(o);
+
+	/* matchNames narrows it; profefeURL is still the admin's list. */
+	o = json_tokener_parse("{\"metadata\":{\"name\":\"two\"},\"spec\":{\"schedule\":"
+	                       "\"@hourly\",\"namespaceSelector\":{\"matchNames\":[\"b\",\"a\"]},"
+	                       "\"profefeURL\":\"http://evil.example:80\"}}");
+	assert_int_equal(rec_cluster_policy_parse(o, NULL, NULL, &p, &errs), 0);
+	json_object_put(o);
+	assert_false(p->ns_selector.any);
+	assert_int_equal(p->ns_selector.n, 2);
+	assert_int_equal(rec_policy_authorize(p, &none, &errs), 1);
+	assert_int_equal(errs.v[errs.n - 1].kind, REC_ERR_SINK);
+	assert_false(p->valid);
+	rec_policy_free(p);
+}
+
 static void test_policy_authorize_follows_the_admins_grants(void **state)
 {
 	static const char *const ns[] = {"profefe-system"}, *const star[] = {"*"};
@@ -428,6 +476,7 @@ int main(void)
 	        cmocka_unit_test(test_policy_missing_spec_is_an_error),
 	        cmocka_unit_test(test_policy_authorize_confines_to_own_namespace_by_default),
 	        cmocka_unit_test(test_policy_authorize_follows_the_admins_grants),
+	        cmocka_unit_test(test_cluster_policy_reaches_every_namespace_by_default),
 	        cmocka_unit_test(test_policy_time_zone_without_lookup_knows_only_utc),
 	        cmocka_unit_test(test_policy_schedule_uses_time_zone),
 	        cmocka_unit_test(test_profile_names_and_store_types),

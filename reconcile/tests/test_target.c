@@ -158,6 +158,27 @@ static void test_pod_selection(void **state)
 	}
 }
 
+static void test_cluster_policy_selects_pods_of_every_namespace(void **state)
+{
+	struct rec_errs errs = {0};
+	struct rec_policy *p = NULL;
+	struct json_object *o = json_tokener_parse(
+	        "{\"metadata\":{\"name\":\"fleet\"},\"spec\":{\"schedule\":\"@hourly\"}}");
+	struct rec_pod *pod = make_pod(STD_LABELS, ENABLED, RS_OWNER, "Running", "10.0.0.7");
+
+	assert_int_equal(rec_cluster_policy_parse(o, NULL, NULL, &p, &errs), 0);
+	json_object_put(o);
+	assert_true(rec_pod_selected(p, pod));
+	pod->ns = "other"; /* the block is ours; point at a literal */
+	assert_true(rec_pod_selected(p, pod));
+	/* Still opt-in: a pod without the annotation is not its target. */
+	free(pod);
+	pod = make_pod(STD_LABELS, "", RS_OWNER, "Running", "10.0.0.7");
+	assert_false(rec_pod_selected(p, pod));
+	free(pod);
+	rec_policy_free(p);
+}
+
 static void test_pod_in_other_namespace_needs_namespace_selector(void **state)
 {
 	struct rec_policy *p = make_policy("{\"schedule\":\"@hourly\"}");
@@ -454,6 +475,7 @@ int main(void)
 	        cmocka_unit_test(test_pod_without_identity_is_refused),
 	        cmocka_unit_test(test_pod_selection),
 	        cmocka_unit_test(test_pod_in_other_namespace_needs_namespace_selector),
+	        cmocka_unit_test(test_cluster_policy_selects_pods_of_every_namespace),
 	        cmocka_unit_test(test_pod_capturable_only_running_with_ip),
 	        cmocka_unit_test(test_target_resolution_precedence),
 	        cmocka_unit_test(test_target_urls_per_profile_type_and_ipv6),
