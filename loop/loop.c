@@ -46,6 +46,7 @@ struct loop {
 	size_t heap_alloc;
 
 	struct loop_timer curl_timer; /* curl's single timeout */
+	uint64_t max_stall_us;        /* the longest iteration's busy time */
 };
 
 static uint64_t mono_ms(void)
@@ -62,6 +63,21 @@ int64_t loop_wall_ms(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Monotonic microseconds, for the stall gauge only (one vDSO call per
+ * iteration). */
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+uint64_t loop_max_stall_us(const struct loop *l)
+{
+	return l->max_stall_us;
 }
 
 uint64_t loop_now_ms(const struct loop *l)
@@ -429,19 +445,24 @@ static void dispatch(struct loop *l, struct epoll_event *ev)
 int loop_run_once(struct loop *l, int max_wait_ms)
 {
 	int n, i, tmo = next_timeout(l);
+	uint64_t t0, busy;
 
 	if (max_wait_ms >= 0 && (tmo < 0 || tmo > max_wait_ms))
 		tmo = max_wait_ms;
 	n = epoll_wait(l->epfd, l->evs, 64, tmo);
 	if (n < 0 && errno != EINTR)
 		return -errno;
-	l->now_ms = mono_ms();
+	t0 = mono_us();
+	l->now_ms = t0 / 1000u;
 	l->nevs = n > 0 ? n : 0;
 	for (i = 0; i < l->nevs; i++)
 		if (l->evs[i].data.u64 != 0)
 			dispatch(l, &l->evs[i]);
 	l->nevs = 0;
 	run_timers(l);
+	busy = mono_us() - t0;
+	if (busy > l->max_stall_us)
+		l->max_stall_us = busy;
 	return 0;
 }
 

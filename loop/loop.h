@@ -63,6 +63,11 @@ int loop_run_once(struct loop *l, int max_wait_ms);
 /* Monotonic milliseconds, cached per iteration (CLOCK_MONOTONIC). */
 uint64_t loop_now_ms(const struct loop *l);
 
+/* The longest time one iteration has spent dispatching its events and
+ * timers since the loop was created, in microseconds: the worst wait the
+ * loop has imposed on every other handle (a watch, a probe, a timer). */
+uint64_t loop_max_stall_us(const struct loop *l);
+
 /* Refreshes the cached time; call after a long synchronous step. */
 void loop_update_time(struct loop *l);
 

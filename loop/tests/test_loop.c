@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "loop/loop.h"
@@ -341,6 +342,37 @@ static void test_hung_peer_times_out_and_cancel_skips_callback(void **state)
 	loop_free(l);
 }
 
+/* A callback that keeps the loop busy shows as the longest stall; waiting
+ * in epoll does not count. */
+static void on_busy(struct loop_timer *t)
+{
+	struct timespec a, b;
+
+	(void)t;
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	do
+		clock_gettime(CLOCK_MONOTONIC, &b);
+	while ((b.tv_sec - a.tv_sec) * 1000000000L + (b.tv_nsec - a.tv_nsec) < 30000000L);
+}
+
+static void test_max_stall_is_the_longest_iteration(void **state)
+{
+	struct loop *l;
+	struct loop_timer t;
+
+	(void)state;
+	assert_int_equal(loop_new(&l), 0);
+	assert_int_equal(loop_max_stall_us(l), 0);
+	assert_int_equal(loop_run_once(l, 50), 0);
+	assert_true(loop_max_stall_us(l) < 30000);
+	loop_timer_init(&t, on_busy, NULL);
+	assert_int_equal(loop_timer_start(l, &t, 0), 0);
+	assert_int_equal(loop_run_once(l, 100), 0);
+	assert_true(loop_max_stall_us(l) >= 30000);
+	assert_true(loop_max_stall_us(l) < 10000000);
+	loop_free(l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -351,6 +383,7 @@ int main(void)
 	        cmocka_unit_test(test_backoff_doubles_within_jitter_and_caps),
 	        cmocka_unit_test(test_transfers_complete_concurrently),
 	        cmocka_unit_test(test_hung_peer_times_out_and_cancel_skips_callback),
+	        cmocka_unit_test(test_max_stall_is_the_longest_iteration),
 	};
 
 	curl_global_init(CURL_GLOBAL_DEFAULT);
