@@ -37,6 +37,7 @@ struct daemon {
 	struct op_httpd *metrics_srv, *health_srv;
 	struct loop_fd sig;
 	struct loop_timer gauges;
+	struct op_family *stall; /* the loop's longest iteration */
 	int stopping;
 	unsigned ticks;
 	uint32_t shutdown_ms;
@@ -49,6 +50,8 @@ static void serve(void *arg, const char *path, int *status, const char **ctype,
 
 	if (strcmp(path, "/metrics") == 0) {
 		op_ctl_update_gauges(d->ctl);
+		if (d->stall)
+			op_metric_set(d->stall, NULL, (double)loop_max_stall_us(d->l) / 1e6);
 		*ctype = "text/plain; version=0.0.4; charset=utf-8";
 		*status = op_metrics_render(d->m, body) == 0 ? 200 : 500;
 	} else if (strcmp(path, "/healthz") == 0 || strcmp(path, "/livez") == 0) {
@@ -174,6 +177,12 @@ static int run(const struct op_flags *f, struct kube_config *cfg)
 		rc = -ENOMEM;
 		goto out;
 	}
+	/* A gauge, not a histogram: the worst case is the figure that matters
+	 * (a probe or a watch kept waiting), and it costs two clock reads. */
+	d.stall = op_metrics_family(d.m, "profefe_operator_loop_max_stall_seconds",
+	                            "Longest time one event-loop iteration has kept every other "
+	                            "handle waiting since start.",
+	                            OP_GAUGE, NULL, 0, NULL, 0);
 	rc = op_ctl_new(d.l, kc, d.m, &co, &d.ctl, err, sizeof(err));
 	if (rc)
 		goto out;
