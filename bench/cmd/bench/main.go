@@ -665,6 +665,14 @@ func (s *b) runRSS() error {
 			fmt.Sprintf("VmHWM %.1f MiB; %s", mib(hwm2), rssBreakdown(op2.pid())))
 		s.row("  RSS over an empty operator, fresh start", fmt.Sprintf("%.1f MiB", mib(rss2-r.rss0)),
 			fmt.Sprintf("the initial LIST; watched: %.1f MiB", mib(r.rss1-r.rss0)))
+		stall := "n/a"
+		if m, err := scrape(op2.metrics); err == nil {
+			if v, ok := m["profefe_operator_loop_max_stall_seconds"]; ok {
+				stall = fmt.Sprintf("%.1f ms", v*1000)
+			}
+		}
+		s.row("  longest event-loop stall, fresh start", stall,
+			"profefe_operator_loop_max_stall_seconds over the initial LIST and sync (n/a: no gauge in this build)")
 		op2.stop()
 	}
 	return nil
