@@ -7,6 +7,9 @@
 #                     [--warmup S] [--operator-flags "--max-inflight 16"]
 #                     [--base-operator PATH] [-- bench flags]
 #
+# --kprofefe-src DIR builds kube-profefe's kprofefe from a checkout in DIR
+# (bench/kprofefe/build.sh) and runs it once beside one operator round.
+#
 # Environment: PPOP_OPERATOR (operator binary; default build/ci, else
 # build/default, built with cmake if missing), PPOP_CACHE, PPOP_* (see
 # e2e/README.md). The report goes to bench/out/report-<date>.txt.
@@ -17,6 +20,7 @@ root=$(cd "$here/.." && pwd)
 log() { echo "run.sh: $*" >&2; }
 
 args=()
+kpsrc=
 while (($#)); do
   case "$1" in
     --pods | --seconds | --rss-pods | --rss-policies | --concurrency | --types | --warmup | --load | --operator-flags | --base-operator)
@@ -28,8 +32,17 @@ while (($#)); do
       args+=("-${1#--}")
       shift
       ;;
+    --kprofefe-src)
+      (($# >= 2)) || { log "$1 needs a value"; exit 2; }
+      kpsrc=$2
+      shift 2
+      ;;
+    --kprofefe-src=*)
+      kpsrc=${1#*=}
+      shift
+      ;;
     -h | --help)
-      sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     --)
@@ -67,12 +80,19 @@ if [[ -z "$op" ]]; then
   op=$root/build/default/operator/profefe-operator
 fi
 [[ -x "$op" ]] || { log "operator binary $op is missing"; exit 1; }
+op=$(cd "$(dirname "$op")" && pwd)/$(basename "$op") # the driver runs in bench/
 log "operator: $op (built $(date -u -r "$op" +%Y-%m-%dT%H:%MZ))"
 
 # 3. The bench programs (relay and driver), into bench/out/bin.
 mkdir -p "$here/out/bin"
 log "building bench/relay and bench/cmd/bench"
 (cd "$here" && CGO_ENABLED=0 go build -buildvcs=false -o "$here/out/bin/" ./relay ./cmd/bench)
+
+# 4. kube-profefe's kprofefe, from the checkout --kprofefe-src names.
+if [[ -n "$kpsrc" ]]; then
+  "$here/kprofefe/build.sh" "$kpsrc" "$here/out/bin/kprofefe"
+  args+=(-kprofefe "$here/out/bin/kprofefe")
+fi
 
 # The harness builds pproftarget into the cache on first use (a few seconds).
 report=$here/out/report-$(date -u +%Y%m%dT%H%M%SZ).txt

@@ -10,7 +10,10 @@
 //     and counts profefe_operator_deliveries_total{result="ok"} over the same
 //     window, plus the operator's CPU time from /proc/PID/stat;
 //  3. starts a fresh operator, creates -rss-pods Running pods (no targets)
-//     and -rss-policies suspended policies, and reads VmRSS from /proc.
+//     and -rss-policies suspended policies, and reads VmRSS from /proc;
+//  4. with -kprofefe, runs kube-profefe's kprofefe once over one pod per
+//     target, then one round of a fresh operator over the same pods, and
+//     compares wall time, CPU-s, peak RSS and profiles stored (kprofefe.go).
 //
 // It prints a report table (and writes it to -out). Every figure that matters
 // is a ratio against a baseline measured in this run; absolute times depend
@@ -258,8 +261,9 @@ func run(o opts) (err error) {
 			return err
 		}
 	}
-	s.row("kprofefe", "skipped",
-		"github.com/gianarb/kube-profefe is not served by the Go module proxy (403); see bench/README.md")
+	if err := s.runKprofefe(); err != nil {
+		return err
+	}
 	s.report()
 	return nil
 }
