@@ -1474,41 +1474,57 @@ static void ctl_apply(struct pstate *ps, struct rec_acts *a)
 }
 
 struct pods_ctx {
+	const struct rec_policy *pol;
 	const struct rec_pod **v;
 	size_t n, cap;
+	int oom;
 };
 
+/* Collects the round's targets only: the array is as long as the
+ * policy's targets, not the whole pod cache. */
 static void collect_pod(void *arg, const char *ns, const char *name, void *value)
 {
 	struct pods_ctx *pc = arg;
+	const struct rec_pod *pod = value;
 
 	(void)ns;
 	(void)name;
-	if (pc->n < pc->cap)
-		pc->v[pc->n++] = value;
+	if (pc->oom || !rec_pod_selected(pc->pol, pod) || !rec_pod_capturable(pod))
+		return;
+	if (pc->n == pc->cap) {
+		size_t cap = pc->cap ? 2 * pc->cap : 64;
+		const struct rec_pod **v = reallocarray(pc->v, cap, sizeof(*v));
+		if (!v) {
+			pc->oom = 1;
+			return;
+		}
+		pc->v = v;
+		pc->cap = cap;
+	}
+	pc->v[pc->n++] = pod;
 }
 
 static void on_fire(struct loop_timer *t)
 {
 	struct pstate *ps = t->arg;
 	struct op_ctl *c = ps->ctl;
-	struct pods_ctx pc = {0};
+	struct pods_ctx pc = {.pol = ps->pol};
 	struct rec_acts a = {0};
 	int capture = !c->shutting_down && (!c->o.leader_elect || c->leading);
 
-	pc.cap = kube_informer_count(c->pods);
-	pc.v = pc.cap ? calloc(pc.cap, sizeof(*pc.v)) : NULL;
-	if (pc.cap && !pc.v) {
+	/* A policy that may not run selects nothing; the state machine still
+	 * plans its next round (none) from an empty list. */
+	if (ps->pol && ps->pol->valid)
+		kube_informer_foreach(c->pods, collect_pod, &pc);
+	if (pc.oom) {
+		free(pc.v);
 		arm_fire(ps, loop_wall_ms() + 1000); /* try again in a second */
 		return;
 	}
-	kube_informer_foreach(c->pods, collect_pod, &pc);
 	if (rec_ctl_fire(&ps->sm, ps->pol, pc.v, pc.n, c->o.spread_ms, capture, loop_wall_ms(),
 	                 &a) > 0 &&
-	    capture) {
-		ps->targets = ps->sm.targets;
+	    capture)
 		log_debug("round started", "policy", ps->key, NULL);
-	}
 	free(pc.v);
 	ctl_apply(ps, &a);
 	rec_acts_free(&a);
