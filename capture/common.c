@@ -51,6 +51,31 @@ int cap__easy_setup(CURL *e, const char *url, uint32_t connect_ms, uint64_t tota
 	return 0;
 }
 
+CURL *cap__easy_get(struct cap__easy_pool *p)
+{
+	if (p->n > 0)
+		return p->idle[--p->n];
+	return curl_easy_init();
+}
+
+void cap__easy_put(struct cap__easy_pool *p, CURL *e)
+{
+	if (e == NULL)
+		return;
+	if (p->n == CAP__EASY_IDLE) {
+		curl_easy_cleanup(e);
+		return;
+	}
+	curl_easy_reset(e);
+	p->idle[p->n++] = e;
+}
+
+void cap__easy_pool_drain(struct cap__easy_pool *p)
+{
+	while (p->n > 0)
+		curl_easy_cleanup(p->idle[--p->n]);
+}
+
 enum cap_result cap__classify(CURLcode rc, const struct loop_buf *buf)
 {
 	switch (rc) {

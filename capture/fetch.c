@@ -46,6 +46,7 @@ struct job {
 	size_t budget_held_by; /* then: bytes the other captures held */
 	char errbuf[CURL_ERROR_SIZE];
 	char msg[320];
+	char strs[]; /* url and key, in the same allocation */
 };
 
 /* A doubly linked list with head and tail. */
@@ -73,6 +74,7 @@ struct cap_fetcher {
 	int dispatching;
 	size_t inflight_bytes; /* the sum of buf.len over running jobs */
 	struct cap_pprof_checker *checker;
+	struct cap__easy_pool easy_pool;
 	struct cap_fetcher_stats st;
 };
 
@@ -104,11 +106,8 @@ static void jlist_del(struct jlist *l, struct job *j)
 
 static void job_free(struct job *j)
 {
-	if (j->easy)
-		curl_easy_cleanup(j->easy);
+	cap__easy_put(&j->f->easy_pool, j->easy);
 	loop_buf_free(&j->buf);
-	free(j->url);
-	free(j->key);
 	free(j);
 }
 
@@ -234,7 +233,7 @@ static int job_begin(struct cap_fetcher *f, struct job *j)
 	struct tgt *t = tgt_get(f, j->key, 1);
 	if (t == NULL)
 		return -ENOMEM;
-	j->easy = curl_easy_init();
+	j->easy = cap__easy_get(&f->easy_pool);
 	if (j->easy == NULL)
 		return -ENOMEM;
 	int rc = cap__easy_setup(j->easy, j->url, f->o.connect_timeout_ms, total, &j->buf,
@@ -416,6 +415,7 @@ void cap_fetcher_free(struct cap_fetcher *f)
 			f->tgts[i] = t->next;
 			free(t);
 		}
+	cap__easy_pool_drain(&f->easy_pool);
 	cap_pprof_checker_free(f->checker);
 	free(f->user_agent);
 	free(f);
@@ -427,15 +427,13 @@ int cap_fetch_start(struct cap_fetcher *f, const struct cap_request *req, cap_fe
 	if (f == NULL || req == NULL || req->url == NULL || done == NULL ||
 	    (unsigned)req->type >= PPOP_PT__COUNT)
 		return -EINVAL;
-	struct job *j = calloc(1, sizeof(*j));
+	const char *key = req->target_key ? req->target_key : req->url;
+	size_t ul = strlen(req->url) + 1, kl = strlen(key) + 1;
+	struct job *j = calloc(1, sizeof(*j) + ul + kl);
 	if (j == NULL)
 		return -ENOMEM;
-	j->url = strdup(req->url);
-	j->key = strdup(req->target_key ? req->target_key : req->url);
-	if (j->url == NULL || j->key == NULL) {
-		job_free(j);
-		return -ENOMEM;
-	}
+	j->url = memcpy(j->strs, req->url, ul);
+	j->key = memcpy(j->strs + ul, key, kl);
 	j->f = f;
 	j->id = f->next_id++;
 	j->type = req->type;

@@ -15,6 +15,32 @@
 int cap__easy_setup(CURL *e, const char *url, uint32_t connect_ms, uint64_t total_ms,
                     struct loop_buf *buf, char *errbuf, const char *user_agent, int *hdr_done);
 
+/* Idle easy handles kept for the next transfer of their owner (a fetcher,
+ * a profefe client). curl_easy_init() and curl_easy_cleanup() per request
+ * were a quarter of the operator's CPU: each allocates and frees the
+ * handle's state and its receive buffer. A kept handle goes through
+ * curl_easy_reset(), so nothing one transfer set (options, callbacks,
+ * buffers it points into) carries over to the next; cap__easy_setup() sets
+ * every bound again. Connections are not in the handle: they stay in the
+ * loop's multi. Holding at most CAP__EASY_IDLE handles bounds the memory
+ * kept when a burst ends. */
+#define CAP__EASY_IDLE 16
+struct cap__easy_pool {
+	CURL *idle[CAP__EASY_IDLE];
+	size_t n;
+};
+
+/* A reset idle handle, or a new one; NULL when out of memory. The caller
+ * owns it until cap__easy_put(). */
+CURL *cap__easy_get(struct cap__easy_pool *p);
+
+/* Takes back `e`, which must not be in a multi: resets and keeps it, or
+ * frees it when the pool is full. Safe on NULL. */
+void cap__easy_put(struct cap__easy_pool *p, CURL *e);
+
+/* Frees every idle handle. */
+void cap__easy_pool_drain(struct cap__easy_pool *p);
+
 /* True when a transfer failed because the peer's reply header passed
  * curl's limit (CURL_MAX_HTTP_HEADER per line): curl 7.x reports that as
  * CURLE_OUT_OF_MEMORY, newer ones as CURLE_TOO_LARGE. An out-of-memory
@@ -41,5 +67,15 @@ struct json_object;
  * (r and msg untouched). */
 struct json_object *cap__profefe_parse(const char *data, size_t len, struct cap_profefe_reply *r,
                                        char *msg, size_t msglen);
+
+/* Reads profefe's reply to a push, or any error reply, without building a
+ * JSON tree: `data` (`len` bytes, lent, untrusted) must hold one JSON
+ * object (what follows it is ignored). Copies the object's "error" string
+ * into `msg`, cut to fit, and its "body" object's "id" string into `id`
+ * when it fits whole (a longer id, or one holding a NUL, gives ""). Both
+ * are "" when absent. Returns 0, or -EINVAL when `data` is not a JSON
+ * object (`id` and `msg` then ""). */
+int cap__profefe_scan(const char *data, size_t len, char *id, size_t idlen, char *msg,
+                      size_t msglen);
 
 #endif

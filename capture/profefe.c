@@ -21,13 +21,14 @@
 #define DEFAULT_TIMEOUT_MS 30000
 #define DEFAULT_REPLY      ((size_t)64 << 20)
 
-enum reply_kind { R_JSON, R_RAW };
+/* R_JSON: a tree of the reply for the caller; R_PUSH: the id only, read by
+ * cap__profefe_scan(); R_RAW: the bytes (pprof). */
+enum reply_kind { R_JSON, R_PUSH, R_RAW };
 
 struct preq {
 	struct preq *prev, *next;
 	struct cap_profefe *c;
 	CURL *easy;
-	struct curl_slist *hdrs;
 	struct loop_buf buf;
 	enum reply_kind kind;
 	cap_profefe_fn fn;
@@ -35,6 +36,7 @@ struct preq {
 	int hdr_done; /* the reply's header block has ended */
 	char errbuf[CURL_ERROR_SIZE];
 	char msg[512];
+	char id[128]; /* R_PUSH: the stored profile's id; profefe's are 20 bytes */
 };
 
 struct cap_profefe {
@@ -42,6 +44,8 @@ struct cap_profefe {
 	char *base;
 	char *user_agent;
 	struct cap_profefe_opts o;
+	struct curl_slist *post_hdrs; /* the same for every push */
+	struct cap__easy_pool easy_pool;
 	struct preq *head;
 	size_t n;
 	int closing; /* in cap_profefe_free: callbacks may not start new requests */
@@ -66,7 +70,16 @@ int cap_profefe_new(struct loop *l, const char *base_url, const struct cap_profe
 	c->loop = l;
 	c->base = strdup(base_url);
 	c->user_agent = strdup(c->o.user_agent ? c->o.user_agent : cap_user_agent());
-	if (c->base == NULL || c->user_agent == NULL) {
+	c->post_hdrs = curl_slist_append(NULL, "Content-Type: application/octet-stream");
+	if (c->post_hdrs != NULL) {
+		/* No "Expect: 100-continue": profefe reads the body at once. */
+		struct curl_slist *h = curl_slist_append(c->post_hdrs, "Expect:");
+		if (h == NULL) {
+			curl_slist_free_all(c->post_hdrs);
+			c->post_hdrs = NULL;
+		}
+	}
+	if (c->base == NULL || c->user_agent == NULL || c->post_hdrs == NULL) {
 		cap_profefe_free(c);
 		return -ENOMEM;
 	}
@@ -93,8 +106,7 @@ static void preq_unlink(struct preq *q)
 
 static void preq_free(struct preq *q)
 {
-	curl_easy_cleanup(q->easy);
-	curl_slist_free_all(q->hdrs);
+	cap__easy_put(&q->c->easy_pool, q->easy);
 	loop_buf_free(&q->buf);
 	free(q);
 }
@@ -143,18 +155,23 @@ static void on_done(void *arg, CURL *easy, CURLcode rc)
 		snprintf(q->msg, sizeof(q->msg), "response header from profefe exceeds %d bytes",
 		         CURL_MAX_HTTP_HEADER);
 	} else if (r.res == CAP_RES_OK) {
-		int ok = status >= 200 && status <= 299;
-		if (q->kind == R_JSON || !ok)
+		int ok = status >= 200 && status <= 299, scanned = -EINVAL;
+		if (ok && q->kind == R_JSON)
 			root = cap__profefe_parse(q->buf.data, q->buf.len, &r, q->msg,
 			                          sizeof(q->msg));
+		else if (q->kind == R_PUSH || !ok)
+			scanned = cap__profefe_scan(q->buf.data, q->buf.len, q->id, sizeof(q->id),
+			                            q->msg, sizeof(q->msg));
 		if (!ok) {
 			r.res = CAP_RES_HTTP;
-			r.json = NULL;
 			if (q->msg[0] == '\0')
 				cap__first_line(q->buf.data, q->buf.len, q->msg, sizeof(q->msg));
-		} else if (q->kind == R_JSON && root == NULL) {
+		} else if ((q->kind == R_JSON && root == NULL) ||
+		           (q->kind == R_PUSH && scanned < 0)) {
 			r.res = CAP_RES_TRANSPORT;
 			snprintf(q->msg, sizeof(q->msg), "profefe sent a reply that is not JSON");
+		} else if (q->kind == R_PUSH && q->id[0] != '\0') {
+			r.id = q->id;
 		}
 	} else if (r.res == CAP_RES_TOO_LARGE) {
 		snprintf(q->msg, sizeof(q->msg), "reply larger than %zu bytes",
@@ -191,23 +208,16 @@ static int start(struct cap_profefe *c, char *url, const void *body, size_t len,
 	q->fn = fn;
 	q->arg = arg;
 	q->buf.cap_bytes = c->o.max_reply_bytes;
-	q->easy = curl_easy_init();
+	q->easy = cap__easy_get(&c->easy_pool);
 	if (q->easy == NULL)
 		goto out_q;
 	rc = cap__easy_setup(q->easy, url, c->o.connect_timeout_ms, c->o.timeout_ms, &q->buf,
 	                     q->errbuf, c->user_agent, &q->hdr_done);
-	if (rc == 0 && body != NULL) {
-		struct curl_slist *h =
-		        curl_slist_append(NULL, "Content-Type: application/octet-stream");
-		struct curl_slist *h2 = h ? curl_slist_append(h, "Expect:") : NULL;
-		q->hdrs = h2 ? h2 : h;
-		if (h2 == NULL ||
-		    curl_easy_setopt(q->easy, CURLOPT_HTTPHEADER, q->hdrs) != CURLE_OK ||
-		    curl_easy_setopt(q->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len) !=
-		            CURLE_OK ||
-		    curl_easy_setopt(q->easy, CURLOPT_POSTFIELDS, body) != CURLE_OK)
-			rc = -ENOMEM;
-	}
+	if (rc == 0 && body != NULL &&
+	    (curl_easy_setopt(q->easy, CURLOPT_HTTPHEADER, c->post_hdrs) != CURLE_OK ||
+	     curl_easy_setopt(q->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len) != CURLE_OK ||
+	     curl_easy_setopt(q->easy, CURLOPT_POSTFIELDS, body) != CURLE_OK))
+		rc = -ENOMEM;
 	if (rc == 0)
 		rc = loop_transfer_start(c->loop, q->easy, on_done, q);
 	if (rc < 0)
@@ -220,9 +230,7 @@ static int start(struct cap_profefe *c, char *url, const void *body, size_t len,
 	c->n++;
 	return 0;
 out_q:
-	if (q->easy)
-		curl_easy_cleanup(q->easy);
-	curl_slist_free_all(q->hdrs);
+	cap__easy_put(&c->easy_pool, q->easy);
 	free(q);
 out_url:
 	free(url);
@@ -305,7 +313,7 @@ int cap_profefe_push(struct cap_profefe *c, const struct cap_push_meta *m, const
 	if (m->created_ms > 0)
 		sb_time(&b, "created_at", m->created_ms);
 	sb_param(&b, "instance_id", m->instance_id);
-	return start(c, sb_take(&b), body, len, R_JSON, fn, arg);
+	return start(c, sb_take(&b), body, len, R_PUSH, fn, arg);
 }
 
 static void query_params(struct sb *b, const struct cap_profefe_query *q)
@@ -426,6 +434,8 @@ void cap_profefe_free(struct cap_profefe *c)
 	c->closing = 1;
 	while (c->head != NULL)
 		cancel_one(c, c->head);
+	cap__easy_pool_drain(&c->easy_pool);
+	curl_slist_free_all(c->post_hdrs);
 	free(c->base);
 	free(c->user_agent);
 	free(c);

@@ -37,9 +37,11 @@ struct cap_profefe_reply {
 	                        CANCELLED or INTERNAL */
 	long http_status;
 	const char *message;      /* profefe's own error text, or the transport error; "" on OK */
-	const char *id;           /* push: the stored profile's id */
-	struct json_object *json; /* the reply's "body" for JSON calls (list, services,
-	                             version, push); NULL otherwise */
+	const char *id;           /* push: the stored profile's id (NULL when the reply
+	                             had none, or one longer than 127 bytes) */
+	struct json_object *json; /* the reply's "body" for list, services and version;
+	                             NULL otherwise (a push's reply is scanned for its id,
+	                             not parsed into a tree) */
 	char *body;               /* the raw reply (pprof for get and merge) */
 	size_t body_len;
 };
