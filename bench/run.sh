@@ -5,7 +5,11 @@
 # Usage: bench/run.sh [--pods N] [--seconds S] [--rss-pods N] [--rss-policies N]
 #                     [--concurrency N] [--types heap,goroutine|none] [--load 0.8,1.2]
 #                     [--warmup S] [--operator-flags "--max-inflight 16"]
-#                     [--base-operator PATH] [-- bench flags]
+#                     [--base-operator PATH] [--perf] [-- bench flags]
+#
+# --perf records every operator window with perf(1) (attached to the
+# process) into bench/out/perf-<date>/ and prints the top libraries and
+# symbols under the report.
 #
 # --kprofefe-src DIR builds kube-profefe's kprofefe from a checkout in DIR
 # (bench/kprofefe/build.sh) and runs it once beside one operator round.
@@ -21,6 +25,7 @@ log() { echo "run.sh: $*" >&2; }
 
 args=()
 kpsrc=
+perf=
 while (($#)); do
   case "$1" in
     --pods | --seconds | --rss-pods | --rss-policies | --concurrency | --types | --warmup | --load | --operator-flags | --base-operator)
@@ -30,6 +35,11 @@ while (($#)); do
       ;;
     --pods=* | --seconds=* | --rss-pods=* | --rss-policies=* | --concurrency=* | --types=* | --warmup=* | --load=* | --operator-flags=* | --base-operator=*)
       args+=("-${1#--}")
+      shift
+      ;;
+    --perf)
+      command -v perf >/dev/null || { log "--perf needs perf(1) (apt package linux-perf)"; exit 1; }
+      perf=1
       shift
       ;;
     --kprofefe-src)
@@ -42,7 +52,7 @@ while (($#)); do
       shift
       ;;
     -h | --help)
-      sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     --)
@@ -95,7 +105,9 @@ if [[ -n "$kpsrc" ]]; then
 fi
 
 # The harness builds pproftarget into the cache on first use (a few seconds).
-report=$here/out/report-$(date -u +%Y%m%dT%H%M%SZ).txt
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+report=$here/out/report-$stamp.txt
+[[ -z "$perf" ]] || args+=(-perf "$here/out/perf-$stamp")
 log "running; report -> $report"
 cd "$here"
 "$here/out/bin/bench" -operator "$op" -relay "$here/out/bin/relay" -out "$report" "${args[@]}"

@@ -57,6 +57,7 @@ type opts struct {
 	seconds, warmup                  float64
 	operator, relay, out, dir        string
 	baseOperator                     string
+	perfDir                          string // non-empty: perf record each operator window into it
 	types                            []string
 	loads                            []float64
 	opFlags                          []string
@@ -79,6 +80,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "", "also write the report here")
 	opFlags := flag.String("operator-flags", "", "extra operator flags for the throughput runs, e.g. \"--max-inflight 16\"")
 	flag.StringVar(&o.dir, "dir", "", "state folder (default: a temporary one, removed on exit)")
+	flag.StringVar(&o.perfDir, "perf", "", "record a CPU profile of every operator window with perf(1) into this folder, and print its top symbols")
 	flag.Parse()
 	o.types = nil // "" (or "none") skips the throughput runs
 	for _, t := range strings.Split(types, ",") {
@@ -120,6 +122,7 @@ type b struct {
 	podsN   int         // pods created in benchNS
 	rows    [][3]string // figure, value, note
 	notes   []string
+	perf    []string // -perf: one summary per operator window
 }
 
 func (s *b) row(name, value, note string) {
@@ -516,6 +519,13 @@ func (s *b) runOperator(typ string, k int) (r opResult, err error) {
 		return r, err
 	}
 	t0 := time.Now()
+	var prof *perfRec
+	if s.o.perfDir != "" {
+		if prof, err = s.startPerf(op.pid(), fmt.Sprintf("%s-%d", typ, k)); err != nil {
+			return r, err
+		}
+		defer prof.wait()
+	}
 	// Scrape now and then during the window: a slow /metrics is a finding.
 	for time.Since(t0).Seconds() < s.o.seconds-2.5 {
 		if err := sleep(s.ctx, 2); err != nil {
@@ -556,12 +566,89 @@ func (s *b) runOperator(typ string, k int) (r opResult, err error) {
 	r.spooled = int64(m1["profefe_operator_spool_profiles"])
 	r.cpu = c1 - c0
 	r.rate = float64(r.ok) / r.seconds
+	if prof != nil {
+		prof.wait()
+		s.perf = append(s.perf, prof.summary(fmt.Sprintf("operator %s, %d pods @every 1s: %d delivered, %.2f CPU-s",
+			typ, k*len(s.targets), r.ok, r.cpu)))
+	}
 	log.Printf("operator: %s window done: %d delivered, %d captured; inflight %v, spool %v profiles; slowest /metrics %v", typ, r.ok, r.captured,
 		m1["profefe_operator_captures_inflight"], m1["profefe_operator_spool_profiles"], r.maxScrape.Round(time.Millisecond))
 	if r.ok == 0 {
 		return r, fmt.Errorf("the operator delivered no %s profile; log tail:\n%s", typ, op.proc.Tail(30))
 	}
 	return r, nil
+}
+
+// ---------------------------------------------------------------- perf
+
+// perfRec is a perf(1) recording of one operator window, attached to the
+// running process (-p), so the operator's pid and /proc figures stay its own.
+// The sampling itself costs the operator some kernel time: compare CPU-s
+// figures from runs with and without -perf only with care.
+type perfRec struct {
+	cmd  *exec.Cmd
+	file string
+	done bool
+	err  error
+}
+
+// startPerf samples pid at 999 Hz, without call graphs (the operator and the
+// distribution's libraries are built without frame pointers), for the
+// window's length.
+func (s *b) startPerf(pid int, name string) (*perfRec, error) {
+	if err := os.MkdirAll(s.o.perfDir, 0o755); err != nil {
+		return nil, err
+	}
+	p := &perfRec{file: filepath.Join(s.o.perfDir, "operator-"+name+".perf.data")}
+	p.cmd = exec.CommandContext(s.ctx, "perf", "record", "-q", "-F", "999", "-p", strconv.Itoa(pid),
+		"-o", p.file, "--", "sleep", fmt.Sprintf("%.1f", s.o.seconds))
+	p.cmd.Stderr = os.Stderr
+	if err := p.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("-perf: %w", err)
+	}
+	log.Printf("perf: recording pid %d into %s", pid, p.file)
+	return p, nil
+}
+
+func (p *perfRec) wait() {
+	if !p.done {
+		p.done = true
+		p.err = p.cmd.Wait()
+	}
+}
+
+// summary is perf report's share of samples per library and the top
+// symbols, indented under a title.
+func (p *perfRec) summary(title string) string {
+	var w strings.Builder
+	fmt.Fprintf(&w, "perf profile: %s (%s)\n", title, p.file)
+	if p.err != nil {
+		fmt.Fprintf(&w, "  perf record failed: %v\n", p.err)
+		return w.String()
+	}
+	for _, sort := range []struct {
+		keys  string
+		limit string
+		lines int
+	}{{"dso", "1", 12}, {"dso,sym", "0.7", 30}} {
+		out, err := exec.Command("perf", "report", "-i", p.file, "--stdio", "--no-children", "-q",
+			"--sort", sort.keys, "--percent-limit", sort.limit).Output()
+		if err != nil {
+			fmt.Fprintf(&w, "  perf report --sort %s: %v\n", sort.keys, err)
+			continue
+		}
+		n := 0
+		for _, l := range strings.Split(string(out), "\n") {
+			if l = strings.TrimSpace(l); l == "" || strings.HasPrefix(l, "#") {
+				continue
+			}
+			if n++; n > sort.lines {
+				break
+			}
+			fmt.Fprintf(&w, "  %s\n", strings.Join(strings.Fields(l), " "))
+		}
+	}
+	return w.String()
 }
 
 // ---------------------------------------------------------------- memory
@@ -781,6 +868,9 @@ func (s *b) report() {
 	}
 	for _, n := range s.notes {
 		fmt.Fprintf(&w, "note: %s\n", n)
+	}
+	for _, p := range s.perf {
+		w.WriteString(p)
 	}
 	fmt.Print("\n" + w.String())
 	if s.o.out != "" {
