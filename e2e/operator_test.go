@@ -477,6 +477,16 @@ func TestOperator(t *testing.T) {
 				t.Errorf("/metrics lacks %s", want)
 			}
 		}
+		// Every heap capture that ran has its start delay observed: as
+		// many observations as heap results other than busy and
+		// target_gone (never started), and a sane mean.
+		// (ok is read first: both only grow.)
+		ok := metric(op.metricsAddr, `profefe_operator_captures_total{policy="`+ns+`/web",type="heap",result="ok"}`)
+		n := metric(op.metricsAddr, `profefe_operator_capture_start_delay_seconds_count{type="heap"}`)
+		sum := metric(op.metricsAddr, `profefe_operator_capture_start_delay_seconds_sum{type="heap"}`)
+		if n < ok || ok <= 0 || sum < 0 || sum/n > 5 {
+			t.Errorf("heap start delay: count %v (captures ok %v), sum %v s", n, ok, sum)
+		}
 		if code, _ := httpGet("http://" + op.healthAddr + "/healthz"); code != 200 {
 			t.Errorf("/healthz: %d", code)
 		}

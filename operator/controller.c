@@ -107,7 +107,8 @@ struct job {
 	char *url, *target_key, *service, *labels;
 	enum ppop_ptype type;
 	uint32_t seconds, timeout_ms;
-	int64_t created_ms;
+	int64_t planned_ms; /* the spread slot the state machine chose */
+	int64_t created_ms; /* when the timer ran and the fetch was asked for */
 };
 
 /* One profefe sink with its spool; one per distinct URL. */
@@ -162,9 +163,9 @@ struct op_ctl {
 	void (*shutdown_done)(void *arg);
 	void *shutdown_arg;
 
-	struct op_family *f_captures, *f_duration, *f_bytes, *f_inflight, *f_spool_bytes,
-	        *f_spool_files, *f_spool_drops, *f_watch_restarts, *f_status_writes, *f_leader,
-	        *f_policies, *f_targets, *f_pods, *f_deliveries, *f_events;
+	struct op_family *f_captures, *f_duration, *f_start_delay, *f_bytes, *f_inflight,
+	        *f_spool_bytes, *f_spool_files, *f_spool_drops, *f_watch_restarts, *f_status_writes,
+	        *f_leader, *f_policies, *f_targets, *f_pods, *f_deliveries, *f_events;
 };
 
 struct early;
@@ -1291,6 +1292,14 @@ static void on_fetched(void *arg, struct cap_fetch_result *r)
 
 	j->fetching = 0;
 	op_metric_observe(ps->ctl->f_duration, tv, (double)r->elapsed_ms / 1000.0);
+	/* From the slot to the request on the wire: the timer's lateness (a
+	 * busy loop turn) plus the wait for a fetch slot or the pod's CPU. */
+	if (r->res != CAP_RES_CANCELLED) {
+		int64_t late = j->created_ms - j->planned_ms;
+		op_metric_observe(ps->ctl->f_start_delay, tv,
+		                  (double)((late > 0 ? (uint64_t)late : 0) + r->queued_ms) /
+		                          1000.0);
+	}
 	op_metric_add(ps->ctl->f_bytes, tv, (double)r->body_len);
 	if (r->res != CAP_RES_OK) {
 		if (r->res != CAP_RES_CANCELLED)
@@ -1391,6 +1400,7 @@ static void job_start(struct pstate *ps, struct rec_ctl_job *cj, int64_t at_ms)
 		goto fail;
 	j->seconds = prof->type == PPOP_PT_CPU ? (uint32_t)prof->seconds : 0;
 	j->timeout_ms = (uint32_t)ps->pol->timeout_seconds * 1000u;
+	j->planned_ms = at_ms;
 	delay = at_ms - loop_wall_ms();
 	if (loop_timer_start(c->l, &j->start, delay > 0 ? (uint64_t)delay : 0) != 0)
 		goto fail;
@@ -1576,6 +1586,7 @@ static int register_metrics(struct op_ctl *c)
 	static const char *const policy[] = {"policy"};
 	static const char *const ev[] = {"type", "reason"};
 	static const double secs[] = {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120};
+	static const double delay_secs[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5};
 	struct op_metrics *m = c->m;
 
 	c->f_captures = op_metrics_family(m, "profefe_operator_captures_total",
@@ -1584,6 +1595,11 @@ static int register_metrics(struct op_ctl *c)
 	c->f_duration = op_metrics_family(m, "profefe_operator_capture_duration_seconds",
 	                                  "Time to fetch one profile from a pod.", OP_HISTOGRAM,
 	                                  type_only, 1, secs, sizeof(secs) / sizeof(secs[0]));
+	c->f_start_delay = op_metrics_family(
+	        m, "profefe_operator_capture_start_delay_seconds",
+	        "Time from a capture's planned slot in its round to its request being sent: "
+	        "the event loop's lateness plus the wait for a fetch slot or the pod's CPU.",
+	        OP_HISTOGRAM, type_only, 1, delay_secs, sizeof(delay_secs) / sizeof(delay_secs[0]));
 	c->f_bytes = op_metrics_family(m, "profefe_operator_capture_bytes_total",
 	                               "Profile bytes fetched from pods.", OP_COUNTER, type_only, 1,
 	                               NULL, 0);
@@ -1619,10 +1635,11 @@ static int register_metrics(struct op_ctl *c)
 	                              OP_GAUGE, NULL, 0, NULL, 0);
 	c->f_events = op_metrics_family(m, "profefe_operator_events_total",
 	                                "Kubernetes Events recorded.", OP_COUNTER, ev, 2, NULL, 0);
-	return c->f_captures && c->f_duration && c->f_bytes && c->f_inflight && c->f_spool_bytes &&
-	                       c->f_spool_files && c->f_spool_drops && c->f_deliveries &&
-	                       c->f_watch_restarts && c->f_status_writes && c->f_leader &&
-	                       c->f_policies && c->f_targets && c->f_pods && c->f_events
+	return c->f_captures && c->f_duration && c->f_start_delay && c->f_bytes && c->f_inflight &&
+	                       c->f_spool_bytes && c->f_spool_files && c->f_spool_drops &&
+	                       c->f_deliveries && c->f_watch_restarts && c->f_status_writes &&
+	                       c->f_leader && c->f_policies && c->f_targets && c->f_pods &&
+	                       c->f_events
 	               ? 0
 	               : -ENOMEM;
 }
