@@ -7,11 +7,24 @@
  * scraper costs one slot and one timeout, never the loop. When every slot
  * is taken, the oldest connection that has not yet sent its request head
  * makes way for the new one, so idle clients cannot keep probes out.
+ * One peer address holds at most OP_HTTPD_MAX_PER_PEER connections, so a
+ * client holding many idle connections can never push out, or keep out, a
+ * probe from another address. Past the limit the peer's own idle ones are
+ * closed, oldest first: at once when the slots run out, else once each has
+ * had 100 ms to send its request (so a probe sharing the address of a
+ * flood is read, not taken for part of it). A request from a peer already
+ * being sent that many responses is closed unanswered.
  */
 #ifndef OPERATOR_HTTPD_H
 #define OPERATOR_HTTPD_H
 
+#include <stdint.h>
+
 #include "loop/loop.h"
+
+/* The most connections open at once from one peer address. A kubelet or a
+ * scraper uses one at a time; 8 leaves room for overlap and retries. */
+#define OP_HTTPD_MAX_PER_PEER 8
 
 struct op_httpd;
 
@@ -37,6 +50,11 @@ int op_httpd_parse_addr(const char *addr, char *host, size_t hl, char *port, siz
 
 /* The port actually bound (useful with port 0 in tests). */
 int op_httpd_port(const struct op_httpd *s);
+
+/* Connections closed since start because their peer address was at
+ * OP_HTTPD_MAX_PER_PEER: one per accept from a peer at its limit (a
+ * cumulative count, for a counter metric). */
+uint64_t op_httpd_peer_shed(const struct op_httpd *s);
 
 /* Closes the listener and every open connection. Safe on NULL. */
 void op_httpd_free(struct op_httpd *s);

@@ -29,6 +29,11 @@ static void handler(void *arg, const char *path, int *status, const char **ctype
 	if (strcmp(path, "/healthz") == 0) {
 		*status = 200;
 		loop_buf_append(body, "ok\n", 3);
+	} else if (strcmp(path, "/big") == 0) { /* more than a socket holds */
+		static char mib[1 << 20];
+		*status = 200;
+		for (int i = 0; i < 4; i++)
+			loop_buf_append(body, mib, sizeof(mib));
 	} else {
 		*status = 404;
 		*ctype = "text/plain";
@@ -241,6 +246,245 @@ static void test_healthz_answered_while_40_idle_connections_are_open(void **stat
 	loop_free(l);
 }
 
+/* A blocking TCP connection to the listener from source address `src`
+ * (any 127/8 address is local on Linux), so one process can play several
+ * peers. */
+static int connect_from(const struct op_httpd *s, const char *src)
+{
+	struct sockaddr_in from = {.sin_family = AF_INET};
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+	                         .sin_port = htons((uint16_t)op_httpd_port(s))};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(inet_pton(AF_INET, src, &from.sin_addr), 1);
+	assert_int_equal(bind(fd, (struct sockaddr *)&from, sizeof(from)), 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+/* True when the server has closed `fd` by now (EOF or reset is readable).
+ * A server close in this process reaches a loopback peer before close()
+ * returns, so no waiting is needed once the loop has run. */
+static int is_closed(int fd)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	ssize_t n;
+	char c;
+
+	if (poll(&p, 1, 0) != 1)
+		return 0;
+	n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	return n == 0 || (n < 0 && errno == ECONNRESET);
+}
+
+/* How many of `fd` (-1 entries skipped) the server has not closed. */
+static int count_open(const int *fd, int n)
+{
+	int i, open = 0;
+
+	for (i = 0; i < n; i++)
+		open += fd[i] >= 0 && !is_closed(fd[i]);
+	return open;
+}
+
+/* Runs the loop until at most `want` of `fd` are open, for at most
+ * `within_ms`. Returns how many are open. */
+static int wait_open(struct loop *l, const int *fd, int n, int want, uint64_t within_ms)
+{
+	uint64_t end = now_ms() + within_ms;
+	int open;
+
+	while ((open = count_open(fd, n)) > want && now_ms() < end)
+		assert_int_equal(loop_run_once(l, 20), 0);
+	return open;
+}
+
+/* Sends a /healthz request on `fd`, which may not have been accepted yet
+ * (the kernel queues it). */
+static void send_probe(int fd)
+{
+	static const char req[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+
+	assert_int_equal(write(fd, req, sizeof(req) - 1), (ssize_t)(sizeof(req) - 1));
+}
+
+/* Runs the loop until the whole response to send_probe() is in or the
+ * server closes `fd`, for at most `within_ms`. Returns 1 for a 200 with
+ * "ok", 0 otherwise. */
+static int probe_answered(struct loop *l, int fd, uint64_t within_ms)
+{
+	uint64_t end = now_ms() + within_ms;
+	char resp[512];
+	size_t len = 0;
+
+	while (now_ms() < end && len < sizeof(resp) - 1) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		ssize_t n;
+
+		assert_int_equal(loop_run_once(l, 20), 0);
+		if (poll(&p, 1, 0) != 1)
+			continue;
+		n = read(fd, resp + len, sizeof(resp) - 1 - len);
+		if (n <= 0)
+			break; /* closed: answered in full, or refused */
+		len += (size_t)n;
+	}
+	resp[len] = '\0';
+	return strncmp(resp, "HTTP/1.1 200 ", 13) == 0 && strstr(resp, "\r\n\r\nok\n") != NULL;
+}
+
+/* One peer cannot hold more than OP_HTTPD_MAX_PER_PEER connections: past
+ * that its own idle ones are closed (when slots run out at once, else once
+ * their grace is over), and nobody else's is touched. Before, client A's
+ * 40 idle connections filled every slot and pushed out client B's probe,
+ * whose request was already sent, as the oldest idle connection; and A
+ * kept 32. */
+static void test_one_peer_cannot_crowd_out_probes_from_another(void **state)
+{
+	struct loop *l;
+	struct op_httpd *s;
+	char err[256];
+	int a[3 * 40], na = 0, open_a = 0, i, round, again;
+
+	(void)state;
+	assert_int_equal(loop_new(&l), 0);
+	assert_int_equal(op_httpd_start(l, "127.0.0.1:0", handler, NULL, &s, err, sizeof(err)), 0);
+	for (round = 0; round < 3; round++) {
+		/* B's probe is in the backlog, request sent, before A's flood. */
+		int b = connect_from(s, "127.0.0.3");
+
+		send_probe(b);
+		for (i = 0; i < 40; i++)
+			a[na++] = connect_from(s, "127.0.0.2");
+		if (!probe_answered(l, b, 1000))
+			fail_msg("round %d: B's /healthz was not answered", round);
+		close(b);
+	}
+	open_a = wait_open(l, a, na, OP_HTTPD_MAX_PER_PEER, 1000);
+	print_message("A: %d of %d connections left open\n", open_a, na);
+	assert_int_equal(open_a, OP_HTTPD_MAX_PER_PEER);
+	assert_int_equal(op_httpd_peer_shed(s), (uint64_t)(na - OP_HTTPD_MAX_PER_PEER));
+
+	/* A probe from A's own address is let in too: A's oldest idle
+	 * connection makes way, and A still holds no more than its limit. */
+	again = connect_from(s, "127.0.0.2");
+	send_probe(again);
+	assert_true(probe_answered(l, again, 1000));
+	close(again);
+	assert_int_equal(count_open(a, na), OP_HTTPD_MAX_PER_PEER - 1);
+	for (i = 0; i < na; i++)
+		close(a[i]);
+	op_httpd_free(s);
+	loop_free(l);
+}
+
+/* A connection whose request head is already in its socket is no idle
+ * client. Here A sends a request and then opens 40 more connections, all
+ * before the server runs, so it accepts them in one turn, before it has
+ * read anything, and runs out of slots: A's request is read, found whole,
+ * and answered, and A's idle ones make way instead. */
+static void test_request_already_sent_is_answered_not_evicted(void **state)
+{
+	struct loop *l;
+	struct op_httpd *s;
+	char err[256];
+	int a[41], i;
+
+	(void)state;
+	assert_int_equal(loop_new(&l), 0);
+	assert_int_equal(op_httpd_start(l, "127.0.0.1:0", handler, NULL, &s, err, sizeof(err)), 0);
+	a[0] = connect_from(s, "127.0.0.2");
+	send_probe(a[0]); /* the oldest, and the only one with a request */
+	for (i = 1; i < 41; i++)
+		a[i] = connect_from(s, "127.0.0.2");
+	assert_true(probe_answered(l, a[0], 1000));
+	close(a[0]);
+	a[0] = -1;
+	assert_int_equal(wait_open(l, a, 41, OP_HTTPD_MAX_PER_PEER, 1000), OP_HTTPD_MAX_PER_PEER);
+	assert_int_equal(op_httpd_peer_shed(s), 40 - OP_HTTPD_MAX_PER_PEER);
+	for (i = 1; i < 41; i++)
+		close(a[i]);
+	op_httpd_free(s);
+	loop_free(l);
+}
+
+/* A connection that cannot take its response: a small receive buffer and
+ * nobody reading. */
+static int connect_slow_reader(const struct op_httpd *s, const char *src)
+{
+	int fd, small = 4096;
+	struct sockaddr_in from = {.sin_family = AF_INET};
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+	                         .sin_port = htons((uint16_t)op_httpd_port(s))};
+
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+	assert_int_equal(inet_pton(AF_INET, src, &from.sin_addr), 1);
+	assert_int_equal(bind(fd, (struct sockaddr *)&from, sizeof(from)), 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+/* When every one of a peer's connections is sending a response, there is
+ * nothing of its own to make way, so its next connection is closed at
+ * accept; others still get in, and once one of its connections ends the
+ * peer may connect again. */
+static void test_peer_at_limit_mid_response_is_refused_until_one_ends(void **state)
+{
+	static const char big[] = "GET /big HTTP/1.1\r\nHost: x\r\n\r\n";
+	struct loop *l;
+	struct op_httpd *s;
+	char err[256];
+	int a[OP_HTTPD_MAX_PER_PEER], extra, b, i, started = 0, answered = 0;
+	uint64_t end;
+
+	(void)state;
+	assert_int_equal(loop_new(&l), 0);
+	assert_int_equal(op_httpd_start(l, "127.0.0.1:0", handler, NULL, &s, err, sizeof(err)), 0);
+	for (i = 0; i < OP_HTTPD_MAX_PER_PEER; i++) {
+		a[i] = connect_slow_reader(s, "127.0.0.2");
+		assert_int_equal(write(a[i], big, sizeof(big) - 1), (ssize_t)(sizeof(big) - 1));
+	}
+	/* Each is answering once its first response bytes arrive. */
+	for (end = now_ms() + 2000; started < OP_HTTPD_MAX_PER_PEER && now_ms() < end;) {
+		assert_int_equal(loop_run_once(l, 20), 0);
+		for (i = 0, started = 0; i < OP_HTTPD_MAX_PER_PEER; i++) {
+			struct pollfd p = {.fd = a[i], .events = POLLIN};
+			started += poll(&p, 1, 0) == 1;
+		}
+	}
+	assert_int_equal(started, OP_HTTPD_MAX_PER_PEER);
+
+	extra = connect_from(s, "127.0.0.2");
+	send_probe(extra);
+	assert_false(probe_answered(l, extra, 1000));
+	close(extra);
+	assert_int_equal(op_httpd_peer_shed(s), 1);
+	b = connect_from(s, "127.0.0.3");
+	send_probe(b);
+	assert_true(probe_answered(l, b, 1000));
+	close(b);
+
+	/* One of A's ends; the server sees it on its next turn, so A retries
+	 * (bounded) until it is let in. */
+	close(a[0]);
+	for (end = now_ms() + 1000; !answered && now_ms() < end;) {
+		extra = connect_from(s, "127.0.0.2");
+		send_probe(extra);
+		answered = probe_answered(l, extra, 500);
+		close(extra);
+	}
+	assert_true(answered);
+	for (i = 1; i < OP_HTTPD_MAX_PER_PEER; i++)
+		close(a[i]);
+	op_httpd_free(s);
+	loop_free(l);
+}
+
 /* Waits (bounded) until the server has closed `fd`: EOF or a reset. */
 static int closed_by_peer(struct loop *l, int fd, uint64_t within_ms)
 {
@@ -320,6 +564,9 @@ int main(void)
 	        cmocka_unit_test(test_listens_on_every_address_and_on_ipv6),
 	        cmocka_unit_test(test_healthz_answered_while_40_idle_connections_are_open),
 	        cmocka_unit_test(test_listener_does_not_spin_when_descriptors_run_out),
+	        cmocka_unit_test(test_one_peer_cannot_crowd_out_probes_from_another),
+	        cmocka_unit_test(test_request_already_sent_is_answered_not_evicted),
+	        cmocka_unit_test(test_peer_at_limit_mid_response_is_refused_until_one_ends),
 	};
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	return cmocka_run_group_tests(tests, NULL, NULL);
