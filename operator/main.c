@@ -35,6 +35,7 @@ struct daemon {
 	struct op_ctl *ctl;
 	struct op_metrics *m;
 	struct op_httpd *metrics_srv, *health_srv;
+	struct op_family *f_peer_shed; /* the listeners' op_httpd_peer_shed() */
 	struct loop_fd sig;
 	struct loop_timer gauges;
 	struct op_family *stall; /* the loop's longest iteration */
@@ -43,6 +44,19 @@ struct daemon {
 	uint32_t shutdown_ms;
 };
 
+/* Mirrors the listeners' own counts into the registry. */
+static void listener_metrics(struct daemon *d)
+{
+	static const char *const metrics[] = {"metrics"}, *const health[] = {"health"};
+
+	if (d->metrics_srv)
+		op_metric_set_counter(d->f_peer_shed, metrics,
+		                      (double)op_httpd_peer_shed(d->metrics_srv));
+	if (d->health_srv)
+		op_metric_set_counter(d->f_peer_shed, health,
+		                      (double)op_httpd_peer_shed(d->health_srv));
+}
+
 static void serve(void *arg, const char *path, int *status, const char **ctype,
                   struct loop_buf *body)
 {
@@ -50,6 +64,7 @@ static void serve(void *arg, const char *path, int *status, const char **ctype,
 
 	if (strcmp(path, "/metrics") == 0) {
 		op_ctl_update_gauges(d->ctl);
+		listener_metrics(d);
 		if (d->stall)
 			op_metric_set(d->stall, NULL, (double)loop_max_stall_us(d->l) / 1e6);
 		*ctype = "text/plain; version=0.0.4; charset=utf-8";
@@ -173,7 +188,13 @@ static int run(const struct op_flags *f, struct kube_config *cfg)
 		co.identity = ident;
 	}
 	d.m = op_metrics_new();
-	if (!d.m) {
+	if (d.m)
+		d.f_peer_shed = op_metrics_family(
+		        d.m, "profefe_operator_http_peer_limit_closed_total",
+		        "Connections to the metrics or health listener closed because their peer "
+		        "address held its limit.",
+		        OP_COUNTER, (const char *const[]){"listener"}, 1, NULL, 0);
+	if (!d.m || !d.f_peer_shed) {
 		rc = -ENOMEM;
 		goto out;
 	}
