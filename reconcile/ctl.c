@@ -252,13 +252,13 @@ static void round_settle(struct rec_ctl *c, struct rec_ctl_round *r, int64_t now
 }
 
 /* Counts one outcome in the cumulative status and in its round's tally.
- * status.lastRound keeps showing one whole round's tally, never a mix. */
+ * The tallies are this file's alone (rec_status_add_* leave lastRound be):
+ * status.lastRound shows one whole round's tally, never a mix, and is
+ * changed only by round_publish(). */
 static void count(struct rec_ctl *c, struct rec_ctl_round *r, const char *pod, const char *prof,
                   enum rec_outcome out, const char *kind, const char *msg, const char *id,
                   int64_t now)
 {
-	struct rec_round shown = c->st.last_round;
-
 	switch (out) {
 	case REC_OUT_STORED:
 		rec_status_add_success(&c->st, now, pod, prof, id ? id : "");
@@ -279,7 +279,6 @@ static void count(struct rec_ctl *c, struct rec_ctl_round *r, const char *pod, c
 	default:
 		return;
 	}
-	c->st.last_round = shown;
 	c->dirty = 1;
 	if (r && r->ms == c->published_ms)
 		round_publish(c, r);

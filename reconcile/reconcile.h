@@ -462,7 +462,7 @@ struct rec_status {
 	size_t nrecent;
 	struct rec_condition conds[REC_COND_MAX];
 	size_t nconds;
-	struct rec_round last_round;        /* this round's tallies; kept by rec_status_add_* */
+	struct rec_round last_round;        /* the round shown; kept by rec_ctl alone */
 	int64_t spool_bytes, spool_dropped; /* delivery; -1 = unknown */
 };
 
@@ -474,10 +474,9 @@ void rec_status_init(struct rec_status *st);
 int rec_status_from_json(const struct json_object *obj, struct rec_status *st);
 void rec_status_free(struct rec_status *st);
 
-/* Records one capture's outcome. Each call counts itself once in the
- * cumulative counters (saturating at INT64_MAX) and in last_round's
- * tallies: status.c is the only owner of both, so callers must not
- * increment last_round themselves. */
+/* Records one capture's outcome in the cumulative counters (saturating at
+ * INT64_MAX) and the lists. They leave last_round alone: which round it
+ * shows, and its tallies, are the controller's (rec_ctl) to keep. */
 
 /* A stored profile: lastCaptureTime, and an entry at the front of
  * recentProfiles (the REC_STATUS_LIST_MAX newest). An `id` longer than
@@ -526,8 +525,6 @@ const struct rec_condition *rec_status_condition(const struct rec_status *st, co
 void rec_status_compute(struct rec_status *st, const struct rec_policy *p,
                         const struct rec_errs *errs, int64_t targets, int64_t next_ms,
                         int64_t now_ms);
-/* Records the start of a round (lastScheduleTime) and resets its tallies. */
-void rec_status_round_start(struct rec_status *st, int64_t now_ms);
 
 /* The JSON merge-patch body for the /status subresource:
  * {"status":{...every field...}}. Lists are written whole (a merge patch

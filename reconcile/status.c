@@ -111,7 +111,6 @@ int rec_status_add_success(struct rec_status *st, int64_t now_ms, const char *po
                            const char *profile, const char *id)
 {
 	bump(&st->captures_succeeded);
-	st->last_round.succeeded++;
 	if (now_ms > st->last_capture_ms)
 		st->last_capture_ms = now_ms;
 	if (id && strlen(id) > REC_PROFILE_ID_MAX)
@@ -141,7 +140,6 @@ int rec_status_add_failure_kind(struct rec_status *st, int64_t now_ms, const cha
 	char msg[512];
 
 	bump(&st->captures_failed);
-	st->last_round.failed++;
 	snprintf(msg, sizeof(msg), "%s", message ? message : "");
 	utf8_trim(msg);
 	return fold_error(st, now_ms, pod, profile, kind, msg, 1);
@@ -156,14 +154,6 @@ int rec_status_add_failure(struct rec_status *st, int64_t now_ms, const char *po
 void rec_status_add_skipped(struct rec_status *st)
 {
 	bump(&st->captures_skipped);
-	st->last_round.skipped++;
-}
-
-void rec_status_round_start(struct rec_status *st, int64_t now_ms)
-{
-	memset(&st->last_round, 0, sizeof(st->last_round));
-	st->last_round.started_ms = now_ms;
-	st->last_schedule_ms = now_ms;
 }
 
 const struct rec_condition *rec_status_condition(const struct rec_status *st, const char *type)

@@ -146,6 +146,54 @@ static void test_ctl_round_tally_is_its_own(void **state)
 	free(b);
 }
 
+/* The controller alone keeps lastRound (rec_status_add_* leave it be):
+ * each outcome counts once in its round's tally, whether it ends at the
+ * capture (failed, empty) or at the delivery (stored). */
+static void test_ctl_round_tally_counts_each_outcome_once(void **state)
+{
+	struct rec_policy *p = policy_make("@every 10s", "web", "{\"type\":\"heap\"}", 0);
+	struct rec_pod *a = pod_make("a", "ua", "10.0.0.1", "web", 1, NULL);
+	struct rec_pod *b = pod_make("b", "ub", "10.0.0.2", "web", 1, NULL);
+	struct rec_pod *e = pod_make("e", "ue", "10.0.0.3", "web", 1, NULL);
+	const struct rec_pod *pods[] = {a, b, e};
+	struct rec_ctl c;
+	struct rec_acts x = {0};
+	struct rec_ctl_job *ja, *jb, *je;
+	int64_t r;
+	(void)state;
+
+	rec_ctl_init(&c);
+	rec_ctl_plan(&c, p->sched, T0, &x);
+	rec_acts_clear(&x);
+	r = rec_ctl_fire(&c, p, pods, 3, 100, 1, T0 + 10000, &x);
+	assert_int_equal(acts_of(&x, REC_ACT_START), 3);
+	ja = nth_start(&x, 0);
+	jb = nth_start(&x, 1);
+	je = nth_start(&x, 2);
+	rec_acts_clear(&x);
+	rec_ctl_captured(&c, jb, REC_OUT_FAILED, "timeout", "timed out", T0 + 10100, &x);
+	rec_ctl_captured(&c, je, REC_OUT_EMPTY, NULL, NULL, T0 + 10200, &x);
+	rec_ctl_captured(&c, ja, REC_OUT_CAPTURED, NULL, NULL, T0 + 10300, &x);
+	/* Nothing of an unfinished round shows, its counts included. */
+	assert_int_equal(c.st.last_round.started_ms, 0);
+	assert_int_equal(c.st.last_round.failed + c.st.last_round.skipped, 0);
+	rec_ctl_delivered(&c, r, "ns/a", "heap", REC_OUT_STORED, NULL, NULL, "id-1", T0 + 10400,
+	                  &x);
+	assert_int_equal(c.st.last_round.started_ms, r);
+	assert_int_equal(c.st.last_round.succeeded, 1);
+	assert_int_equal(c.st.last_round.failed, 1);
+	assert_int_equal(c.st.last_round.skipped, 1);
+	assert_int_equal(c.st.captures_succeeded, 1);
+	assert_int_equal(c.st.captures_failed, 1);
+	assert_int_equal(c.st.captures_skipped, 1);
+	rec_acts_free(&x);
+	rec_ctl_free(&c);
+	rec_policy_free(p);
+	free(a);
+	free(b);
+	free(e);
+}
+
 /* Deliveries lag (profefe down): the round is written after the grace
  * period as it stands, and late answers update it. */
 static void test_ctl_grace_writes_a_lagging_round(void **state)
@@ -649,6 +697,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_ctl_round_tally_is_its_own),
+	        cmocka_unit_test(test_ctl_round_tally_counts_each_outcome_once),
 	        cmocka_unit_test(test_ctl_grace_writes_a_lagging_round),
 	        cmocka_unit_test(test_ctl_pod_leaving_cancels_its_captures),
 	        cmocka_unit_test(test_ctl_busy_and_invalid_targets),
