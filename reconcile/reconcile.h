@@ -495,11 +495,6 @@ int rec_status_add_success(struct rec_status *st, int64_t now_ms, const char *po
  * entries, newest first. Returns 0 or -ENOMEM (counted either way). */
 int rec_status_add_failure_kind(struct rec_status *st, int64_t now_ms, const char *pod,
                                 const char *profile, const char *kind, const char *message);
-/* rec_status_add_failure_kind() with no kind: repeats fold by pod and
- * profile alone, the newest message winning, so errors that carry
- * timings or addresses still take one entry per pod and profile. */
-int rec_status_add_failure(struct rec_status *st, int64_t now_ms, const char *pod,
-                           const char *profile, const char *message);
 /* An empty profile, skipped: not a failure. */
 void rec_status_add_skipped(struct rec_status *st);
 

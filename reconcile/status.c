@@ -145,12 +145,6 @@ int rec_status_add_failure_kind(struct rec_status *st, int64_t now_ms, const cha
 	return fold_error(st, now_ms, pod, profile, kind, msg, 1);
 }
 
-int rec_status_add_failure(struct rec_status *st, int64_t now_ms, const char *pod,
-                           const char *profile, const char *message)
-{
-	return rec_status_add_failure_kind(st, now_ms, pod, profile, NULL, message);
-}
-
 void rec_status_add_skipped(struct rec_status *st)
 {
 	bump(&st->captures_skipped);

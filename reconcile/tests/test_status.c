@@ -212,8 +212,8 @@ static void test_status_degraded_when_captures_fail(void **state)
 	rec_status_init(&st);
 	show_round(&st, T0, 1, 1, 1);
 	rec_status_add_success(&st, T0 + 1000, "shop/a", "heap", "id-1");
-	rec_status_add_failure(&st, T0 + 2000, "shop/b", "cpu",
-	                       "HTTP 500: cpu profiling already in use");
+	rec_status_add_failure_kind(&st, T0 + 2000, "shop/b", "cpu", NULL,
+	                            "HTTP 500: cpu profiling already in use");
 	rec_status_add_skipped(&st);
 	rec_status_compute(&st, p, &errs, 2, T0 + 60 * MIN, T0 + 3000);
 	expect_cond(&st, "Degraded", "True", "CapturesFailing");
@@ -223,8 +223,10 @@ static void test_status_degraded_when_captures_fail(void **state)
 
 	/* Every capture failing makes the policy not Ready. */
 	show_round(&st, T0 + 60 * MIN, 0, 2, 0);
-	rec_status_add_failure(&st, T0 + 61 * MIN, "shop/a", "heap", "connection refused");
-	rec_status_add_failure(&st, T0 + 61 * MIN, "shop/b", "heap", "connection refused");
+	rec_status_add_failure_kind(&st, T0 + 61 * MIN, "shop/a", "heap", NULL,
+	                            "connection refused");
+	rec_status_add_failure_kind(&st, T0 + 61 * MIN, "shop/b", "heap", NULL,
+	                            "connection refused");
 	rec_status_compute(&st, p, &errs, 2, T0 + 120 * MIN, T0 + 61 * MIN);
 	expect_cond(&st, "Ready", "False", "AllCapturesFailing");
 	assert_int_equal(rec_status_condition(&st, "Ready")->last_transition_ms, T0 + 61 * MIN);
@@ -273,7 +275,8 @@ static void test_status_lists_keep_ten_newest_first(void **state)
 	for (int i = 0; i < 15; i++) {
 		snprintf(pod, sizeof(pod), "shop/p%d", i);
 		snprintf(id, sizeof(id), "id%d", i);
-		assert_int_equal(rec_status_add_failure(&st, T0 + i, pod, "heap", "boom"), 0);
+		assert_int_equal(
+		        rec_status_add_failure_kind(&st, T0 + i, pod, "heap", NULL, "boom"), 0);
 		assert_int_equal(rec_status_add_success(&st, T0 + i, pod, "heap", id), 0);
 	}
 	assert_int_equal(st.nerrors, REC_STATUS_LIST_MAX);
@@ -335,9 +338,9 @@ static void test_status_unclassified_errors_fold_by_pod_and_profile(void **state
 
 	rec_status_init(&st);
 	for (int i = 0; i < 15; i++)
-		rec_status_add_failure(&st, T0 + i, "shop/a", "all",
-		                       i % 2 ? "bad annotation port" : "bad annotation path");
-	rec_status_add_failure(&st, T0 + 20, "shop/b", "all", "bad annotation port");
+		rec_status_add_failure_kind(&st, T0 + i, "shop/a", "all", NULL,
+		                            i % 2 ? "bad annotation port" : "bad annotation path");
+	rec_status_add_failure_kind(&st, T0 + 20, "shop/b", "all", NULL, "bad annotation port");
 	assert_int_equal(st.nerrors, 2);
 	assert_string_equal(st.errors[1].pod, "shop/a");
 	assert_int_equal(st.errors[1].count, 15);
@@ -375,7 +378,7 @@ static void test_status_long_error_is_cut_on_a_utf8_boundary(void **state)
 		memcpy(msg + 2 * i, "\xc3\xa9", 2); /* U+00E9, two bytes */
 	msg[600] = '\0';
 	rec_status_init(&st);
-	rec_status_add_failure(&st, T0, "shop/a", "heap", msg);
+	rec_status_add_failure_kind(&st, T0, "shop/a", "heap", NULL, msg);
 	assert_int_equal(strlen(st.errors[0].text), 510); /* not 511: no half character */
 	rec_status_free(&st);
 }
@@ -387,7 +390,7 @@ static void test_status_counters_saturate(void **state)
 	rec_status_init(&st);
 	st.captures_failed = INT64_MAX;
 	st.captures_skipped = INT64_MAX;
-	rec_status_add_failure(&st, T0, "shop/a", "cpu", "x");
+	rec_status_add_failure_kind(&st, T0, "shop/a", "cpu", NULL, "x");
 	rec_status_add_skipped(&st);
 	assert_true(st.captures_failed == INT64_MAX);
 	assert_true(st.captures_skipped == INT64_MAX);
@@ -412,7 +415,8 @@ static void test_status_patch_body_is_a_merge_patch(void **state)
 	rec_status_init(&st);
 	show_round(&st, T0, 1, 1, 0);
 	rec_status_add_success(&st, T0 + 1000, "shop/a", "heap", "bq3kbj6a0t0g00dm7qpg");
-	rec_status_add_failure(&st, T0 + 2000, "shop/b", "cpu", "HTTP 400: \"seconds\" too long");
+	rec_status_add_failure_kind(&st, T0 + 2000, "shop/b", "cpu", NULL,
+	                            "HTTP 400: \"seconds\" too long");
 	st.captures_succeeded = 9007199254740993LL; /* above 2^53: must stay exact */
 	rec_status_compute(&st, p, &errs, 2, -1, T0 + 3000);
 	body = rec_status_patch_body(&st);
@@ -467,7 +471,7 @@ static void test_status_survives_restart_via_json(void **state)
 
 	rec_status_init(&a);
 	for (int i = 0; i < 12; i++)
-		rec_status_add_failure(&a, T0 + i * 1000, "shop/x", "cpu", "refused");
+		rec_status_add_failure_kind(&a, T0 + i * 1000, "shop/x", "cpu", NULL, "refused");
 	rec_status_add_failure_kind(&a, T0 + 12000, "shop/y", "cpu", "timeout", "timed out");
 	rec_status_add_success(&a, T0 + 20000, "shop/x", "heap", "id-9");
 	a.spool_bytes = 4096;
