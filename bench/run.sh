@@ -6,6 +6,12 @@
 #                     [--concurrency N] [--types heap,goroutine|none] [--load 0.8,1.2]
 #                     [--warmup S] [--operator-flags "--max-inflight 16"]
 #                     [--base-operator PATH] [--perf] [-- bench flags]
+#                     [--jitter-pods N] [--jitter-others N] [--jitter-other-pods N]
+#                     [--jitter-mode shared,own]
+#
+# --types jitter (alone or with others) adds the capture-start jitter run:
+# one goroutine policy on "@every 1s" over --jitter-pods pods plus
+# --jitter-others policies on the same boundary; see bench/README.md.
 #
 # --perf records every operator window with perf(1) (attached to the
 # process) into bench/out/perf-<date>/ and prints the top libraries and
@@ -28,12 +34,12 @@ kpsrc=
 perf=
 while (($#)); do
   case "$1" in
-    --pods | --seconds | --rss-pods | --rss-policies | --concurrency | --types | --warmup | --load | --operator-flags | --base-operator)
+    --pods | --seconds | --rss-pods | --rss-policies | --concurrency | --types | --warmup | --load | --operator-flags | --base-operator | --jitter-pods | --jitter-others | --jitter-other-pods | --jitter-mode)
       (($# >= 2)) || { log "$1 needs a value"; exit 2; }
       args+=("-${1#--}" "$2")
       shift 2
       ;;
-    --pods=* | --seconds=* | --rss-pods=* | --rss-policies=* | --concurrency=* | --types=* | --warmup=* | --load=* | --operator-flags=* | --base-operator=*)
+    --pods=* | --seconds=* | --rss-pods=* | --rss-policies=* | --concurrency=* | --types=* | --warmup=* | --load=* | --operator-flags=* | --base-operator=* | --jitter-pods=* | --jitter-others=* | --jitter-other-pods=* | --jitter-mode=*)
       args+=("-${1#--}")
       shift
       ;;
@@ -52,7 +58,7 @@ while (($#)); do
       shift
       ;;
     -h | --help)
-      sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     --)

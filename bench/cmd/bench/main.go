@@ -61,6 +61,9 @@ type opts struct {
 	types                            []string
 	loads                            []float64
 	opFlags                          []string
+	jitter                           bool // -types jitter: the capture-start jitter run (jitter.go)
+	jitPods, jitOthers, jitOtherPods int
+	jitModes                         []string
 }
 
 func main() {
@@ -70,7 +73,11 @@ func main() {
 	flag.Float64Var(&o.seconds, "seconds", 20, "measurement window of each throughput run")
 	flag.Float64Var(&o.warmup, "warmup", 4, "warm-up before each window (not counted)")
 	flag.IntVar(&o.conc, "concurrency", 4, "relay workers")
-	flag.StringVar(&types, "types", "heap,goroutine", "profile types to measure (\"none\": only the memory run)")
+	flag.StringVar(&types, "types", "heap,goroutine", "profile types to measure (\"none\": only the memory run; \"jitter\": the capture-start jitter run)")
+	flag.IntVar(&o.jitPods, "jitter-pods", 100, "jitter run: pods of the goroutine policy on \"@every 1s\"")
+	flag.IntVar(&o.jitOthers, "jitter-others", 10, "jitter run: other policies on the same schedule (threadcreate)")
+	flag.IntVar(&o.jitOtherPods, "jitter-other-pods", 10, "jitter run: pods of each other policy")
+	jitModes := flag.String("jitter-mode", "shared,own", "jitter run: \"shared\" (pods on the pproftarget processes' IPs), \"own\" (one IP per pod, served by the driver, which also times the requests); comma-separated")
 	loads := flag.String("load", "0.8,1.2", "operator offered loads, as multiples of the relay's rate (comma-separated)")
 	flag.IntVar(&o.rssPods, "rss-pods", 2000, "pods for the memory run (0 skips it)")
 	flag.IntVar(&o.rssPolicies, "rss-policies", 100, "suspended policies for the memory run")
@@ -84,11 +91,20 @@ func main() {
 	flag.Parse()
 	o.types = nil // "" (or "none") skips the throughput runs
 	for _, t := range strings.Split(types, ",") {
-		if t = strings.TrimSpace(t); t != "" && t != "none" {
+		if t = strings.TrimSpace(t); t == "jitter" {
+			o.jitter = true
+		} else if t != "" && t != "none" {
 			o.types = append(o.types, t)
 		}
 	}
 	o.opFlags = strings.Fields(*opFlags)
+	for _, m := range strings.Split(*jitModes, ",") {
+		if m = strings.TrimSpace(m); m == "shared" || m == "own" {
+			o.jitModes = append(o.jitModes, m)
+		} else if m != "" {
+			log.Fatalf("-jitter-mode: %q is neither shared nor own", m)
+		}
+	}
 	for _, f := range strings.Split(*loads, ",") {
 		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
 		if err != nil || v <= 0 {
@@ -259,6 +275,11 @@ func run(o opts) (err error) {
 		}
 	}
 
+	if o.jitter {
+		if err := s.runJitter(); err != nil {
+			return err
+		}
+	}
 	if o.rssPods > 0 {
 		if err := s.runRSS(); err != nil {
 			return err
