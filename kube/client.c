@@ -34,6 +34,11 @@
  * even when nothing changes; silence this long means a dead connection. */
 #define WATCH_IDLE_S 180L
 #define USER_AGENT   "profefe-operator/0.1 (kube)"
+/* Requests in flight per client, watches and urgent requests aside. A
+ * burst beyond it (a status write for each of 1,000 policies after a
+ * sync) waits its turn instead of opening a TLS connection per request,
+ * which cost about 90 KB each and stayed in curl's connection cache. */
+#define MAX_INFLIGHT 16
 
 struct kube_client {
 	struct loop *loop;
@@ -50,6 +55,10 @@ struct kube_client {
 	struct exec_job *job;        /* the exec plugin run under way, or NULL */
 	struct kube_call *parked;    /* calls waiting for it */
 	char exec_err[512];          /* why the last run failed */
+	struct kube_call *queue;     /* calls waiting for a slot, oldest first */
+	struct kube_call **queue_tail;
+	unsigned inflight;      /* calls holding a slot */
+	struct loop_timer kick; /* starts queued calls after slots free up */
 };
 
 struct kube_call {
@@ -68,7 +77,11 @@ struct kube_call {
 	struct loop_timer retry;
 	struct kube_call *park_next; /* waiting for the exec plugin */
 	int parked;
-	int fail_rc; /* nonzero: the retry timer completes the call with it */
+	struct kube_call *queue_next; /* waiting for a slot */
+	int queued;
+	int slot;     /* holds one of the client's MAX_INFLIGHT slots */
+	int uncapped; /* a watch or an urgent request: needs no slot */
+	int fail_rc;  /* nonzero: the retry timer completes the call with it */
 	int attempts;
 	int auth_retried;
 	kube_done_fn done;
@@ -123,8 +136,65 @@ static void call_unpark(struct kube_call *c)
 	c->parked = 0;
 }
 
+static void call_unqueue(struct kube_call *c)
+{
+	struct kube_client *kc = c->kc;
+	struct kube_call **pp;
+
+	if (!c->queued)
+		return;
+	for (pp = &kc->queue; *pp; pp = &(*pp)->queue_next)
+		if (*pp == c) {
+			*pp = c->queue_next;
+			break;
+		}
+	kc->queue_tail = &kc->queue;
+	while (*kc->queue_tail)
+		kc->queue_tail = &(*kc->queue_tail)->queue_next;
+	c->queue_next = NULL;
+	c->queued = 0;
+}
+
+/* Gives the call's slot back; queued calls start from the kick timer,
+ * never from here, which may be inside a callback of the caller's. */
+static void call_release_slot(struct kube_call *c)
+{
+	struct kube_client *kc = c->kc;
+
+	if (!c->slot)
+		return;
+	c->slot = 0;
+	kc->inflight--;
+	if (kc->queue && !loop_timer_active(&kc->kick))
+		loop_timer_start(kc->loop, &kc->kick, 0);
+}
+
+/* Starts queued calls while slots are free: each gets a slot now and
+ * starts from its own zero timer, as unpark_all() does, so a callback
+ * that frees the client cannot pull the queue out from under us. */
+static void kick_fire(struct loop_timer *t)
+{
+	struct kube_client *kc = t->arg;
+
+	while (kc->queue && kc->inflight < MAX_INFLIGHT) {
+		struct kube_call *c = kc->queue;
+
+		kc->queue = c->queue_next;
+		if (!kc->queue)
+			kc->queue_tail = &kc->queue;
+		c->queue_next = NULL;
+		c->queued = 0;
+		c->slot = 1;
+		kc->inflight++;
+		if (loop_timer_start(kc->loop, &c->retry, 0))
+			c->fail_rc = -ENOMEM; /* stays idle; freed with the client */
+	}
+}
+
 static void call_free(struct kube_call *c)
 {
+	call_unqueue(c);
+	call_release_slot(c);
 	call_unpark(c);
 	call_release_easy(c);
 	loop_timer_stop(c->kc->loop, &c->retry);
@@ -218,6 +288,8 @@ int kube_client_new_take(struct loop *l, struct kube_config *cfg, struct kube_cl
 		return -ENOMEM;
 	}
 	kc->loop = l;
+	kc->queue_tail = &kc->queue;
+	loop_timer_init(&kc->kick, kick_fire, kc);
 	kc->cfg = cfg;
 	rc = setup_server_name(kc);
 	if (rc) {
@@ -236,6 +308,7 @@ void kube_client_free(struct kube_client *kc)
 		kc->ops->cancel(kc->ops); /* unlinks itself */
 	while (kc->calls)
 		call_free(kc->calls);
+	loop_timer_stop(kc->loop, &kc->kick);
 	if (kc->job)
 		job_free(kc->job);
 	free(kc->token);
@@ -673,6 +746,16 @@ static int call_start(struct kube_call *c)
 
 	if (kc->cfg->exec && !exec_cred_fresh(kc))
 		return park(c);
+	if (!c->uncapped && !c->slot) {
+		if (kc->inflight >= MAX_INFLIGHT) {
+			c->queued = 1;
+			*kc->queue_tail = c;
+			kc->queue_tail = &c->queue_next;
+			return 0;
+		}
+		c->slot = 1;
+		kc->inflight++;
+	}
 	loop_buf_reset(&c->resp);
 	c->stream_failed = 0;
 	c->errbuf[0] = '\0';
@@ -841,6 +924,7 @@ static void on_done(void *arg, CURL *easy, CURLcode rc)
 	fill_response(c, rc, &r, msg, sizeof(msg));
 	/* Detach first: `done` may free the client, and with it the loop. */
 	call_release_easy(c);
+	call_release_slot(c);
 	call_unlink(c);
 	c->done(c->arg, &r);
 	json_object_put(r.json);
@@ -863,6 +947,7 @@ static struct kube_call *call_new(struct kube_client *kc, const char *method, co
 	c->kc = kc;
 	if (opts)
 		c->opts = *opts;
+	c->uncapped = c->opts.urgent;
 	if (!c->opts.timeout_ms)
 		c->opts.timeout_ms = DEFAULT_TIMEOUT_MS;
 	if (!c->opts.max_body)
@@ -947,6 +1032,8 @@ static int request_stream(struct kube_client *kc, const char *path,
 	c->stream = fn;
 	c->sarg = sarg;
 	c->low_speed_s = idle_s;
+	/* A watch lasts minutes: it must not hold a slot meant for requests. */
+	c->uncapped |= idle_s != 0;
 	return call_go(c, out);
 }
 

@@ -114,6 +114,7 @@ struct kube_req_opts {
 	uint32_t timeout_ms;      /* whole-transfer timeout, default 30 s */
 	size_t max_body;          /* response body cap, default 16 MiB */
 	int max_retries;          /* retries after 429/5xx with Retry-After (default 5); -1: none */
+	int urgent;               /* nonzero: never waits for a slot (leader election) */
 };
 
 /* Starts `method` on `path` (with any query, e.g. "/api/v1/pods?limit=5").
@@ -121,7 +122,10 @@ struct kube_req_opts {
  * the client reread its token file or re-run its exec plugin and retry
  * once. 429 and 5xx answers carrying Retry-After are retried after the
  * delay it names (capped at 60 s). If `out` is non-NULL it receives a
- * handle valid until `done` runs, for kube_call_cancel(). */
+ * handle valid until `done` runs, for kube_call_cancel().
+ * At most 16 requests per client are in flight at once (watches and
+ * `urgent` ones aside); more wait in order for a slot, and their timeout
+ * starts when they do. */
 int kube_request(struct kube_client *kc, const char *method, const char *path,
                  struct json_object *body, const struct kube_req_opts *opts, kube_done_fn done,
                  void *arg, struct kube_call **out);

@@ -188,7 +188,8 @@ static void written(void *arg, const struct kube_response *r)
 
 static void write_lease(struct kube_leader *le, struct json_object *lease_take, int create)
 {
-	struct kube_req_opts o = {.timeout_ms = LEASE_REQ_TIMEOUT_MS, .max_retries = -1};
+	struct kube_req_opts o = {
+	        .timeout_ms = LEASE_REQ_TIMEOUT_MS, .max_retries = -1, .urgent = 1};
 	int rc;
 
 	le->sent_ms = now_ms(le);
@@ -264,7 +265,8 @@ static void got(void *arg, const struct kube_response *r)
 static void on_tick(struct loop_timer *t)
 {
 	struct kube_leader *le = t->arg;
-	struct kube_req_opts o = {.timeout_ms = LEASE_REQ_TIMEOUT_MS, .max_retries = -1};
+	struct kube_req_opts o = {
+	        .timeout_ms = LEASE_REQ_TIMEOUT_MS, .max_retries = -1, .urgent = 1};
 
 	if (le->leading && now_ms(le) - le->renewed_ms > le->renew_ms)
 		set_leading(le, 0);
@@ -342,7 +344,8 @@ static void released(void *arg, const struct kube_response *r)
 
 void kube_leader_release(struct kube_leader *le, void (*done)(void *arg), void *arg)
 {
-	struct kube_req_opts o = {.timeout_ms = LEASE_REQ_TIMEOUT_MS, .max_retries = -1};
+	struct kube_req_opts o = {
+	        .timeout_ms = LEASE_REQ_TIMEOUT_MS, .max_retries = -1, .urgent = 1};
 	struct json_object *copy = NULL, *spec = NULL;
 	int was = le->leading;
 

@@ -343,6 +343,96 @@ static void test_exec_plugin_failure_fails_requests(void **state)
 	loop_free(l);
 }
 
+/* Every answer comes 60 ms late; `step` keeps the most requests the
+ * server has held unanswered at once. */
+static int script_slow(struct srv *s, int i, const char *m, const char *p, char *resp, size_t n)
+{
+	(void)m;
+	(void)p;
+	if (i + 1 - s->nreplied > s->step)
+		s->step = i + 1 - s->nreplied;
+	s->delay_ms = 60;
+	srv_reply(resp, n, 200, NULL, "{}");
+	return 1;
+}
+
+/* A burst of requests is bounded: at most 16 are in flight and the rest
+ * wait their turn (each on a connection of its own here, as HTTP/1.1
+ * without keep-alive gives). An urgent request (leader election) skips
+ * the wait. */
+static void test_burst_waits_for_slots(void **state)
+{
+	struct kube_req_opts urgent = {.urgent = 1};
+	struct srv s = {.script = script_slow};
+	struct result res[24] = {{0}}, ures = {0};
+	struct kube_client *kc;
+	struct loop *l;
+	char path[64];
+	int all = 0, seen = -1;
+
+	(void)state;
+	assert_int_equal(loop_new(&l), 0);
+	srv_start(&s, l);
+	kc = srv_client(l, tmpdir, s.port, "token: t");
+	for (int i = 0; i < 24; i++) {
+		snprintf(path, sizeof(path), "/api/v1/namespaces/n%d/pods", i);
+		assert_int_equal(kube_request(kc, "GET", path, NULL, NULL, on_done, &res[i], NULL),
+		                 0);
+	}
+	assert_int_equal(kube_request(kc, "GET", "/urgent", NULL, &urgent, on_done, &ures, NULL),
+	                 0);
+	for (int t = 0; t < 400 && !all; t++) {
+		loop_run_once(l, 20);
+		all = ures.done;
+		for (int i = 0; i < 24; i++)
+			all &= res[i].done;
+	}
+	assert_true(all);
+	for (int i = 0; i < 24; i++)
+		assert_int_equal(res[i].status, 200);
+	assert_int_equal(s.nreq, 25);
+	for (int i = 0; i < 25; i++)
+		if (!strncmp(s.reqs[i], "GET /urgent", 11))
+			seen = i;
+	printf("requests held unanswered at once: %d; the urgent one was request %d\n", s.step,
+	       seen);
+	assert_int_equal(s.step, 17);
+	assert_true(seen >= 0 && seen <= 16);
+	kube_client_free(kc);
+	srv_stop(&s);
+	loop_free(l);
+}
+
+/* Freeing a client with queued requests calls none of them back. */
+static void test_free_with_queued_requests(void **state)
+{
+	struct srv s = {.script = script_slow};
+	struct result res[20] = {{0}};
+	struct kube_call *calls[20];
+	struct kube_client *kc;
+	struct loop *l;
+
+	(void)state;
+	assert_int_equal(loop_new(&l), 0);
+	srv_start(&s, l);
+	kc = srv_client(l, tmpdir, s.port, "token: t");
+	for (int i = 0; i < 20; i++)
+		assert_int_equal(
+		        kube_request(kc, "GET", "/x", NULL, NULL, must_not_run, &res[i], &calls[i]),
+		        0);
+	/* Cancel one running and one queued; free the client with the rest. */
+	kube_call_cancel(calls[0]);
+	kube_call_cancel(calls[19]);
+	kube_call_cancel(calls[17]);
+	for (int t = 0; t < 3; t++)
+		loop_run_once(l, 10);
+	kube_client_free(kc);
+	for (int t = 0; t < 10; t++)
+		loop_run_once(l, 10);
+	srv_stop(&s);
+	loop_free(l);
+}
+
 /* ---- the live informer ---------------------------------------------- */
 
 #define POD(name, rv)                                                                              \
@@ -673,6 +763,8 @@ int main(void)
 	        cmocka_unit_test(test_client_free_abandons_everything),
 	        cmocka_unit_test(test_exec_plugin_is_asynchronous),
 	        cmocka_unit_test(test_exec_plugin_failure_fails_requests),
+	        cmocka_unit_test(test_burst_waits_for_slots),
+	        cmocka_unit_test(test_free_with_queued_requests),
 	        cmocka_unit_test(test_informer_drop_410_relist),
 	        cmocka_unit_test(test_informer_list_one_tree_at_a_time),
 	        cmocka_unit_test(test_informer_bad_page_keeps_cache),
