@@ -158,10 +158,11 @@ static void events(void)
 
 	integ_check(kube_recorder_new(KC, "kube-integ", "host-1", 0, &rec) == 0, "recorder");
 	for (int i = 0; i < 5; i++) {
-		kube_event(rec, &ref, "Warning", "CaptureFailed", "connection refused");
+		kube_event_keyed(rec, &ref, "Warning", "CaptureFailed", "p|heap|refused",
+		                 "connection refused");
 		integ_wait(L, writes_done, NULL, 5000);
 	}
-	kube_event(rec, &ref, "Warning", "CaptureFailed", "timeout");
+	kube_event_keyed(rec, &ref, "Warning", "CaptureFailed", "p|heap|timeout", "timeout");
 	integ_wait(L, writes_done, NULL, 5000);
 	kube_recorder_counts(rec, &creates, &patches);
 	integ_check(creates == 2 && patches == 4,
