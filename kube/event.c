@@ -5,10 +5,9 @@
  * EventCorrelator does, so one failing pod costs one Event object however
  * many rounds it fails. What "repeats" means: the same object (kind,
  * namespace, name, uid), type and reason, plus either the caller's dedup
- * key (kube_event_keyed(): messages may differ, e.g. by a timing) or the
- * message itself (kube_event()). While a write for a series is in flight,
- * further occurrences are only counted, and one PATCH follows when it
- * returns.
+ * key (messages may differ, e.g. by a timing) or, without one, the
+ * message itself. While a write for a series is in flight, further
+ * occurrences are only counted, and one PATCH follows when it returns.
  *
  * Keyed series never expire by age: an hourly failure folds into the same
  * Event for as long as the recorder remembers it. Message series expire
@@ -332,12 +331,6 @@ int kube_event_keyed(struct kube_recorder *rec, const struct kube_objref *obj, c
 	}
 	series_send(s);
 	return 0;
-}
-
-int kube_event(struct kube_recorder *rec, const struct kube_objref *obj, const char *type,
-               const char *reason, const char *message)
-{
-	return kube_event_keyed(rec, obj, type, reason, NULL, message);
 }
 
 void kube__recorder_advance(struct kube_recorder *rec, int64_t ms)

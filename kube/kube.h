@@ -267,25 +267,22 @@ struct kube_objref {
 /* Creates a recorder that writes Events as `component` (source.component
  * and reportingController) on `host` (may be NULL). An Event that repeats
  * one already recorded is folded into it: its count, lastTimestamp and
- * message are PATCHed, as client-go's EventCorrelator does. For
- * kube_event() "repeats" means the same object, type, reason and message
+ * message are PATCHed, as client-go's EventCorrelator does. An unkeyed
+ * Event repeats another with the same object, type, reason and message
  * within `window_s` seconds (0: 600) of the last occurrence. The recorder
  * remembers the 256 most recently used series. */
 int kube_recorder_new(struct kube_client *kc, const char *component, const char *host,
                       uint32_t window_s, struct kube_recorder **out);
-/* Records an Event ("Normal" or "Warning"), identified by its message as
- * described above. Fire-and-forget: failures are logged. Returns 0 or a
- * negative errno for a request that could not start. */
-int kube_event(struct kube_recorder *rec, const struct kube_objref *obj, const char *type,
-               const char *reason, const char *message);
-/* As kube_event(), but the caller's `dedup_key` (copied; e.g.
- * "pod-uid|heap|timeout") replaces the message in the identity: Events
- * with the same object (kind, namespace, name, uid), type, reason and
- * dedup key are one series however their messages differ (e.g. "timed out
- * after 2001 ms"), and the newest message is the Event's. A keyed series
- * never expires by age (window_s does not apply); it is forgotten only
- * when 256 more recently used series push it out, and the next occurrence
- * then creates a new Event. NULL `dedup_key` is kube_event(). */
+/* Records an Event ("Normal" or "Warning"). Fire-and-forget: failures are
+ * logged. Returns 0 or a negative errno for a request that could not
+ * start. The caller's `dedup_key` (copied; e.g. "pod-uid|heap|timeout")
+ * names the series: Events with the same object (kind, namespace, name,
+ * uid), type, reason and dedup key are one series however their messages
+ * differ (e.g. "timed out after 2001 ms"), and the newest message is the
+ * Event's. A keyed series never expires by age (window_s does not apply);
+ * it is forgotten only when 256 more recently used series push it out, and
+ * the next occurrence then creates a new Event. With a NULL `dedup_key`
+ * the message names the series, within window_s as described above. */
 int kube_event_keyed(struct kube_recorder *rec, const struct kube_objref *obj, const char *type,
                      const char *reason, const char *dedup_key, const char *message);
 /* Writes issued, for tests and metrics: creates and count PATCHes. */
