@@ -313,20 +313,12 @@ struct kube_leader_ops {
 /* Starts campaigning. Returns 0 and a handle, or a negative errno. */
 int kube_leader_start(struct kube_client *kc, const struct kube_leader_opts *opts,
                       const struct kube_leader_ops *ops, void *arg, struct kube_leader **out);
-/* 1 while leading. */
+/* 1 while leading. Leading lasts until renew_deadline_ms past the SEND
+ * time of the last successful acquire or renew, not its answer: the server
+ * stored the write at some moment after we sent it, and others count
+ * leaseDuration from when they saw it, as client-go bounds observedTime.
+ * Past that, `stopped` is called even with a renew still in flight. */
 int kube_leader_is_leader(const struct kube_leader *le);
-/* While leading: the time, on the loop's monotonic clock (loop_now_ms()),
- * until which no other candidate can take the Lease: the SEND time of our
- * last successful acquire or renew plus lease_ms. The server stored that
- * write at some moment after we sent it, and others count leaseDuration
- * from when they saw it, so the send time is the safe base, as client-go
- * bounds its observedTime. 0 while not leading. */
-uint64_t kube_leader_valid_until_ms(const struct kube_leader *le);
-/* While leading: the monotonic time by which a renew must succeed, the
- * same send time plus renew_deadline_ms; the leader stops leading (calls
- * `stopped`) when it passes, even with a renew still in flight. 0 while
- * not leading. */
-uint64_t kube_leader_renew_by_ms(const struct kube_leader *le);
 /* Stops campaigning. When leading, releases the Lease (holderIdentity ""
  * and leaseDurationSeconds 1, as client-go's ReleaseOnCancel) so another
  * candidate takes over at once, calls `stopped`, then `done` (may be NULL)

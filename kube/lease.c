@@ -320,16 +320,6 @@ int kube_leader_is_leader(const struct kube_leader *le)
 	return le->leading;
 }
 
-uint64_t kube_leader_valid_until_ms(const struct kube_leader *le)
-{
-	return le->leading ? le->renewed_ms + le->lease_ms : 0;
-}
-
-uint64_t kube_leader_renew_by_ms(const struct kube_leader *le)
-{
-	return le->leading ? le->renewed_ms + le->renew_ms : 0;
-}
-
 static void released(void *arg, const struct kube_response *r)
 {
 	struct kube_leader *le = arg;
