@@ -151,6 +151,17 @@ int loop_timer_active(const struct loop_timer *t)
 	return t->heap_idx != SIZE_MAX;
 }
 
+int loop_timer_start_wall(struct loop *l, struct loop_timer *t, int64_t at_ms)
+{
+	int64_t delay;
+
+	/* The delay is measured now, so it must count from now, not from
+	 * the start of this iteration. */
+	loop_update_time(l);
+	delay = at_ms - loop_wall_ms();
+	return loop_timer_start(l, t, delay > 0 ? (uint64_t)delay : 0);
+}
+
 void loop_timer_stop(struct loop *l, struct loop_timer *t)
 {
 	size_t i = t->heap_idx;

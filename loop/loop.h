@@ -81,6 +81,11 @@ void loop_timer_init(struct loop_timer *t, void (*cb)(struct loop_timer *t), voi
 /* (Re)arms `t` to fire `delay_ms` from now. Returns 0 or -ENOMEM, and on
  * failure leaves `t` as it was; re-arming a pending timer never fails. */
 int loop_timer_start(struct loop *l, struct loop_timer *t, uint64_t delay_ms);
+/* Arms `t` to fire at wall-clock time `at_ms` (loop_wall_ms()), or at once
+ * when that is past. Both clocks are read afresh: a timer armed late in a
+ * long loop iteration does not fire early by the iteration's length, as a
+ * delay taken against the cached time would. Returns as loop_timer_start. */
+int loop_timer_start_wall(struct loop *l, struct loop_timer *t, int64_t at_ms);
 /* Disarms `t`. Safe on an idle timer. */
 void loop_timer_stop(struct loop *l, struct loop_timer *t);
 /* True while `t` is armed. */

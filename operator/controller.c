@@ -725,20 +725,18 @@ static const struct rec_schedule *active_sched(const struct pstate *ps)
 	return ps->pol->sched;
 }
 
-/* Arms the round timer for `at_ms` (0: disarms). The delay is taken
- * against a fresh wall-clock reading; a timer that still fires a little
- * early is re-armed by the state machine (the clock decides, not the
+/* Arms the round timer for `at_ms` (0: disarms), against fresh clock
+ * readings; a timer that still fires a little early (the wall clock
+ * stepped) is re-armed by the state machine (the clock decides, not the
  * timer). */
 static void arm_fire(struct pstate *ps, int64_t at_ms)
 {
 	struct op_ctl *c = ps->ctl;
-	int64_t delay;
 
 	loop_timer_stop(c->l, &ps->fire);
 	if (at_ms <= 0)
 		return;
-	delay = at_ms - loop_wall_ms();
-	if (loop_timer_start(c->l, &ps->fire, delay > 0 ? (uint64_t)delay : 0) != 0)
+	if (loop_timer_start_wall(c->l, &ps->fire, at_ms) != 0)
 		loop_timer_start(c->l, &ps->requeue, loop_backoff_next(&ps->backoff));
 }
 
@@ -1362,7 +1360,6 @@ static void job_start(struct pstate *ps, struct rec_ctl_job *cj, int64_t at_ms)
 	struct rec_kvs kvs = {0};
 	char url[REC_URL_MAX], key[128], err[256];
 	struct rec_target t;
-	int64_t delay;
 	size_t i;
 
 	for (i = 0; ps->pol && i < ps->pol->nprofiles; i++)
@@ -1401,8 +1398,7 @@ static void job_start(struct pstate *ps, struct rec_ctl_job *cj, int64_t at_ms)
 	j->seconds = prof->type == PPOP_PT_CPU ? (uint32_t)prof->seconds : 0;
 	j->timeout_ms = (uint32_t)ps->pol->timeout_seconds * 1000u;
 	j->planned_ms = at_ms;
-	delay = at_ms - loop_wall_ms();
-	if (loop_timer_start(c->l, &j->start, delay > 0 ? (uint64_t)delay : 0) != 0)
+	if (loop_timer_start_wall(c->l, &j->start, at_ms) != 0)
 		goto fail;
 	return;
 fail:
@@ -1443,14 +1439,12 @@ static void ctl_apply(struct pstate *ps, struct rec_acts *a)
 		case REC_ACT_CANCEL:
 			job_cancel(x->job);
 			break;
-		case REC_ACT_GRACE: {
-			int64_t d = x->at_ms - loop_wall_ms();
+		case REC_ACT_GRACE:
 			if (x->at_ms <= 0)
 				loop_timer_stop(c->l, &ps->grace);
 			else
-				loop_timer_start(c->l, &ps->grace, d > 0 ? (uint64_t)d : 0);
+				loop_timer_start_wall(c->l, &ps->grace, x->at_ms);
 			break;
-		}
 		case REC_ACT_WRITE:
 			round_write(ps);
 			break;

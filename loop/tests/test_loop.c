@@ -63,6 +63,50 @@ static void test_timers_fire_in_deadline_order(void **state)
 	loop_free(l);
 }
 
+struct walltmr {
+	struct loop_timer t;
+	int64_t fired_at;
+};
+
+static void on_walltmr(struct loop_timer *t)
+{
+	struct walltmr *w = t->arg;
+	w->fired_at = loop_wall_ms();
+}
+
+/* A capture's slot is a wall-clock time. Armed late in a long iteration
+ * (the loop's cached time is stale by then), it must still not fire
+ * before that time: the pods saw requests up to 60 ms early. */
+static void test_wall_timer_armed_late_in_an_iteration_never_fires_early(void **state)
+{
+	struct loop *l;
+	struct walltmr w = {.fired_at = 0};
+	int64_t spin_until, at;
+
+	(void)state;
+	assert_int_equal(loop_new(&l), 0);
+	loop_timer_init(&w.t, on_walltmr, &w);
+	/* A long synchronous step: the cached time falls 80 ms behind. */
+	spin_until = loop_wall_ms() + 80;
+	while (loop_wall_ms() < spin_until)
+		;
+	at = loop_wall_ms() + 50;
+	assert_int_equal(loop_timer_start_wall(l, &w.t, at), 0);
+	/* Any other event (a socket, a timer) wakes the loop, which reads
+	 * the clock afresh. */
+	loop_update_time(l);
+	while (!w.fired_at)
+		assert_int_equal(loop_run_once(l, 1000), 0);
+	if (w.fired_at < at)
+		fail_msg("fired %lld ms before its time", (long long)(at - w.fired_at));
+	/* A time already past fires on the next turn. */
+	w.fired_at = 0;
+	assert_int_equal(loop_timer_start_wall(l, &w.t, loop_wall_ms() - 1000), 0);
+	assert_int_equal(loop_run_once(l, 1000), 0);
+	assert_true(w.fired_at != 0);
+	loop_free(l);
+}
+
 static void test_timer_stop_and_restart_reschedules(void **state)
 {
 	struct loop *l;
@@ -378,6 +422,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_timers_fire_in_deadline_order),
 	        cmocka_unit_test(test_timer_stop_and_restart_reschedules),
+	        cmocka_unit_test(test_wall_timer_armed_late_in_an_iteration_never_fires_early),
 	        cmocka_unit_test(test_restart_in_a_full_heap_moves_the_timer),
 	        cmocka_unit_test(test_buf_cap_rejects_and_keeps_contents),
 	        cmocka_unit_test(test_backoff_doubles_within_jitter_and_caps),
