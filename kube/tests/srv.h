@@ -56,4 +56,16 @@ struct kube_client *srv_client(struct loop *l, const char *dir, int port, const 
 /* Runs the loop until `*flag` is nonzero or `ms` have passed. */
 void srv_run_until(struct loop *l, const int *flag, int ms);
 
+/* Runs the loop until `cond` holds or `ms` of loop time have passed. The
+ * bound is time, not a count of turns: a turn ends early whenever a
+ * socket is ready, so a count runs out quickly on a loaded machine. */
+#define SRV_RUN_WHILE_NOT(l, cond, ms)                                                             \
+	do {                                                                                       \
+		uint64_t srv_end_;                                                                 \
+		loop_update_time(l);                                                               \
+		srv_end_ = loop_now_ms(l) + (uint64_t)(ms);                                        \
+		while (!(cond) && loop_now_ms(l) < srv_end_)                                       \
+			loop_run_once((l), 50);                                                    \
+	} while (0)
+
 #endif

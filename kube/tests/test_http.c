@@ -241,8 +241,7 @@ static void test_client_free_abandons_everything(void **state)
 	assert_int_equal(kube_create_or_update(kc, "/api/v1/namespaces/n/configmaps", "x",
 	                                       never_called, NULL, must_not_run, NULL),
 	                 0);
-	for (int i = 0; i < 20 && s.nreq < 2; i++)
-		loop_run_once(l, 50);
+	SRV_RUN_WHILE_NOT(l, s.nreq >= 2, 30000);
 	assert_int_equal(s.nreq, 2);
 	kube_client_free(kc);
 	for (int i = 0; i < 5; i++)
@@ -654,8 +653,7 @@ static void test_informer_list_one_tree_at_a_time(void **state)
 	srv_start(&s, l);
 	kc = srv_client(l, tmpdir, s.port, "token: t");
 	assert_int_equal(kube_informer_start(kc, &o, &ops, &t, &inf), 0);
-	for (int i = 0; i < 200 && !(t.lg.synced && s.nreq >= 3); i++)
-		loop_run_once(l, 50);
+	SRV_RUN_WHILE_NOT(l, t.lg.synced && s.nreq >= 3, 30000);
 	assert_int_equal(t.lg.synced, 1);
 	assert_string_equal(s.reqs[1], "GET /api/v1/pods?limit=150&continue=c1|Bearer t");
 	assert_int_equal(kube_informer_count(inf), 300);
@@ -723,8 +721,7 @@ static void test_informer_bad_page_keeps_cache(void **state)
 	srv_start(&s, l);
 	kc = srv_client(l, tmpdir, s.port, "token: t");
 	assert_int_equal(kube_informer_start(kc, &o, &ops, &t, &inf), 0);
-	for (int i = 0; i < 200 && s.nreplied < 3; i++)
-		loop_run_once(l, 50);
+	SRV_RUN_WHILE_NOT(l, s.nreplied >= 3, 30000);
 	for (int i = 0; i < 4; i++)
 		loop_run_once(l, 20);
 	assert_int_equal(s.nreq, 3);
@@ -738,8 +735,7 @@ static void test_informer_bad_page_keeps_cache(void **state)
 	assert_string_equal(kube_informer_resource_version(inf), "10");
 	kube_informer_stats(inf, &st);
 	assert_int_equal(st.restarts, 1);
-	for (int i = 0; i < 200 && t.lg.synced < 2; i++)
-		loop_run_once(l, 50);
+	SRV_RUN_WHILE_NOT(l, t.lg.synced >= 2, 30000);
 	assert_int_equal(t.lg.synced, 2);
 	assert_int_equal(t.lg.deletes, 1);
 	assert_string_equal(t.lg.deleted[0], "b");

@@ -160,7 +160,6 @@ static void test_lease_slow_renew_stops_leading(void **state)
 	struct kube_client *kc;
 	struct cand c = {0};
 	struct loop *l;
-	int seen = 0;
 
 	(void)state;
 	assert_int_equal(loop_new(&l), 0);
@@ -171,11 +170,8 @@ static void test_lease_slow_renew_stops_leading(void **state)
 	assert_int_equal(kube_leader_start(kc, &o, &ops, &c, &le), 0);
 	/* Wait until the late renew answer has been handled: the candidate
 	 * has sent its next request since. */
-	for (int i = 0; i < 200 && !seen; i++) {
-		loop_run_once(l, 50);
-		seen = s.nreq >= 5;
-	}
-	assert_true(seen);
+	SRV_RUN_WHILE_NOT(l, s.nreq >= 5, 30000);
+	assert_true(s.nreq >= 5);
 	assert_non_null(
 	        strstr(s.reqs[3], "PUT /apis/coordination.k8s.io/v1/namespaces/ns/leases/lock|"));
 	assert_int_equal(c.started, 1);
