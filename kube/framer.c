@@ -26,11 +26,55 @@
  * json-c's default of 32. */
 #define FRAMER_MAX_DEPTH 128
 
+enum numlex_state { LX_OUT, LX_STR, LX_ESC, LX_NUM };
+
+/* json-c's tokener takes a '+' or '-' anywhere in a number when the
+ * number is split across two feeds ("35" then "-") and drops it, while
+ * the same bytes fed at once are an error: so whether a page or a watch
+ * event parsed would depend on where the network cut it. The bytes a
+ * value is fed are checked here, so a sign only follows an 'e' or 'E' (or
+ * starts the number), whatever the chunks. Returns 0 or -EBADMSG. */
+static int numlex(struct kube__numlex *x, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char c = p[i];
+		switch (x->st) {
+		case LX_STR:
+			x->st = c == '\\' ? LX_ESC : c == '"' ? LX_OUT : LX_STR;
+			continue;
+		case LX_ESC:
+			x->st = LX_STR;
+			continue;
+		case LX_NUM:
+			if (c == '+' || c == '-') {
+				if (x->prev != 'e' && x->prev != 'E')
+					return -EBADMSG;
+				x->prev = c;
+				continue;
+			}
+			if ((c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E') {
+				x->prev = c;
+				continue;
+			}
+			x->st = LX_OUT;
+			/* the byte after a number */
+			__attribute__((fallthrough));
+		default:
+			if (c == '"')
+				x->st = LX_STR;
+			else if (c == '-' || (c >= '0' && c <= '9'))
+				x->st = LX_NUM, x->prev = c;
+		}
+	}
+	return 0;
+}
+
 int kube__framer_init(struct kube__framer *f, size_t max_obj)
 {
 	f->tok = json_tokener_new_ex(FRAMER_MAX_DEPTH);
 	f->max_obj = max_obj ? max_obj : (16u << 20);
 	f->cur = 0;
+	f->lex = (struct kube__numlex){LX_OUT, 0};
 	return f->tok ? 0 : -ENOMEM;
 }
 
@@ -39,6 +83,7 @@ void kube__framer_reset(struct kube__framer *f)
 	if (f->tok)
 		json_tokener_reset(f->tok);
 	f->cur = 0;
+	f->lex.st = LX_OUT;
 }
 
 void kube__framer_free(struct kube__framer *f)
@@ -91,6 +136,8 @@ int kube__framer_feed(struct kube__framer *f, const char *p, size_t n,
 			f->cur += take;
 			if (f->cur > f->max_obj)
 				return -EFBIG;
+			if (numlex(&f->lex, p, take) != 0)
+				return -EBADMSG;
 			p += take;
 			n -= take;
 			continue;
@@ -103,7 +150,7 @@ int kube__framer_feed(struct kube__framer *f, const char *p, size_t n,
 		/* A number ends at the byte after it, which json-c leaves
 		 * unconsumed, so a value can end having used nothing of this
 		 * chunk; but only if it began in an earlier one. */
-		if (used > take || (used == 0 && fresh)) {
+		if (used > take || (used == 0 && fresh) || numlex(&f->lex, p, used) != 0) {
 			json_object_put(obj);
 			return -EBADMSG;
 		}
@@ -111,6 +158,7 @@ int kube__framer_feed(struct kube__framer *f, const char *p, size_t n,
 		n -= used;
 		json_tokener_reset(f->tok);
 		f->cur = 0;
+		f->lex.st = LX_OUT;
 		rc = obj ? emit(arg, obj) : 0;
 		json_object_put(obj);
 		if (rc)
@@ -155,6 +203,7 @@ void kube__listscan_reset(struct kube__listscan *s)
 	free(s->cont);
 	s->rv = s->cont = NULL;
 	s->cur = 0;
+	s->lex.st = LX_OUT;
 	s->state = LS_START;
 	s->member = M_OTHER;
 	s->err = 0;
@@ -191,6 +240,8 @@ static int ls_token(struct kube__listscan *s, const char **p, size_t *n, struct 
 		s->cur += take;
 		if (s->cur > s->max_val)
 			return -EFBIG;
+		if (numlex(&s->lex, *p, take) != 0)
+			return -EBADMSG;
 		*p += take;
 		*n -= take;
 		return 0;
@@ -199,10 +250,12 @@ static int ls_token(struct kube__listscan *s, const char **p, size_t *n, struct 
 	/* A number ends at the byte after it, which json-c leaves unused, so
 	 * a value may end having used nothing of this chunk, but only if it
 	 * began in an earlier one. */
-	if (jerr != json_tokener_success || used > take || (used == 0 && fresh)) {
+	if (jerr != json_tokener_success || used > take || (used == 0 && fresh) ||
+	    numlex(&s->lex, *p, used) != 0) {
 		json_object_put(obj);
 		return -EBADMSG;
 	}
+	s->lex.st = LX_OUT;
 	*p += used;
 	*n -= used;
 	json_tokener_reset(s->tok);

@@ -119,10 +119,18 @@ int kube__exec_finish(const struct kube__exec *ex, int status, const struct kube
 /* The watch-stream framer: turns a byte stream of concatenated JSON
  * values (newline-delimited in practice) into whole objects, whatever the
  * chunk boundaries. */
+/* The number check beside json-c's tokener (framer.c): its state in the
+ * value being parsed. */
+struct kube__numlex {
+	int st;
+	char prev; /* the number's previous byte */
+};
+
 struct kube__framer {
 	struct json_tokener *tok;
 	size_t max_obj; /* bytes one value may span */
 	size_t cur;     /* bytes fed into the value being parsed */
+	struct kube__numlex lex;
 };
 int kube__framer_init(struct kube__framer *f, size_t max_obj);
 void kube__framer_reset(struct kube__framer *f);
@@ -143,6 +151,7 @@ struct kube__listscan {
 	struct json_tokener *tok;
 	size_t max_val; /* bytes one item (or any other member's value) may span */
 	size_t cur;     /* bytes fed into the value being parsed */
+	struct kube__numlex lex;
 	int state;
 	int member;   /* which top-level member's value is next */
 	int err;      /* the first error; sticky until reset */

@@ -115,6 +115,42 @@ static void test_malformed_is_an_error(void **state)
 	kube__framer_free(&f);
 }
 
+/* A stray sign in a number is an error wherever the stream is cut (json-c
+ * alone drops it when the number is split across two feeds), and an
+ * exponent's sign is not. */
+static void test_number_sign_error_whatever_the_cuts(void **state)
+{
+	static const char bad[] = "{\"type\":\"ADDED\",\"object\":{\"a\":35-}}\n";
+	static const char good[] = "{\"type\":\"ADDED\",\"object\":{\"a\":-1e-5,\"b\":\"3-\"}}\n";
+	size_t len = strlen(bad);
+
+	(void)state;
+	for (size_t cut = 0; cut <= len; cut++) {
+		struct kube__framer f;
+		struct seen s = {0};
+		int rc;
+
+		assert_int_equal(kube__framer_init(&f, 0), 0);
+		rc = kube__framer_feed(&f, bad, cut, collect, &s);
+		if (rc == 0)
+			rc = kube__framer_feed(&f, bad + cut, len - cut, collect, &s);
+		if (rc != -EBADMSG || s.n != 0)
+			fail_msg("cut at %zu: rc %d, %d events", cut, rc, s.n);
+		kube__framer_free(&f);
+	}
+	len = strlen(good);
+	for (size_t cut = 0; cut <= len; cut++) {
+		struct kube__framer f;
+		struct seen s = {0};
+
+		assert_int_equal(kube__framer_init(&f, 0), 0);
+		assert_int_equal(kube__framer_feed(&f, good, cut, collect, &s), 0);
+		assert_int_equal(kube__framer_feed(&f, good + cut, len - cut, collect, &s), 0);
+		assert_int_equal(s.n, 1);
+		kube__framer_free(&f);
+	}
+}
+
 static void test_event_over_cap_is_refused(void **state)
 {
 	struct kube__framer f;
@@ -161,6 +197,7 @@ int main(void)
 	        cmocka_unit_test(test_split_three_ways),
 	        cmocka_unit_test(test_byte_at_a_time),
 	        cmocka_unit_test(test_malformed_is_an_error),
+	        cmocka_unit_test(test_number_sign_error_whatever_the_cuts),
 	        cmocka_unit_test(test_event_over_cap_is_refused),
 	        cmocka_unit_test(test_emit_can_stop_feeding),
 	};
