@@ -111,6 +111,14 @@ struct job {
 	int64_t created_ms; /* when the timer ran and the fetch was asked for */
 };
 
+/* The pods of one namespace: lent pointers to the pod cache's values. */
+struct nspods {
+	char *ns;
+	const struct rec_pod **v;
+	size_t n, cap;
+	struct nspods *next;
+};
+
 /* One profefe sink with its spool; one per distinct URL. */
 struct sink {
 	struct op_ctl *ctl;
@@ -150,6 +158,11 @@ struct op_ctl {
 	 * own namespace, by namespace (hashed), and every other one. */
 	struct pstate *by_ns[POL_NS_BUCKETS];
 	struct pstate *any_ns;
+	/* The cached pods by namespace (pointers to the informer's values),
+	 * so a policy that selects in its own namespace or in named ones
+	 * walks those pods only, at each round and when it counts targets. */
+	struct nspods *pods_by_ns[POL_NS_BUCKETS];
+	int nspods_broken; /* out of memory once: walk the whole cache */
 	struct pstate *dirty_head, *dirty_tail;
 	int planned;         /* every policy was reconciled once after both caches synced */
 	struct early *early; /* delivery results held until then, newest first */
@@ -357,16 +370,25 @@ static void state_free(struct pstate *ps)
 	free(ps);
 }
 
+/* How long one pass of the dirty queue may run before it yields. */
+#define DRAIN_SLICE_MS 10
+
 static void on_drain(struct loop_timer *t)
 {
 	struct op_ctl *c = t->arg;
+	uint64_t start;
 
 	/* Plans made from half-filled caches would be wrong (no targets yet),
 	 * so nothing is reconciled before both caches have synced; the synced
 	 * callbacks restart the drain. */
 	if (!op_ctl_ready(c))
 		return;
-	/* Reconciling may mark more keys dirty; they join this same pass. */
+	loop_update_time(c->l);
+	start = loop_now_ms(c->l);
+	/* Reconciling may mark more keys dirty; they join this same pass. A
+	 * pass yields to the loop after DRAIN_SLICE_MS, so a burst (every
+	 * policy at start, each counting its targets over every pod) never
+	 * holds up probes, watches and capture timers for long. */
 	while (c->dirty_head) {
 		struct pstate *ps = c->dirty_head;
 		c->dirty_head = ps->next_dirty;
@@ -375,6 +397,13 @@ static void on_drain(struct loop_timer *t)
 		ps->next_dirty = NULL;
 		ps->dirty = 0;
 		reconcile(ps);
+		loop_update_time(c->l);
+		if (c->dirty_head && loop_now_ms(c->l) - start >= DRAIN_SLICE_MS) {
+			/* 1 ms, not 0: a timer due now would run again in this
+			 * same pass over the timers, without yielding. */
+			loop_timer_start(c->l, &c->drain, 1);
+			return;
+		}
 	}
 	if (!c->planned) {
 		c->planned = 1;
@@ -544,6 +573,99 @@ static void pod_free(void *arg, void *value)
 	free(value);
 }
 
+static struct nspods **nspods_slot(struct op_ctl *c, const char *ns)
+{
+	uint64_t h = ppop_fnv1a_str(PPOP_FNV1A_INIT, ns);
+	struct nspods **pp = &c->pods_by_ns[(h ^ (h >> 32)) % POL_NS_BUCKETS];
+
+	while (*pp && strcmp((*pp)->ns, ns) != 0)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+/* Follows the pod cache: `a` replaced by `b` (either NULL; a pod never
+ * changes namespace). Returns 0 or -ENOMEM (then the index is marked
+ * unusable and walks fall back to the whole cache). */
+static int nspods_change(struct op_ctl *c, const struct rec_pod *a, const struct rec_pod *b)
+{
+	struct nspods **pp = nspods_slot(c, a ? a->ns : b->ns), *x = *pp;
+	size_t i;
+
+	if (a) {
+		for (i = 0; x && i < x->n && x->v[i] != a; i++)
+			;
+		if (!x || i == x->n)
+			return -ENOENT; /* not indexed: the index is already off */
+		if (b) {
+			x->v[i] = b;
+			return 0;
+		}
+		x->v[i] = x->v[--x->n];
+		if (x->n == 0) {
+			*pp = x->next;
+			free(x->ns);
+			free(x->v);
+			free(x);
+		}
+		return 0;
+	}
+	if (!x) {
+		x = calloc(1, sizeof(*x));
+		if (!x || !(x->ns = strdup(b->ns))) {
+			free(x);
+			return -ENOMEM;
+		}
+		x->next = *pp;
+		*pp = x;
+	}
+	if (x->n == x->cap) {
+		size_t cap = x->cap ? 2 * x->cap : 16;
+		const struct rec_pod **v = reallocarray(x->v, cap, sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		x->v = v;
+		x->cap = cap;
+	}
+	x->v[x->n++] = b;
+	return 0;
+}
+
+static void nspods_free(struct op_ctl *c)
+{
+	for (size_t i = 0; i < POL_NS_BUCKETS; i++)
+		while (c->pods_by_ns[i]) {
+			struct nspods *x = c->pods_by_ns[i];
+			c->pods_by_ns[i] = x->next;
+			free(x->ns);
+			free(x->v);
+			free(x);
+		}
+}
+
+/* Calls `fn` for every cached pod the policy may select by namespace:
+ * those of its own namespace or of the ones it names, else all. */
+static void
+policy_pods_foreach(struct pstate *ps,
+                    void (*fn)(void *arg, const char *ns, const char *name, void *value), void *arg)
+{
+	struct op_ctl *c = ps->ctl;
+	const struct rec_policy *p = ps->pol;
+	size_t i, k;
+
+	if (!p)
+		return;
+	if (p->ns_selector.any || c->nspods_broken) {
+		kube_informer_foreach(c->pods, fn, arg);
+		return;
+	}
+	for (k = 0; k < (p->ns_selector.n ? p->ns_selector.n : 1); k++) {
+		const struct nspods *x =
+		        *nspods_slot(c, p->ns_selector.n ? p->ns_selector.names[k] : p->ns);
+		for (i = 0; x && i < x->n; i++)
+			fn(arg, x->v[i]->ns, x->v[i]->name, (void *)x->v[i]);
+	}
+}
+
 /* A pod changed from `a` to `b` (either NULL), for one policy that may
  * select it: the state machine cancels captures of a pod that was
  * deleted, changed its IP or left the selection; the live target count
@@ -574,6 +696,10 @@ static void pod_touch(struct op_ctl *c, const struct rec_pod *a, const struct re
 	const char *ns = a ? a->ns : b->ns;
 	struct pstate *ps, *next;
 
+	if (!c->nspods_broken && nspods_change(c, a, b) != 0) {
+		log_error("out of memory indexing pods by namespace; rounds walk every pod", NULL);
+		c->nspods_broken = 1;
+	}
 	for (ps = *ns_bucket(c, ns); ps; ps = next) {
 		next = ps->idx_next;
 		if (strcmp(ps->ns, ns) == 0)
@@ -676,7 +802,7 @@ static int64_t count_targets(struct pstate *ps)
 	 * selection must not tell its author how many pods it would reach. */
 	if (!ps->pol || !ps->pol->valid)
 		return 0;
-	kube_informer_foreach(ps->ctl->pods, count_pod, &cc);
+	policy_pods_foreach(ps, count_pod, &cc);
 	return cc.n;
 }
 
@@ -1519,7 +1645,7 @@ static void on_fire(struct loop_timer *t)
 	/* A policy that may not run selects nothing; the state machine still
 	 * plans its next round (none) from an empty list. */
 	if (ps->pol && ps->pol->valid)
-		kube_informer_foreach(c->pods, collect_pod, &pc);
+		policy_pods_foreach(ps, collect_pod, &pc);
 	if (pc.oom) {
 		free(pc.v);
 		arm_fire(ps, loop_wall_ms() + 1000); /* try again in a second */
@@ -2104,6 +2230,7 @@ void op_ctl_free(struct op_ctl *c)
 	kube_call_cancel(c->cpol_call);
 	loop_timer_stop(c->l, &c->cpol_probe);
 	kube_informer_free(c->pods);
+	nspods_free(c);
 	kube_recorder_free(c->rec);
 	cap_fetcher_free(c->fetcher);
 	for (s = c->sinks; s; s = sn) {
