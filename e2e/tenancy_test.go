@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -454,6 +455,68 @@ spec:
 	e.eventually(30*time.Second, "a profile stored by the cluster policy", func() error {
 		if n := countProfiles(t, e.pf, "tenancy", "heap", map[string]string{"namespace": ns, "policy": name}); n == 0 {
 			return fmt.Errorf("none yet")
+		}
+		return nil
+	})
+}
+
+// TestClusterPolicyNotPermitted: a new operator on an older install's RBAC
+// (no rights on ClusterProfilingPolicies) still becomes ready and runs
+// namespaced policies, says why cluster policies are not watched, and
+// watches them once the RBAC is updated, without a restart.
+func TestClusterPolicyNotPermitted(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	b, err := os.ReadFile(filepath.Join(e.root, "config", "rbac", "role.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := strings.ReplaceAll(strings.ReplaceAll(string(b), `, "clusterprofilingpolicies/status"`, ""), `, "clusterprofilingpolicies"`, "")
+	if old == string(b) || strings.Contains(old, `"clusterprofilingpolicies`) {
+		t.Fatalf("cannot make the older ClusterRole from config/rbac/role.yaml:\n%s", old)
+	}
+	if _, err := e.cp.KubectlStdin(ctx, old, "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	ns := e.cp.TestNamespace(t)
+	e.pod(ns, "tenancy", "tenancy-5c7d8-ddddd", true, map[string]string{"app": "tenancy"})
+	op := e.startOperator("operator") // waits for /readyz
+	e.eventually(30*time.Second, "the operator says it may not list cluster policies", func() error {
+		if !strings.Contains(op.proc.Tail(200), "may not list ClusterProfilingPolicies") {
+			return fmt.Errorf("no such line in the log")
+		}
+		return nil
+	})
+	e.apply(ns, tenancyPolicy("own", ""))
+	e.readyIs(ns, "own", "True", "Capturing", 30*time.Second)
+
+	if _, err := e.cp.Kubectl(ctx, "apply", "-n", operatorNS, "-k", filepath.Join(e.root, "config", "rbac")); err != nil {
+		t.Fatal(err)
+	}
+	name := "rbac-" + ns
+	if _, err := e.cp.KubectlStdin(ctx, fmt.Sprintf(`apiVersion: profefe.com/v1alpha1
+kind: ClusterProfilingPolicy
+metadata:
+  name: %s
+spec:
+  schedule: "@every 1s"
+  namespaceSelector:
+    matchNames: [%s]
+  selector:
+    matchLabels:
+      app: tenancy
+  profiles:
+  - type: heap
+`, name, ns), "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually(60*time.Second, "the cluster policy is picked up", func() error {
+		out, err := e.cp.Kubectl(ctx, "get", "clusterprofilingpolicy", name, "-o", `jsonpath={.status.targets}|{.status.conditions[?(@.type=="Ready")].reason}`)
+		if err != nil {
+			return err
+		}
+		if got := strings.TrimSpace(out); got != "1|Capturing" {
+			return fmt.Errorf("targets|Ready reason = %q", got)
 		}
 		return nil
 	})

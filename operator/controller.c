@@ -144,7 +144,7 @@ struct op_ctl {
 	struct loop_timer cpol_probe;
 	struct loop_backoff cpol_backoff;
 	struct kube_call *cpol_call;
-	int cpols_absent;
+	int cpols_absent; /* 0, or the probe's answer: 404 or 403 */
 	struct kube_recorder *rec;
 	struct kube_leader *leader;
 	int leading;
@@ -1912,14 +1912,21 @@ static void cpol_probed(void *arg, const struct kube_response *r)
 	struct op_ctl *c = arg;
 
 	c->cpol_call = NULL;
-	if (r->status == 404) {
-		if (!c->cpols_absent)
+	/* Missing, or not ours to read (a new image on an older install's
+	 * RBAC): run without cluster policies rather than never be ready. */
+	if (r->status == 404 || r->status == 403) {
+		if (c->cpols_absent != (int)r->status && r->status == 404)
 			log_warn(
 			        "the ClusterProfilingPolicy CRD is not installed; cluster policies "
 			        "are not watched until it is (kubectl apply -f "
 			        "crd/clusterprofilingpolicies.profefe.com.yaml)",
 			        NULL);
-		c->cpols_absent = 1;
+		else if (c->cpols_absent != (int)r->status)
+			log_warn("the operator may not list ClusterProfilingPolicies; cluster "
+			         "policies are not watched until its RBAC allows it (kubectl apply "
+			         "-k config/rbac)",
+			         "error", r->message, NULL);
+		c->cpols_absent = (int)r->status;
 		loop_timer_start(c->l, &c->cpol_probe, loop_backoff_next(&c->cpol_backoff));
 		return;
 	}
