@@ -1641,6 +1641,8 @@ static void on_fire(struct loop_timer *t)
 	struct pods_ctx pc = {.pol = ps->pol};
 	struct rec_acts a = {0};
 	int capture = !c->shutting_down && (!c->o.leader_elect || c->leading);
+	char at[32];
+	int64_t round;
 
 	/* A policy that may not run selects nothing; the state machine still
 	 * plans its next round (none) from an empty list. */
@@ -1651,10 +1653,14 @@ static void on_fire(struct loop_timer *t)
 		arm_fire(ps, loop_wall_ms() + 1000); /* try again in a second */
 		return;
 	}
-	if (rec_ctl_fire(&ps->sm, ps->pol, pc.v, pc.n, c->o.spread_ms, capture, loop_wall_ms(),
-	                 &a) > 0 &&
-	    capture)
-		log_debug("round started", "policy", ps->key, NULL);
+	round = rec_ctl_fire(&ps->sm, ps->pol, pc.v, pc.n, c->o.spread_ms, capture, loop_wall_ms(),
+	                     &a);
+	/* The round's name, its scheduled time, next to the log's own time
+	 * shows how late it started (a stalled loop) and that it never
+	 * started early. */
+	if (round > 0 && capture)
+		log_debug("round started", "policy", ps->key, "scheduled",
+		          rec_time_format(round, at, sizeof(at)), NULL);
 	free(pc.v);
 	ctl_apply(ps, &a);
 	rec_acts_free(&a);
