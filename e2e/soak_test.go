@@ -9,6 +9,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand"
 	"net/http"
@@ -869,60 +870,132 @@ func minPeriod(q *soakPolicy, a, b time.Time) int {
 	return m
 }
 
-// checkRounds: at most one profile per (policy, pod, type, scheduled
-// round). An @every round is scheduled on a whole second (the next fire is
-// floor(previous fire)+period) and each capture's created_at is its start,
-// the round's time plus its spread offset (under 200 ms here) plus loop
-// latency, truncated to the second. As long as a capture starts within
-// 1 s after its round's time (and not before it: a round starts at or
-// after its scheduled time), created_at's second IS the round's scheduled
-// second. So two profiles of one (policy, pod, type) with the same
-// created_at are one round run twice, and two consecutive ones closer than
-// the shortest @every period in force between them (each change counted
-// from when it was sent) are rounds the schedule does not allow, e.g. a
-// round fired early, whose successor then comes a second early.
-func (s *soak) checkRounds(profs []soakProfile, op *operator) {
-	byKey := map[[3]string][]soakProfile{}
-	for _, p := range profs {
-		k := [3]string{p.policy, p.pod, p.typ}
-		byKey[k] = append(byKey[k], p)
+// soakRound is one round of a policy as the operator's -v 1 log tells it.
+type soakRound struct {
+	scheduled, started time.Time
+}
+
+// rounds reads the operator's -v 1 log: for each policy of the test's
+// namespace, its rounds ("round started" with its scheduled time), oldest
+// first.
+func (s *soak) rounds(op *operator) map[string][]soakRound {
+	b, err := os.ReadFile(op.proc.LogPath)
+	if err != nil {
+		s.fail("reading %s: %v", op.proc.LogPath, err)
 	}
+	out := map[string][]soakRound{}
+	prefix := ` msg="round started" policy=` + s.ns + "/"
+	for _, line := range strings.Split(string(b), "\n") {
+		i := strings.Index(line, prefix)
+		if !strings.HasPrefix(line, "ts=") || i < 0 {
+			continue
+		}
+		// ... policy=<ns>/<name> scheduled=<RFC 3339>
+		f := strings.Fields(line[i+len(prefix):])
+		started, err1 := time.Parse(time.RFC3339Nano, strings.Fields(line)[0][len("ts="):])
+		var sched time.Time
+		err2 := fmt.Errorf("no scheduled= in %q", line)
+		if len(f) == 2 && strings.HasPrefix(f[1], "scheduled=") {
+			sched, err2 = time.Parse(time.RFC3339, f[1][len("scheduled="):])
+		}
+		if err := errors.Join(err1, err2); err != nil {
+			s.fail("operator log: %v", err)
+			continue
+		}
+		out[f[0]] = append(out[f[0]], soakRound{scheduled: sched, started: started})
+	}
+	return out
+}
+
+// checkRounds: rounds as the schedule allows, and at most one profile per
+// (policy, pod, type, round).
+//
+// Rounds come from the operator's log: when each started, to the
+// millisecond, and the scheduled time it runs for. No round starts before
+// its scheduled time, and two consecutive rounds of one policy are
+// scheduled at least the shortest @every in force between them apart
+// (each change counted from when it was sent; an edit never brings the
+// next round before floor(last round)+period). A round may start late
+// (after a stall, once for all the times it missed).
+//
+// A profile's created_at is not the operator's: profefe replaces it with
+// the pprof's TimeNanos, which Go sets when the pod began the profile,
+// truncated to the second. That is the round's time plus the spread
+// offset (under 200 ms here) plus any lateness of the round plus, by
+// design, the wait for the pod: the fetcher runs one CPU capture per pod
+// at a time across policies (Go serves one) and one other capture. So a
+// profile may read a second or more after its round, and two of one
+// (policy, pod, type) may be closer than the period although their rounds
+// are not. Each profile is therefore counted in the last round of its
+// policy scheduled in or before its second (a capture never starts before
+// its round), and two profiles in one round are one round run twice, or a
+// capture with no round of its own. A late capture cannot reach into the
+// next round's count: that round skips its pod and type while the capture
+// is live.
+func (s *soak) checkRounds(profs []soakProfile, op *operator) {
 	pol := map[string]*soakPolicy{}
 	for _, q := range s.policies {
 		pol[q.name] = q
 	}
+	rounds := s.rounds(op)
 	var dups, close []string
+	for name, rs := range rounds {
+		q := pol[name]
+		for i, r := range rs {
+			if r.started.Before(r.scheduled) {
+				close = append(close, fmt.Sprintf("policy %s: round scheduled %s started early, %s",
+					name, s.rel(r.scheduled), s.rel(r.started)))
+			}
+			if q == nil || i == 0 {
+				continue
+			}
+			a, b := rs[i-1].scheduled, r.scheduled
+			if p := minPeriod(q, a.Add(-time.Second), b.Add(time.Second)); b.Sub(a) < time.Duration(p)*time.Second {
+				close = append(close, fmt.Sprintf("policy %s: rounds scheduled %s and %s (started %s and %s), %v apart under @every %ds",
+					name, s.rel(a), s.rel(b), s.rel(rs[i-1].started), s.rel(r.started), b.Sub(a), p))
+			}
+		}
+	}
+	byRound := map[[3]string]map[time.Time][]soakProfile{}
 	var ids []string
-	for k, ps := range byKey {
-		sort.Slice(ps, func(i, j int) bool { return ps[i].created.Before(ps[j].created) })
-		for i := 1; i < len(ps); i++ {
-			a, b := ps[i-1], ps[i]
-			gap := b.created.Sub(a.created)
-			if gap < time.Second {
-				dups = append(dups, fmt.Sprintf("policy %s pod %s type %s: profiles %s and %s both created at %s (%s)",
-					k[0], k[1], k[2], a.id, b.id, a.created.UTC().Format(time.RFC3339), s.rel(a.created)))
-				ids = append(ids, a.id, b.id)
+	for _, p := range profs {
+		rs := rounds[p.policy]
+		// The first round scheduled after p's second, less one.
+		i := sort.Search(len(rs), func(i int) bool { return rs[i].scheduled.After(p.created) }) - 1
+		if i < 0 {
+			dups = append(dups, fmt.Sprintf("policy %s pod %s type %s: profile %s created %s, before any round of %s",
+				p.policy, p.pod, p.typ, p.id, s.rel(p.created), p.policy))
+			ids = append(ids, p.id)
+			continue
+		}
+		k := [3]string{p.policy, p.pod, p.typ}
+		if byRound[k] == nil {
+			byRound[k] = map[time.Time][]soakProfile{}
+		}
+		byRound[k][rs[i].scheduled] = append(byRound[k][rs[i].scheduled], p)
+	}
+	for k, m := range byRound {
+		for r, ps := range m {
+			if len(ps) < 2 {
 				continue
 			}
-			q := pol[k[0]]
-			if q == nil {
-				continue
+			var at []string
+			for _, p := range ps {
+				at = append(at, fmt.Sprintf("%s (%s)", p.id, s.rel(p.created)))
+				ids = append(ids, p.id)
 			}
-			if p := minPeriod(q, a.created.Add(-time.Second), b.created.Add(time.Second)); gap < time.Duration(p)*time.Second {
-				close = append(close, fmt.Sprintf("policy %s pod %s type %s: profiles %s and %s created %s and %s, %v apart under @every %ds",
-					k[0], k[1], k[2], a.id, b.id, s.rel(a.created), s.rel(b.created), gap, p))
-				ids = append(ids, a.id, b.id)
-			}
+			dups = append(dups, fmt.Sprintf("policy %s pod %s type %s: round scheduled %s has profiles %s",
+				k[0], k[1], k[2], s.rel(r), strings.Join(at, ", ")))
 		}
 	}
 	sort.Strings(dups)
 	sort.Strings(close)
 	if len(dups) > 0 {
-		s.fail("%d duplicate rounds (two profiles of one policy, pod and type for the same scheduled second):\n\t%s",
+		s.fail("%d duplicate rounds (profiles of one policy, pod and type that no round of their own explains):\n\t%s",
 			len(dups), strings.Join(dups[:min(len(dups), 15)], "\n\t"))
 	}
 	if len(close) > 0 {
-		s.fail("%d rounds closer than the policy's period allows:\n\t%s", len(close), strings.Join(close[:min(len(close), 15)], "\n\t"))
+		s.fail("%d rounds the schedule does not allow:\n\t%s", len(close), strings.Join(close[:min(len(close), 15)], "\n\t"))
 	}
 	if len(ids) > 0 {
 		// The operator's own account of those profiles (-v 1 logs each
