@@ -411,12 +411,7 @@ func TestClusterPolicyCRDMissing(t *testing.T) {
 	app := map[string]string{"app": "tenancy"}
 	e.pod(ns, "tenancy", "tenancy-5c7d8-ccccc", true, app)
 	op := e.startOperator("operator") // waits for /readyz
-	e.eventually(30*time.Second, "the operator says the CRD is missing", func() error {
-		if !strings.Contains(op.proc.Tail(200), "ClusterProfilingPolicy CRD is not installed") {
-			return fmt.Errorf("no such line in the log")
-		}
-		return nil
-	})
+	e.logSays(op, "ClusterProfilingPolicy CRD is not installed")
 	e.apply(ns, tenancyPolicy("own", ""))
 	e.readyIs(ns, "own", "True", "Capturing", 30*time.Second)
 
@@ -424,34 +419,9 @@ func TestClusterPolicyCRDMissing(t *testing.T) {
 		t.Fatal(err)
 	}
 	name := "late-" + ns
-	if _, err := e.cp.KubectlStdin(ctx, fmt.Sprintf(`apiVersion: profefe.com/v1alpha1
-kind: ClusterProfilingPolicy
-metadata:
-  name: %s
-spec:
-  schedule: "@every 1s"
-  namespaceSelector:
-    matchNames: [%s]
-  selector:
-    matchLabels:
-      app: tenancy
-  profiles:
-  - type: heap
-`, name, ns), "apply", "-f", "-"); err != nil {
-		t.Fatal(err)
-	}
 	// The probe backs off from 1 s to 30 s; the CRD went missing only
 	// moments ago, so it looks again within a few seconds.
-	e.eventually(60*time.Second, "the cluster policy is picked up", func() error {
-		out, err := e.cp.Kubectl(ctx, "get", "clusterprofilingpolicy", name, "-o", `jsonpath={.status.targets}|{.status.conditions[?(@.type=="Ready")].reason}`)
-		if err != nil {
-			return err
-		}
-		if got := strings.TrimSpace(out); got != "1|Capturing" {
-			return fmt.Errorf("targets|Ready reason = %q", got)
-		}
-		return nil
-	})
+	e.clusterPolicyPickedUp(ns, name)
 	e.eventually(30*time.Second, "a profile stored by the cluster policy", func() error {
 		if n := countProfiles(t, e.pf, "tenancy", "heap", map[string]string{"namespace": ns, "policy": name}); n == 0 {
 			return fmt.Errorf("none yet")
@@ -481,12 +451,7 @@ func TestClusterPolicyNotPermitted(t *testing.T) {
 	ns := e.cp.TestNamespace(t)
 	e.pod(ns, "tenancy", "tenancy-5c7d8-ddddd", true, map[string]string{"app": "tenancy"})
 	op := e.startOperator("operator") // waits for /readyz
-	e.eventually(30*time.Second, "the operator says it may not list cluster policies", func() error {
-		if !strings.Contains(op.proc.Tail(200), "may not list ClusterProfilingPolicies") {
-			return fmt.Errorf("no such line in the log")
-		}
-		return nil
-	})
+	e.logSays(op, "may not list ClusterProfilingPolicies")
 	e.apply(ns, tenancyPolicy("own", ""))
 	e.readyIs(ns, "own", "True", "Capturing", 30*time.Second)
 
@@ -494,6 +459,26 @@ func TestClusterPolicyNotPermitted(t *testing.T) {
 		t.Fatal(err)
 	}
 	name := "rbac-" + ns
+	e.clusterPolicyPickedUp(ns, name)
+}
+
+// logSays waits until the operator's log holds `text`.
+func (e *env) logSays(op *operator, text string) {
+	e.t.Helper()
+	e.eventually(30*time.Second, "the operator's log says "+text, func() error {
+		if !strings.Contains(op.proc.Tail(200), text) {
+			return fmt.Errorf("no such line in the log")
+		}
+		return nil
+	})
+}
+
+// clusterPolicyPickedUp applies a ClusterProfilingPolicy `name` taking heap
+// profiles of the app=tenancy pods of `ns` every second, and waits until
+// the operator reports it Capturing from one target.
+func (e *env) clusterPolicyPickedUp(ns, name string) {
+	e.t.Helper()
+	t, ctx := e.t, e.t.Context()
 	if _, err := e.cp.KubectlStdin(ctx, fmt.Sprintf(`apiVersion: profefe.com/v1alpha1
 kind: ClusterProfilingPolicy
 metadata:
