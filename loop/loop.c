@@ -47,6 +47,11 @@ struct loop {
 
 	struct loop_timer curl_timer; /* curl's single timeout */
 	uint64_t max_stall_us;        /* the longest iteration's busy time */
+	struct loop_stalls stalls;    /* every iteration's, by bucket */
+};
+
+const uint64_t loop_stall_bounds_us[LOOP_STALL_NBOUNDS] = {
+        1000, 5000, 10000, 25000, 50000, 100000, 250000, 1000000, 5000000,
 };
 
 static uint64_t mono_ms(void)
@@ -78,6 +83,23 @@ static uint64_t mono_us(void)
 uint64_t loop_max_stall_us(const struct loop *l)
 {
 	return l->max_stall_us;
+}
+
+void loop_stalls_get(const struct loop *l, struct loop_stalls *out)
+{
+	*out = l->stalls;
+}
+
+static void stall_record(struct loop *l, uint64_t busy)
+{
+	size_t i = 0;
+
+	while (i < LOOP_STALL_NBOUNDS && busy > loop_stall_bounds_us[i])
+		i++;
+	l->stalls.counts[i]++;
+	l->stalls.sum_us += busy;
+	if (busy > l->max_stall_us)
+		l->max_stall_us = busy;
 }
 
 uint64_t loop_now_ms(const struct loop *l)
@@ -472,8 +494,7 @@ int loop_run_once(struct loop *l, int max_wait_ms)
 	l->nevs = 0;
 	run_timers(l);
 	busy = mono_us() - t0;
-	if (busy > l->max_stall_us)
-		l->max_stall_us = busy;
+	stall_record(l, busy);
 	return 0;
 }
 

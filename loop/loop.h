@@ -68,6 +68,18 @@ uint64_t loop_now_ms(const struct loop *l);
  * loop has imposed on every other handle (a watch, a probe, a timer). */
 uint64_t loop_max_stall_us(const struct loop *l);
 
+/* Iterations by their busy time, as loop_max_stall_us() measures it:
+ * counts[i] holds those of at most loop_stall_bounds_us[i] (and above the
+ * bound before), counts[LOOP_STALL_NBOUNDS] those above the last bound.
+ * Not cumulative. `sum_us` is the busy time of all of them. */
+#define LOOP_STALL_NBOUNDS 9
+extern const uint64_t loop_stall_bounds_us[LOOP_STALL_NBOUNDS];
+struct loop_stalls {
+	uint64_t counts[LOOP_STALL_NBOUNDS + 1];
+	uint64_t sum_us;
+};
+void loop_stalls_get(const struct loop *l, struct loop_stalls *out);
+
 /* Refreshes the cached time; call after a long synchronous step. */
 void loop_update_time(struct loop *l);
 

@@ -39,6 +39,7 @@ struct daemon {
 	struct loop_fd sig;
 	struct loop_timer gauges;
 	struct op_family *stall; /* the loop's longest iteration */
+	struct op_family *iter;  /* every iteration, by its length */
 	int stopping;
 	unsigned ticks;
 	uint32_t shutdown_ms;
@@ -67,6 +68,11 @@ static void serve(void *arg, const char *path, int *status, const char **ctype,
 		listener_metrics(d);
 		if (d->stall)
 			op_metric_set(d->stall, NULL, (double)loop_max_stall_us(d->l) / 1e6);
+		if (d->iter) {
+			struct loop_stalls st;
+			loop_stalls_get(d->l, &st);
+			op_metric_set_histogram(d->iter, NULL, st.counts, (double)st.sum_us / 1e6);
+		}
 		*ctype = "text/plain; version=0.0.4; charset=utf-8";
 		*status = op_metrics_render(d->m, body) == 0 ? 200 : 500;
 	} else if (strcmp(path, "/healthz") == 0 || strcmp(path, "/livez") == 0) {
@@ -198,12 +204,25 @@ static int run(const struct op_flags *f, struct kube_config *cfg)
 		rc = -ENOMEM;
 		goto out;
 	}
-	/* A gauge, not a histogram: the worst case is the figure that matters
-	 * (a probe or a watch kept waiting), and it costs two clock reads. */
+	/* The worst case is the figure that matters (a probe or a watch kept
+	 * waiting), so it has its own gauge; the histogram below tells how
+	 * often, and over a window (a relist) as the difference of two
+	 * scrapes. Both cost two clock reads an iteration. */
 	d.stall = op_metrics_family(d.m, "profefe_operator_loop_max_stall_seconds",
 	                            "Longest time one event-loop iteration has kept every other "
 	                            "handle waiting since start.",
 	                            OP_GAUGE, NULL, 0, NULL, 0);
+	{
+		double b[LOOP_STALL_NBOUNDS];
+		for (size_t i = 0; i < LOOP_STALL_NBOUNDS; i++)
+			b[i] = (double)loop_stall_bounds_us[i] / 1e6;
+		d.iter = op_metrics_family(
+		        d.m, "profefe_operator_loop_iteration_seconds",
+		        "Time each event-loop iteration kept every other handle waiting: "
+		        "the distribution of what profefe_operator_loop_max_stall_seconds "
+		        "is the maximum of.",
+		        OP_HISTOGRAM, NULL, 0, b, LOOP_STALL_NBOUNDS);
+	}
 	rc = op_ctl_new(d.l, kc, d.m, &co, &d.ctl, err, sizeof(err));
 	if (rc)
 		goto out;

@@ -303,6 +303,23 @@ void op_metric_observe(struct op_family *f, const char *const *values, double v)
 		}
 }
 
+void op_metric_set_histogram(struct op_family *f, const char *const *values, const uint64_t *counts,
+                             double sum)
+{
+	struct series *s = f->type == OP_HISTOGRAM ? lookup(f, values, 1) : NULL;
+	size_t i;
+
+	if (!s)
+		return;
+	s->count = 0;
+	for (i = 0; i <= f->nbuckets; i++) {
+		if (i < f->nbuckets)
+			s->counts[i] = counts[i];
+		s->count += counts[i];
+	}
+	s->sum = sum;
+}
+
 double op_metric_get(struct op_family *f, const char *const *values)
 {
 	struct series *s = lookup(f, values, 0);

@@ -47,6 +47,11 @@ void op_metric_set(struct op_family *f, const char *const *values, double v);
 void op_metric_set_counter(struct op_family *f, const char *const *values, double total);
 /* Records one observation in a histogram series. */
 void op_metric_observe(struct op_family *f, const char *const *values, double v);
+/* Mirrors into a histogram series counts kept elsewhere: `counts` holds
+ * nbuckets + 1 entries, one per bucket and the last for +Inf, not
+ * cumulative, and `sum` the sum of the observations. */
+void op_metric_set_histogram(struct op_family *f, const char *const *values, const uint64_t *counts,
+                             double sum);
 /* Removes every series whose label `label_idx` equals `value`, e.g. all the
  * series of a deleted policy, so /metrics does not grow without bound. */
 void op_metric_forget(struct op_family *f, size_t label_idx, const char *value);

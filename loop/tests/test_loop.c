@@ -417,6 +417,39 @@ static void test_max_stall_is_the_longest_iteration(void **state)
 	loop_free(l);
 }
 
+/* Each iteration lands in the bucket of its busy time, once. */
+static void test_stalls_count_iterations_by_busy_time(void **state)
+{
+	struct loop *l;
+	struct loop_timer t;
+	struct loop_stalls st;
+	uint64_t n = 0;
+	size_t i, b30 = 0;
+
+	(void)state;
+	while (loop_stall_bounds_us[b30] < 30000)
+		b30++;
+	assert_int_equal(loop_new(&l), 0);
+	loop_stalls_get(l, &st);
+	for (i = 0; i <= LOOP_STALL_NBOUNDS; i++)
+		assert_int_equal(st.counts[i], 0);
+	assert_int_equal(loop_run_once(l, 0), 0);
+	loop_timer_init(&t, on_busy, NULL);
+	assert_int_equal(loop_timer_start(l, &t, 0), 0);
+	assert_int_equal(loop_run_once(l, 100), 0);
+	loop_stalls_get(l, &st);
+	for (i = 0; i <= LOOP_STALL_NBOUNDS; i++)
+		n += st.counts[i];
+	assert_int_equal(n, 2);
+	/* The busy one is above 30 ms: no bucket at or below 25 ms has it. */
+	for (i = 0, n = 0; i < b30; i++)
+		n += st.counts[i];
+	assert_int_equal(n, 1);
+	assert_true(st.sum_us >= 30000);
+	assert_true(st.sum_us >= loop_max_stall_us(l));
+	loop_free(l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -429,6 +462,7 @@ int main(void)
 	        cmocka_unit_test(test_transfers_complete_concurrently),
 	        cmocka_unit_test(test_hung_peer_times_out_and_cancel_skips_callback),
 	        cmocka_unit_test(test_max_stall_is_the_longest_iteration),
+	        cmocka_unit_test(test_stalls_count_iterations_by_busy_time),
 	};
 
 	curl_global_init(CURL_GLOBAL_DEFAULT);

@@ -86,6 +86,29 @@ static void test_histogram_buckets_are_cumulative_with_inf_sum_count(void **stat
 	op_metrics_free(m);
 }
 
+/* Counts kept elsewhere replace the series' counts; they never add up. */
+static void test_histogram_set_from_counts_kept_elsewhere(void **state)
+{
+	struct op_metrics *m = op_metrics_new();
+	const double buckets[] = {0.1, 1};
+	const uint64_t c1[] = {3, 0, 1}, c2[] = {5, 2, 1};
+	struct op_family *f =
+	        op_metrics_family(m, "e_seconds", "E.", OP_HISTOGRAM, NULL, 0, buckets, 2);
+	char *out;
+
+	(void)state;
+	op_metric_set_histogram(f, NULL, c1, 2.5);
+	op_metric_set_histogram(f, NULL, c2, 4.25);
+	out = render(m);
+	assert_non_null(strstr(out, "e_seconds_bucket{le=\"0.1\"} 5\n"));
+	assert_non_null(strstr(out, "e_seconds_bucket{le=\"1\"} 7\n"));
+	assert_non_null(strstr(out, "e_seconds_bucket{le=\"+Inf\"} 8\n"));
+	assert_non_null(strstr(out, "e_seconds_sum 4.25\n"));
+	assert_non_null(strstr(out, "e_seconds_count 8\n"));
+	free(out);
+	op_metrics_free(m);
+}
+
 static void test_unlabelled_family_renders_zero_before_first_use(void **state)
 {
 	struct op_metrics *m = op_metrics_new();
@@ -253,6 +276,7 @@ int main(void)
 	        cmocka_unit_test(test_counter_series_by_labels_render_with_help_and_type),
 	        cmocka_unit_test(test_label_values_are_escaped),
 	        cmocka_unit_test(test_histogram_buckets_are_cumulative_with_inf_sum_count),
+	        cmocka_unit_test(test_histogram_set_from_counts_kept_elsewhere),
 	        cmocka_unit_test(test_unlabelled_family_renders_zero_before_first_use),
 	        cmocka_unit_test(test_forget_drops_a_deleted_policys_series_and_survives_growth),
 	        cmocka_unit_test(test_forget_and_create_cycles_never_hang),
