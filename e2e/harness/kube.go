@@ -280,11 +280,25 @@ func (k *Kube) MarkRunning(ctx context.Context, ns, name, ip string) error {
 // phase, Ready/ContainersReady/Initialized/PodScheduled conditions, podIP(s),
 // hostIP, startTime and one running container status per container.
 func (k *Kube) SetPodStatus(ctx context.Context, ns, name string, s PodStatus) error {
-	path := "/api/v1/namespaces/" + ns + "/pods/" + name
-	pod, err := k.Get(ctx, path)
+	pod, err := k.Get(ctx, "/api/v1/namespaces/"+ns+"/pods/"+name)
 	if err != nil {
 		return err
 	}
+	return k.SetPodStatusOf(ctx, pod, s)
+}
+
+// SetPodStatusOf is SetPodStatus for a pod object already at hand (e.g.
+// what CreatePod returned): it saves the GET, which matters when creating
+// tens of thousands of pods. Only the pod's name, namespace and containers
+// are read.
+func (k *Kube) SetPodStatusOf(ctx context.Context, pod Object, s PodStatus) error {
+	meta, _ := pod["metadata"].(Object)
+	ns, _ := meta["namespace"].(string)
+	name, _ := meta["name"].(string)
+	if ns == "" || name == "" {
+		return fmt.Errorf("SetPodStatusOf: no metadata.namespace/name in the pod")
+	}
+	path := "/api/v1/namespaces/" + ns + "/pods/" + name
 	now := time.Now().UTC().Format(time.RFC3339)
 	ready := "False"
 	if s.Ready {
@@ -321,7 +335,7 @@ func (k *Kube) SetPodStatus(ctx context.Context, ns, name string, s PodStatus) e
 		status["podIP"] = s.IP
 		status["podIPs"] = []Object{{"ip": s.IP}}
 	}
-	_, err = k.Patch(ctx, path+"/status", Object{"status": status})
+	_, err := k.Patch(ctx, path+"/status", Object{"status": status})
 	return err
 }
 
