@@ -8,6 +8,11 @@
 #                     [--base-operator PATH] [--perf] [-- bench flags]
 #                     [--jitter-pods N] [--jitter-others N] [--jitter-other-pods N]
 #                     [--jitter-mode shared,own]
+#                     [--timeout 20m] [--workers 32]
+#
+# --timeout caps the whole run (default 20m; 100,000 pods + 10,000
+# policies need about 90m). --workers is how many API requests at a time
+# create the pods and policies (default 32).
 #
 # --types jitter (alone or with others) adds the capture-start jitter run:
 # one goroutine policy on "@every 1s" over --jitter-pods pods plus
@@ -34,12 +39,12 @@ kpsrc=
 perf=
 while (($#)); do
   case "$1" in
-    --pods | --seconds | --rss-pods | --rss-policies | --concurrency | --types | --warmup | --load | --operator-flags | --base-operator | --jitter-pods | --jitter-others | --jitter-other-pods | --jitter-mode)
+    --pods | --seconds | --rss-pods | --rss-policies | --concurrency | --types | --warmup | --load | --operator-flags | --base-operator | --jitter-pods | --jitter-others | --jitter-other-pods | --jitter-mode | --timeout | --workers)
       (($# >= 2)) || { log "$1 needs a value"; exit 2; }
       args+=("-${1#--}" "$2")
       shift 2
       ;;
-    --pods=* | --seconds=* | --rss-pods=* | --rss-policies=* | --concurrency=* | --types=* | --warmup=* | --load=* | --operator-flags=* | --base-operator=* | --jitter-pods=* | --jitter-others=* | --jitter-other-pods=* | --jitter-mode=*)
+    --pods=* | --seconds=* | --rss-pods=* | --rss-policies=* | --concurrency=* | --types=* | --warmup=* | --load=* | --operator-flags=* | --base-operator=* | --jitter-pods=* | --jitter-others=* | --jitter-other-pods=* | --jitter-mode=* | --timeout=* | --workers=*)
       args+=("-${1#--}")
       shift
       ;;
@@ -58,7 +63,7 @@ while (($#)); do
       shift
       ;;
     -h | --help)
-      sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     --)

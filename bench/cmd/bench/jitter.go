@@ -189,7 +189,7 @@ func (s *b) runJitterMode(mode string) (err error) {
 		defer ep.stop()
 	}
 	t0 := time.Now()
-	err = parallel(s.ctx, n, func(i int) error {
+	err = parallel(s.ctx, "pods created", s.o.workers, n, func(i int) error {
 		p := &pods[i]
 		obj, err := s.cp.CreatePod(s.ctx, harness.Pod{Namespace: ns, Name: p.name, Port: podPort,
 			Labels:      map[string]string{"app": "jit", "jit": p.group},
@@ -204,7 +204,7 @@ func (s *b) runJitterMode(mode string) (err error) {
 		}
 		p.uid = uid
 		p.offMs = spreadOffsetMs(uid, jitWindowMs)
-		return s.cp.MarkRunning(s.ctx, ns, p.name, p.ip)
+		return s.cp.SetPodStatusOf(s.ctx, obj, harness.PodStatus{Phase: "Running", Ready: true, IP: p.ip})
 	})
 	if err != nil {
 		return err

@@ -39,6 +39,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -64,6 +65,8 @@ type opts struct {
 	jitter                           bool // -types jitter: the capture-start jitter run (jitter.go)
 	jitPods, jitOthers, jitOtherPods int
 	jitModes                         []string
+	timeout                          time.Duration // the whole run's cap
+	workers                          int           // concurrent API requests creating objects
 }
 
 func main() {
@@ -87,6 +90,8 @@ func main() {
 	flag.StringVar(&o.out, "out", "", "also write the report here")
 	opFlags := flag.String("operator-flags", "", "extra operator flags for the throughput runs, e.g. \"--max-inflight 16\"")
 	flag.StringVar(&o.dir, "dir", "", "state folder (default: a temporary one, removed on exit)")
+	flag.DurationVar(&o.timeout, "timeout", 20*time.Minute, "cap on the whole run (e.g. 90m for -rss-pods 100000)")
+	flag.IntVar(&o.workers, "workers", 32, "concurrent API requests when creating pods and policies")
 	flag.StringVar(&o.perfDir, "perf", "", "record a CPU profile of every operator window with perf(1) into this folder, and print its top symbols")
 	flag.Parse()
 	o.types = nil // "" (or "none") skips the throughput runs
@@ -117,6 +122,9 @@ func main() {
 	if o.operator == "" || o.relay == "" {
 		log.Fatal("-operator and -relay are required")
 	}
+	if o.timeout <= 0 || o.workers < 1 {
+		log.Fatal("-timeout and -workers must be positive")
+	}
 	err := run(o)
 	if e := harness.KillLeftovers(); e != nil {
 		log.Print(e)
@@ -139,6 +147,7 @@ type b struct {
 	rows    [][3]string // figure, value, note
 	notes   []string
 	perf    []string // -perf: one summary per operator window
+	start   time.Time
 }
 
 func (s *b) row(name, value, note string) {
@@ -153,10 +162,10 @@ func run(o opts) (err error) {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	go func() { <-sigs; log.Print("interrupted; stopping"); cancel() }()
 	// Hard bound: nothing here should ever run this long.
-	ctx, cancelT := context.WithTimeout(ctx, 20*time.Minute)
+	ctx, cancelT := context.WithTimeout(ctx, o.timeout)
 	defer cancelT()
 
-	s := &b{o: o, ctx: ctx}
+	s := &b{o: o, ctx: ctx, start: time.Now()}
 	if s.dir = o.dir; s.dir == "" {
 		if s.dir, err = os.MkdirTemp("", "ppop-bench-"); err != nil {
 			return err
@@ -345,7 +354,7 @@ func (s *b) createTargetPods(kmax int, ks map[int]bool) error {
 	hash := owner.Name[strings.LastIndex(owner.Name, "-")+1:]
 	s.podsN = kmax * len(s.targets)
 	log.Printf("creating %d pods (%d per target)", s.podsN, kmax)
-	return parallel(s.ctx, kmax*len(s.targets), func(n int) error {
+	return parallel(s.ctx, "pods created", s.o.workers, kmax*len(s.targets), func(n int) error {
 		i, j := n%len(s.targets), n/len(s.targets)
 		labels := map[string]string{"app": "bench", "pod-template-hash": hash}
 		for k := range ks {
@@ -363,10 +372,11 @@ func (s *b) createPod(ns, name string, labels map[string]string, ip string, owne
 	if owner != nil {
 		p.Owners = []harness.OwnerRef{*owner}
 	}
-	if _, err := s.cp.CreatePod(s.ctx, p); err != nil {
+	obj, err := s.cp.CreatePod(s.ctx, p)
+	if err != nil {
 		return err
 	}
-	return s.cp.MarkRunning(s.ctx, ns, name, ip)
+	return s.cp.SetPodStatusOf(s.ctx, obj, harness.PodStatus{Phase: "Running", Ready: true, IP: ip})
 }
 
 // ---------------------------------------------------------------- relay
@@ -458,7 +468,7 @@ func (s *b) startOperatorBin(name, bin string, extra ...string) (*operator, erro
 	if err != nil {
 		return nil, err
 	}
-	err = poll(s.ctx, 60*time.Second, name+" /readyz", func() error {
+	err = poll(s.ctx, s.scaled(60*time.Second), name+" /readyz", func() error {
 		if ex, werr := o.proc.Exited(); ex {
 			return permanent{fmt.Errorf("%s exited (%v):\n%s", name, werr, o.proc.Tail(20))}
 		}
@@ -504,6 +514,20 @@ spec:
   - type: %s
 ---
 `, name, ns, schedule, suspend, m.String(), typ)
+}
+
+// policyObject is policyYAML as an object for a REST create.
+func policyObject(ns, name string, match map[string]string, schedule, typ string, suspend bool) harness.Object {
+	return harness.Object{
+		"apiVersion": "profefe.com/v1alpha1", "kind": "ProfilingPolicy",
+		"metadata": harness.Object{"name": name, "namespace": ns},
+		"spec": harness.Object{
+			"schedule": schedule, "suspend": suspend,
+			"selector": harness.Object{"matchLabels": match},
+			"service":  "bench-operator",
+			"profiles": []harness.Object{{"type": typ}},
+		},
+	}
 }
 
 // runOperator starts a fresh operator, applies one policy on "@every 1s"
@@ -718,14 +742,17 @@ func (s *b) runRSS() error {
 		r.rss0 = rss0
 		log.Printf("memory: %s RSS %.1f MiB with no pods (%s)", r.label, mib(rss0), rssBreakdown(r.op.pid()))
 	}
-	log.Printf("memory: creating %d policies (suspended), then %d pods", s.o.rssPolicies, s.o.rssPods)
-	var y strings.Builder
-	for i := 0; i < s.o.rssPolicies; i++ {
-		y.WriteString(policyYAML(rssNS, fmt.Sprintf("rss-%d", i), map[string]string{"app": "rss"}, "@hourly", "heap", true))
-	}
-	if _, err := s.cp.KubectlStdin(s.ctx, y.String(), "apply", "-f", "-"); err != nil {
+	log.Printf("memory: creating %d policies (suspended), then %d pods, %d requests at a time", s.o.rssPolicies, s.o.rssPods, s.o.workers)
+	t0 := time.Now()
+	err := parallel(s.ctx, "policies created", s.o.workers, s.o.rssPolicies, func(i int) error {
+		_, err := s.cp.Create(s.ctx, "/apis/profefe.com/v1alpha1/namespaces/"+rssNS+"/profilingpolicies",
+			policyObject(rssNS, fmt.Sprintf("rss-%d", i), map[string]string{"app": "rss"}, "@hourly", "heap", true))
+		return err
+	})
+	if err != nil {
 		return err
 	}
+	log.Printf("memory: %d policies created in %v", s.o.rssPolicies, time.Since(t0).Round(time.Second))
 	for _, r := range ops {
 		rss, _, err := s.settledRSS(r.op, 0)
 		if err != nil {
@@ -733,18 +760,19 @@ func (s *b) runRSS() error {
 		}
 		r.rssPol = rss
 	}
-	t0 := time.Now()
+	t0 = time.Now()
 	ips := make([]string, s.o.rssPods)
 	for i := range ips {
 		ips[i] = harness.AllocIP()
 	}
-	err := parallel(s.ctx, s.o.rssPods, func(i int) error {
+	err = parallel(s.ctx, "pods created and Running", s.o.workers, s.o.rssPods, func(i int) error {
 		return s.createPod(rssNS, fmt.Sprintf("rss-%05d", i), map[string]string{"app": "rss"}, ips[i], nil)
 	})
 	if err != nil {
 		return err
 	}
 	log.Printf("memory: %d pods created and Running in %v", s.o.rssPods, time.Since(t0).Round(time.Second))
+	log.Printf("memory: control plane: %s", s.cpUsage())
 	n, np := float64(s.o.rssPods), float64(s.o.rssPolicies)
 	for _, r := range ops {
 		rss1, hwm1, err := s.settledRSS(r.op, n)
@@ -790,10 +818,18 @@ func (s *b) runRSS() error {
 	return nil
 }
 
+// scaled is base plus 2 ms per object of the memory run (a policy counts
+// as 10 pods: each is reconciled against every pod and its status written):
+// how long an operator may take to list, cache or settle them on a loaded
+// 2-core machine. 100,000 pods + 10,000 policies: base + 400 s.
+func (s *b) scaled(base time.Duration) time.Duration {
+	return base + time.Duration(s.o.rssPods+10*s.o.rssPolicies)*2*time.Millisecond
+}
+
 // settledRSS waits until op caches want pods and the policies, lets it
 // settle for 3 s, and returns its VmRSS and VmHWM.
 func (s *b) settledRSS(op *operator, want float64) (rss, hwm int64, err error) {
-	err = poll(s.ctx, 120*time.Second, "operator caches every pod", func() error {
+	err = poll(s.ctx, s.scaled(120*time.Second), op.proc.Name+" caches every pod and policy", func() error {
 		m, err := scrape(op.metrics)
 		if err != nil {
 			return err
@@ -817,6 +853,24 @@ func (s *b) settledRSS(op *operator, want float64) (rss, hwm int64, err error) {
 	return rss, hwm, err
 }
 
+// cpUsage is the RSS of kube-apiserver and etcd and the size of etcd's
+// database (its default quota is 2 GiB; writes fail past it).
+func (s *b) cpUsage() string {
+	var parts []string
+	for _, p := range []*harness.Proc{s.cp.APIServerProc(), s.cp.EtcdProc()} {
+		if p == nil || p.Cmd.Process == nil {
+			continue
+		}
+		if rss, _, err := procRSS(p.Cmd.Process.Pid); err == nil {
+			parts = append(parts, fmt.Sprintf("%s RSS %.0f MiB", p.Name, mib(rss)))
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(s.cp.Dir, "etcd", "member", "snap", "db")); err == nil {
+		parts = append(parts, fmt.Sprintf("etcd db %.0f MiB", mib(fi.Size())))
+	}
+	return strings.Join(parts, ", ")
+}
+
 func procField(pid int, key string) string {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	for _, line := range strings.Split(string(b), "\n") {
@@ -827,13 +881,16 @@ func procField(pid int, key string) string {
 	return "?"
 }
 
-// parallel runs f(0..n-1) on 8 goroutines, stopping at the first error.
-func parallel(ctx context.Context, n int, f func(i int) error) error {
+// parallel runs f(0..n-1) on `workers` goroutines, stopping at the first
+// error. Every 10 s it logs how many are done ("what": e.g. "pods
+// created"), so a long step is never silent.
+func parallel(ctx context.Context, what string, workers, n int, f func(i int) error) error {
 	ch := make(chan int)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var first error
-	for w := 0; w < 8; w++ {
+	var done atomic.Int64
+	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -844,11 +901,28 @@ func parallel(ctx context.Context, n int, f func(i int) error) error {
 						first = err
 					}
 					mu.Unlock()
+				} else {
+					done.Add(1)
 				}
 			}
 		}()
 	}
-	last := time.Now()
+	t0 := time.Now()
+	stop := make(chan struct{})
+	go func() {
+		tk := time.NewTicker(10 * time.Second)
+		defer tk.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+				d := done.Load()
+				el := time.Since(t0)
+				log.Printf("  %s: %d/%d in %v (%.0f/s)", what, d, n, el.Round(time.Second), float64(d)/el.Seconds())
+			}
+		}
+	}()
 	for i := 0; i < n; i++ {
 		mu.Lock()
 		err := first
@@ -857,13 +931,10 @@ func parallel(ctx context.Context, n int, f func(i int) error) error {
 			break
 		}
 		ch <- i
-		if time.Since(last) > 10*time.Second {
-			log.Printf("  %d/%d done", i, n)
-			last = time.Now()
-		}
 	}
 	close(ch)
 	wg.Wait()
+	close(stop)
 	if first != nil {
 		return first
 	}
@@ -878,6 +949,7 @@ func (s *b) report() {
 	var w strings.Builder
 	fmt.Fprintf(&w, "profefe-operator bench, %s, host %s, %d CPUs, load %s\n", time.Now().UTC().Format(time.RFC3339),
 		host, numCPU(), strings.Join(strings.Fields(string(load))[:3], " "))
+	fmt.Fprintf(&w, "run took %v (cap -timeout %v)\n", time.Since(s.start).Round(time.Second), s.o.timeout)
 	fmt.Fprintf(&w, "%d pproftarget processes, %.0fs windows after %.0fs warm-up, relay %d workers, operator %s\n",
 		s.o.pods, s.o.seconds, s.o.warmup, s.o.conc, strings.Join(append([]string{"--spread-window 1s"}, s.o.opFlags...), " "))
 	wn, wv := 0, 0
@@ -1059,13 +1131,19 @@ func sleep(ctx context.Context, secs float64) error {
 type permanent struct{ error }
 
 // poll calls f every 250 ms until it returns nil or a permanent error, or
-// the timeout passes.
+// the timeout passes. Every 15 s it logs what it waits for and f's last
+// answer, so a long wait is never silent.
 func poll(ctx context.Context, timeout time.Duration, what string, f func() error) error {
-	deadline := time.Now().Add(timeout)
+	t0 := time.Now()
+	deadline, said := t0.Add(timeout), t0
 	for {
 		err := f()
 		if err == nil {
 			return nil
+		}
+		if time.Since(said) >= 15*time.Second {
+			said = time.Now()
+			log.Printf("  waiting %v/%v for %s: %v", said.Sub(t0).Round(time.Second), timeout, what, err)
 		}
 		var p permanent
 		if errors.As(err, &p) {
