@@ -35,7 +35,6 @@
 #define CPOL_RESOURCE "clusterprofilingpolicies"
 #define CPOL_KIND     "ClusterProfilingPolicy"
 
-#define POL_NS_BUCKETS 256
 
 /* A policy's spec as parsed at one generation: shared (counted) by the
  * cached values of that generation and by the pstate that runs it, so the
@@ -85,9 +84,9 @@ struct pstate {
 	int64_t targets;      /* as last reported */
 	int64_t live_targets; /* pods selected and capturable now (pod_touch keeps it) */
 	struct job *jobs;     /* captures started and not yet answered */
-	/* Its list in the pod-event index (pol_index); idx_pprev is NULL
-	 * when it is in none (no spec). */
-	struct pstate *idx_next, **idx_pprev;
+	/* Its place in the pod-event index (pol_index); NULL when it is in
+	 * none (no spec). */
+	struct rec_polidx_ent *idx;
 
 	int status_dirty, status_inflight;
 	char *warned_spec; /* the invalid-spec message already sent as an Event */
@@ -109,14 +108,6 @@ struct job {
 	uint32_t seconds, timeout_ms;
 	int64_t planned_ms; /* the spread slot the state machine chose */
 	int64_t created_ms; /* when the timer ran and the fetch was asked for */
-};
-
-/* The pods of one namespace: lent pointers to the pod cache's values. */
-struct nspods {
-	char *ns;
-	const struct rec_pod **v;
-	size_t n, cap;
-	struct nspods *next;
 };
 
 /* One profefe sink with its spool; one per distinct URL. */
@@ -154,15 +145,14 @@ struct op_ctl {
 	struct cap_spool_budget *spool_budget; /* --spool-max-bytes, across all sinks */
 
 	struct pstate *states;
-	/* Which policies a pod event concerns: those selecting only their
-	 * own namespace, by namespace (hashed), and every other one. */
-	struct pstate *by_ns[POL_NS_BUCKETS];
-	struct pstate *any_ns;
+	/* Which policies a pod event concerns: by the namespaces they
+	 * select in and one label every pod they select carries. */
+	struct rec_polidx *pol_idx;
 	/* The cached pods by namespace (pointers to the informer's values),
 	 * so a policy that selects in its own namespace or in named ones
 	 * walks those pods only, at each round and when it counts targets. */
-	struct nspods *pods_by_ns[POL_NS_BUCKETS];
-	int nspods_broken; /* out of memory once: walk the whole cache */
+	struct rec_podidx *pod_idx;
+	int pod_idx_broken; /* out of memory once: walk the whole cache */
 	struct pstate *dirty_head, *dirty_tail;
 	int planned;         /* every policy was reconciled once after both caches synced */
 	struct early *early; /* delivery results held until then, newest first */
@@ -306,43 +296,16 @@ static struct pstate *state_get(struct op_ctl *c, const char *ns, const char *na
 	return ps;
 }
 
-static struct pstate **ns_bucket(struct op_ctl *c, const char *ns)
-{
-	uint64_t h = ppop_fnv1a_str(PPOP_FNV1A_INIT, ns);
-
-	return &c->by_ns[(h ^ (h >> 32)) % POL_NS_BUCKETS];
-}
-
-static void index_unlink(struct pstate *ps)
-{
-	if (!ps->idx_pprev)
-		return;
-	*ps->idx_pprev = ps->idx_next;
-	if (ps->idx_next)
-		ps->idx_next->idx_pprev = ps->idx_pprev;
-	ps->idx_next = NULL;
-	ps->idx_pprev = NULL;
-}
-
-/* Files the policy where pod events look for it, after its spec changed:
- * under its namespace when it selects only there, else in the list every
- * pod event walks. A policy without a spec selects nothing. */
+/* Files the policy where pod events look for it, after its spec changed.
+ * A policy without a spec selects nothing and is filed nowhere. Out of
+ * memory, it is filed nowhere either, and says so: pod events then miss
+ * it until its next reconcile, which recounts its targets. */
 static void pol_index(struct pstate *ps)
 {
-	struct pstate **head;
-
-	index_unlink(ps);
-	if (!ps->pol)
-		return;
-	if (!ps->pol->ns_selector.any && ps->pol->ns_selector.n == 0)
-		head = ns_bucket(ps->ctl, ps->ns);
-	else
-		head = &ps->ctl->any_ns;
-	ps->idx_next = *head;
-	if (*head)
-		(*head)->idx_pprev = &ps->idx_next;
-	*head = ps;
-	ps->idx_pprev = head;
+	if (rec_polidx_put(ps->ctl->pol_idx, &ps->idx, ps->pol, ps) != 0)
+		log_error("out of memory indexing a policy; pod events miss it until it is "
+		          "reconciled again",
+		          "policy", ps->key, NULL);
 }
 
 static void state_free(struct pstate *ps)
@@ -359,7 +322,7 @@ static void state_free(struct pstate *ps)
 	loop_timer_stop(c->l, &ps->requeue);
 	loop_timer_stop(c->l, &ps->grace);
 	loop_timer_stop(c->l, &ps->late);
-	index_unlink(ps);
+	rec_polidx_del(c->pol_idx, &ps->idx);
 	pspec_put(ps->spec);
 	rec_ctl_free(&ps->sm);
 	free(ps->warned_spec);
@@ -573,97 +536,39 @@ static void pod_free(void *arg, void *value)
 	free(value);
 }
 
-static struct nspods **nspods_slot(struct op_ctl *c, const char *ns)
+struct each_pod {
+	void (*fn)(void *arg, struct rec_pod *pod);
+	void *arg;
+};
+
+static void each_cached_pod(void *arg, const char *ns, const char *name, void *value)
 {
-	uint64_t h = ppop_fnv1a_str(PPOP_FNV1A_INIT, ns);
-	struct nspods **pp = &c->pods_by_ns[(h ^ (h >> 32)) % POL_NS_BUCKETS];
+	struct each_pod *ep = arg;
 
-	while (*pp && strcmp((*pp)->ns, ns) != 0)
-		pp = &(*pp)->next;
-	return pp;
-}
-
-/* Follows the pod cache: `a` replaced by `b` (either NULL; a pod never
- * changes namespace). Returns 0 or -ENOMEM (then the index is marked
- * unusable and walks fall back to the whole cache). */
-static int nspods_change(struct op_ctl *c, const struct rec_pod *a, const struct rec_pod *b)
-{
-	struct nspods **pp = nspods_slot(c, a ? a->ns : b->ns), *x = *pp;
-	size_t i;
-
-	if (a) {
-		for (i = 0; x && i < x->n && x->v[i] != a; i++)
-			;
-		if (!x || i == x->n)
-			return -ENOENT; /* not indexed: the index is already off */
-		if (b) {
-			x->v[i] = b;
-			return 0;
-		}
-		x->v[i] = x->v[--x->n];
-		if (x->n == 0) {
-			*pp = x->next;
-			free(x->ns);
-			free(x->v);
-			free(x);
-		}
-		return 0;
-	}
-	if (!x) {
-		x = calloc(1, sizeof(*x));
-		if (!x || !(x->ns = strdup(b->ns))) {
-			free(x);
-			return -ENOMEM;
-		}
-		x->next = *pp;
-		*pp = x;
-	}
-	if (x->n == x->cap) {
-		size_t cap = x->cap ? 2 * x->cap : 16;
-		const struct rec_pod **v = reallocarray(x->v, cap, sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		x->v = v;
-		x->cap = cap;
-	}
-	x->v[x->n++] = b;
-	return 0;
-}
-
-static void nspods_free(struct op_ctl *c)
-{
-	for (size_t i = 0; i < POL_NS_BUCKETS; i++)
-		while (c->pods_by_ns[i]) {
-			struct nspods *x = c->pods_by_ns[i];
-			c->pods_by_ns[i] = x->next;
-			free(x->ns);
-			free(x->v);
-			free(x);
-		}
+	(void)ns;
+	(void)name;
+	ep->fn(ep->arg, value);
 }
 
 /* Calls `fn` for every cached pod the policy may select by namespace:
  * those of its own namespace or of the ones it names, else all. */
-static void
-policy_pods_foreach(struct pstate *ps,
-                    void (*fn)(void *arg, const char *ns, const char *name, void *value), void *arg)
+static void policy_pods_foreach(struct pstate *ps, void (*fn)(void *arg, struct rec_pod *pod),
+                                void *arg)
 {
 	struct op_ctl *c = ps->ctl;
 	const struct rec_policy *p = ps->pol;
-	size_t i, k;
+	size_t k;
 
 	if (!p)
 		return;
-	if (p->ns_selector.any || c->nspods_broken) {
-		kube_informer_foreach(c->pods, fn, arg);
+	if (p->ns_selector.any || c->pod_idx_broken) {
+		struct each_pod ep = {fn, arg};
+		kube_informer_foreach(c->pods, each_cached_pod, &ep);
 		return;
 	}
-	for (k = 0; k < (p->ns_selector.n ? p->ns_selector.n : 1); k++) {
-		const struct nspods *x =
-		        *nspods_slot(c, p->ns_selector.n ? p->ns_selector.names[k] : p->ns);
-		for (i = 0; x && i < x->n; i++)
-			fn(arg, x->v[i]->ns, x->v[i]->name, (void *)x->v[i]);
-	}
+	for (k = 0; k < (p->ns_selector.n ? p->ns_selector.n : 1); k++)
+		rec_podidx_foreach_ns(c->pod_idx,
+		                      p->ns_selector.n ? p->ns_selector.names[k] : p->ns, fn, arg);
 }
 
 /* A pod changed from `a` to `b` (either NULL), for one policy that may
@@ -687,28 +592,33 @@ static void pod_touch_one(struct pstate *ps, const struct rec_pod *a, const stru
 		mark_dirty(ps);
 }
 
-/* A pod changed: only the policies that may select a pod of its
- * namespace are looked at (a pod never changes namespace). The cost is
- * O(policies of that namespace + cross-namespace policies), not
- * O(all policies). */
-static void pod_touch(struct op_ctl *c, const struct rec_pod *a, const struct rec_pod *b)
-{
-	const char *ns = a ? a->ns : b->ns;
-	struct pstate *ps, *next;
+struct touch {
+	const struct rec_pod *a, *b;
+};
 
-	if (!c->nspods_broken && nspods_change(c, a, b) != 0) {
-		log_error("out of memory indexing pods by namespace; rounds walk every pod", NULL);
-		c->nspods_broken = 1;
+static void touch_candidate(void *arg, void *owner)
+{
+	struct touch *t = arg;
+
+	pod_touch_one(owner, t->a, t->b);
+}
+
+/* A pod changed: only the policies that may select either form of it are
+ * looked at, found by namespace and label (reconcile/index.c). The cost
+ * is O(the pod's labels + those policies), not O(all policies). */
+static void pod_touch(struct op_ctl *c, const struct rec_pod *a, struct rec_pod *b)
+{
+	struct touch t = {a, b};
+
+	if (!c->pod_idx_broken) {
+		int rc = rec_podidx_change(c->pod_idx, a, b);
+		if (rc) {
+			log_error("cannot index pods by namespace; rounds walk every pod", "error",
+			          strerror(-rc), NULL);
+			c->pod_idx_broken = 1;
+		}
 	}
-	for (ps = *ns_bucket(c, ns); ps; ps = next) {
-		next = ps->idx_next;
-		if (strcmp(ps->ns, ns) == 0)
-			pod_touch_one(ps, a, b);
-	}
-	for (ps = c->any_ns; ps; ps = next) {
-		next = ps->idx_next;
-		pod_touch_one(ps, a, b);
-	}
+	rec_polidx_candidates(c->pol_idx, a, b, touch_candidate, &t);
 }
 
 static void pod_add(void *arg, const char *ns, const char *name, void *value)
@@ -781,13 +691,10 @@ struct count_ctx {
 	int64_t n;
 };
 
-static void count_pod(void *arg, const char *ns, const char *name, void *value)
+static void count_pod(void *arg, struct rec_pod *pod)
 {
 	struct count_ctx *cc = arg;
-	const struct rec_pod *pod = value;
 
-	(void)ns;
-	(void)name;
 	if (rec_pod_selected(cc->ps->pol, pod) && rec_pod_capturable(pod))
 		cc->n++;
 }
@@ -835,7 +742,7 @@ static void forget_policy(struct pstate *ps)
 	pspec_put(ps->spec);
 	ps->spec = NULL;
 	ps->pol = NULL;
-	index_unlink(ps);
+	rec_polidx_del(c->pol_idx, &ps->idx);
 	ps->generation = -1;
 	op_metric_forget(c->f_captures, 0, ps->key);
 	op_metric_forget(c->f_targets, 0, ps->key);
@@ -1612,13 +1519,10 @@ struct pods_ctx {
 
 /* Collects the round's targets only: the array is as long as the
  * policy's targets, not the whole pod cache. */
-static void collect_pod(void *arg, const char *ns, const char *name, void *value)
+static void collect_pod(void *arg, struct rec_pod *pod)
 {
 	struct pods_ctx *pc = arg;
-	const struct rec_pod *pod = value;
 
-	(void)ns;
-	(void)name;
 	if (pc->oom || !rec_pod_selected(pc->pol, pod) || !rec_pod_capturable(pod))
 		return;
 	if (pc->n == pc->cap) {
@@ -1842,6 +1746,10 @@ int op_ctl_new(struct loop *l, struct kube_client *kc, struct op_metrics *m,
 	c->cpol_backoff = (struct loop_backoff){.base_ms = 1000, .max_ms = 30000};
 	c->grants.default_url = c->o.profefe_url;
 	rc = register_metrics(c);
+	if (!rc)
+		rc = rec_polidx_new(&c->pol_idx);
+	if (!rc)
+		rc = rec_podidx_new(&c->pod_idx);
 	if (!rc)
 		rc = split_list(o->allow_cross_ns, &c->grant_buf[0], &c->grants.cross_ns,
 		                &c->grants.ncross_ns);
@@ -2243,7 +2151,8 @@ void op_ctl_free(struct op_ctl *c)
 	kube_call_cancel(c->cpol_call);
 	loop_timer_stop(c->l, &c->cpol_probe);
 	kube_informer_free(c->pods);
-	nspods_free(c);
+	rec_podidx_free(c->pod_idx);
+	rec_polidx_free(c->pol_idx);
 	kube_recorder_free(c->rec);
 	cap_fetcher_free(c->fetcher);
 	for (s = c->sinks; s; s = sn) {

@@ -334,6 +334,7 @@ struct rec_pod {
 	struct ppop_kv *ann; /* the profefe.com/ annotations */
 	size_t nann;
 	size_t size_bytes; /* the whole block, for memory accounting */
+	uint32_t slot;     /* the cache owner's: where its index keeps the pod */
 };
 
 /* Extracts the compact form from a v1 Pod json-c object (lent). The
@@ -350,6 +351,46 @@ const char *rec_pod_annotation(const struct rec_pod *p, const char *key);
 int rec_pod_selected(const struct rec_policy *p, const struct rec_pod *pod);
 /* True when the pod is Running with a podIP: a round captures it. */
 int rec_pod_capturable(const struct rec_pod *pod);
+
+/* ------------------------------------------------------------------ */
+/* Indexes, so that a pod or policy event costs what it affects, not
+ * O(all policies x all pods). See index.c. Neither copies pods or
+ * policies: the caller keeps them alive while they are indexed. */
+
+/* Pods by namespace. A pod's `slot` belongs to the index while it is in. */
+struct rec_podidx;
+int rec_podidx_new(struct rec_podidx **out);
+void rec_podidx_free(struct rec_podidx *x);
+/* The cache replaced `a` by `b` (either NULL; both of one namespace).
+ * O(1). Returns 0, -ENOENT when `a` is not in the index, -EINVAL when the
+ * namespaces differ, or -ENOMEM (the index is then incomplete). */
+int rec_podidx_change(struct rec_podidx *x, const struct rec_pod *a, struct rec_pod *b);
+/* Calls `fn` for every pod of `ns`; `fn` must not change the index. */
+void rec_podidx_foreach_ns(const struct rec_podidx *x, const char *ns,
+                           void (*fn)(void *arg, struct rec_pod *pod), void *arg);
+/* Pods of `ns`, or of every namespace when ns is NULL. */
+size_t rec_podidx_count(const struct rec_podidx *x, const char *ns);
+
+/* Policies by the namespaces they select in and one label requirement
+ * every pod they select must meet. `owner` is the caller's handle. */
+struct rec_polidx;
+struct rec_polidx_ent;
+int rec_polidx_new(struct rec_polidx **out);
+/* Frees the index. Delete every entry first (rec_polidx_del()). */
+void rec_polidx_free(struct rec_polidx *x);
+/* Files (or re-files, after its spec changed) the policy `p` (lent; only
+ * read during the call) under *ent, which starts NULL. p == NULL removes
+ * it. Returns 0 or -ENOMEM (the policy is then filed nowhere). */
+int rec_polidx_put(struct rec_polidx *x, struct rec_polidx_ent **ent, const struct rec_policy *p,
+                   void *owner);
+/* Removes *ent and sets it to NULL. Safe on a NULL *ent. */
+void rec_polidx_del(struct rec_polidx *x, struct rec_polidx_ent **ent);
+/* Calls fn(arg, owner) once for each policy that may select pod `a` or
+ * pod `b` (either NULL): every policy that selects either is reported,
+ * and a few that do not may be; rec_pod_selected() decides. O(labels of
+ * a and b + policies reported). `fn` must not change the index. */
+void rec_polidx_candidates(struct rec_polidx *x, const struct rec_pod *a, const struct rec_pod *b,
+                           void (*fn)(void *arg, void *owner), void *arg);
 
 /* ------------------------------------------------------------------ */
 /* Targets: where and how to capture one pod under one policy. */
