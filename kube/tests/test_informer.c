@@ -340,6 +340,79 @@ static void test_many_objects_grow_table(void **state)
 	assert_int_equal(l.live_values, 0);
 }
 
+struct seen {
+	char ns[80], name[300];
+	int n;
+};
+
+static void see(void *arg, const char *ns, const char *name, void *value)
+{
+	struct seen *s = arg;
+
+	(void)value;
+	snprintf(s->ns, sizeof(s->ns), "%s", ns);
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	s->n++;
+}
+
+/* An entry holds its key and resourceVersion in one block: the longest
+ * namespace (63) and name (253) the API server allows come back whole, a
+ * relist at the same resourceVersion changes nothing and at another one
+ * is an update; a name longer than any the API server sends is refused
+ * before it is transformed. */
+static void test_entry_keeps_longest_key_and_rv(void **state)
+{
+	struct log l = {0};
+	struct kube_informer *inf;
+	struct seen seen = {0};
+	char ns[64], name[254], big[5000], buf[6000];
+	struct json_object *same[1], *other[1], *list;
+	int n;
+
+	(void)state;
+	memset(ns, 'n', 63);
+	ns[63] = '\0';
+	memset(name, 'a', 253);
+	name[253] = '\0';
+	assert_int_equal(kube__informer_new_detached(&ops, &l, &inf), 0);
+	n = snprintf(buf, sizeof(buf),
+	             "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"namespace\":\"%s\",\"name\":"
+	             "\"%s\",\"resourceVersion\":\"123456789012345678901\"}}}\n",
+	             ns, name);
+	assert_int_equal(kube__informer_feed(inf, buf, (size_t)n), KUBE__WATCH_OK);
+	assert_non_null(kube_informer_get(inf, ns, name));
+	kube_informer_foreach(inf, see, &seen);
+	assert_int_equal(seen.n, 1);
+	assert_string_equal(seen.ns, ns);
+	assert_string_equal(seen.name, name);
+
+	same[0] = pod(ns, name, "123456789012345678901", "127.0.0.1");
+	list = list_of("30", 1, same);
+	assert_int_equal(kube__informer_list_page(inf, list, 1), 0);
+	json_object_put(list);
+	assert_int_equal(l.n, 1); /* the add only */
+	other[0] = pod(ns, name, "123456789012345678902", "127.0.0.2");
+	list = list_of("31", 1, other);
+	assert_int_equal(kube__informer_list_page(inf, list, 1), 0);
+	json_object_put(list);
+	assert_int_equal(l.n, 2);
+	assert_memory_equal(l.lines[1], "update ", 7);
+
+	memset(big, 'b', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	n = snprintf(buf, sizeof(buf),
+	             "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"namespace\":\"x\",\"name\":"
+	             "\"%s\",\"resourceVersion\":\"40\"}}}\n",
+	             big);
+	l.transforms = 0;
+	assert_int_equal(kube__informer_feed(inf, buf, (size_t)n), KUBE__WATCH_OK);
+	assert_int_equal(l.transforms, 0);
+	assert_null(kube_informer_get(inf, "x", big));
+	assert_int_equal(kube_informer_count(inf), 1);
+	kube_informer_free(inf);
+	assert_int_equal(l.live_values, 0);
+}
+
 /* ---- list pages read as they arrive ---------------------------------- */
 
 #define LPOD(name, rv, ip)                                                                         \
@@ -591,6 +664,7 @@ int main(void)
 	        cmocka_unit_test(test_relist_replaces_cache),
 	        cmocka_unit_test(test_without_transform_keeps_json),
 	        cmocka_unit_test(test_many_objects_grow_table),
+	        cmocka_unit_test(test_entry_keeps_longest_key_and_rv),
 	        cmocka_unit_test(test_list_page_item_by_item),
 	        cmocka_unit_test(test_list_page_one_tree_alive),
 	        cmocka_unit_test(test_list_page_split_anywhere),
