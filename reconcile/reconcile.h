@@ -470,7 +470,7 @@ struct rec_condition {
 	char type[24];   /* Ready, SpecValid, ScheduleValid, Degraded */
 	char status[8];  /* "True", "False", "Unknown" */
 	char reason[48]; /* CamelCase */
-	char message[256];
+	char *message;   /* owned by the status, at most 255 bytes; never NULL once set */
 	int64_t last_transition_ms;
 	int64_t observed_generation;
 };
@@ -497,9 +497,12 @@ struct rec_status {
 	int64_t targets;
 	int64_t last_schedule_ms, next_schedule_ms, last_capture_ms; /* 0 = unset */
 	int64_t captures_succeeded, captures_failed, captures_skipped;
-	struct rec_event errors[REC_STATUS_LIST_MAX]; /* newest first */
+	/* Newest first, REC_STATUS_LIST_MAX at most each; allocated at the
+	 * first entry (NULL while empty), since most policies have no errors
+	 * and 10,000 policies are 10,000 statuses. */
+	struct rec_event *errors;
 	size_t nerrors;
-	struct rec_event recent[REC_STATUS_LIST_MAX]; /* newest first */
+	struct rec_event *recent;
 	size_t nrecent;
 	struct rec_condition conds[REC_COND_MAX];
 	size_t nconds;

@@ -13,6 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The message of a condition without one: shared, never freed. */
+static char no_message[] = "";
+
 void rec_status_init(struct rec_status *st)
 {
 	memset(st, 0, sizeof(*st));
@@ -39,13 +42,21 @@ void rec_status_free(struct rec_status *st)
 		event_free(&st->errors[i]);
 	for (i = 0; i < st->nrecent; i++)
 		event_free(&st->recent[i]);
+	free(st->errors);
+	free(st->recent);
+	st->errors = st->recent = NULL;
 	st->nerrors = st->nrecent = 0;
+	for (i = 0; i < st->nconds; i++) {
+		if (st->conds[i].message != no_message)
+			free(st->conds[i].message);
+		st->conds[i].message = no_message;
+	}
 }
 
 /* Puts an event at the front of a newest-first list of at most
- * REC_STATUS_LIST_MAX, dropping the oldest. Copies the strings; `kind`
- * may be NULL (recentProfiles). */
-static int push_event(struct rec_event *list, size_t *n, int64_t t, const char *pod,
+ * REC_STATUS_LIST_MAX (allocated at its first entry), dropping the
+ * oldest. Copies the strings; `kind` may be NULL (recentProfiles). */
+static int push_event(struct rec_event **lp, size_t *n, int64_t t, const char *pod,
                       const char *profile, const char *text, const char *kind, int64_t count)
 {
 	struct rec_event e = {t,
@@ -54,17 +65,21 @@ static int push_event(struct rec_event *list, size_t *n, int64_t t, const char *
 	                      strdup(text ? text : ""),
 	                      kind ? strdup(kind) : NULL,
 	                      count < 1 ? 1 : count};
+	struct rec_event *list = *lp;
 
-	if (e.pod == NULL || e.profile == NULL || e.text == NULL || (kind && e.kind == NULL)) {
-		event_free(&e);
-		return -ENOMEM;
-	}
+	if (e.pod == NULL || e.profile == NULL || e.text == NULL || (kind && e.kind == NULL))
+		goto out_nomem;
+	if (list == NULL && (list = *lp = calloc(REC_STATUS_LIST_MAX, sizeof(*list))) == NULL)
+		goto out_nomem;
 	if (*n == REC_STATUS_LIST_MAX)
 		event_free(&list[--*n]);
 	memmove(list + 1, list, *n * sizeof(*list));
 	list[0] = e;
 	(*n)++;
 	return 0;
+out_nomem:
+	event_free(&e);
+	return -ENOMEM;
 }
 
 /* Adds `count` failures of (pod, profile, kind) at time `t` to the error
@@ -86,7 +101,7 @@ static int fold_error(struct rec_status *st, int64_t t, const char *pod, const c
 		    !strcmp(list[i].kind ? list[i].kind : "", kind))
 			break;
 	if (i == st->nerrors)
-		return push_event(list, &st->nerrors, t, pod, profile, text, kind, count);
+		return push_event(&st->errors, &st->nerrors, t, pod, profile, text, kind, count);
 	copy = strdup(text ? text : "");
 	if (copy == NULL)
 		return -ENOMEM;
@@ -115,7 +130,7 @@ int rec_status_add_success(struct rec_status *st, int64_t now_ms, const char *po
 		st->last_capture_ms = now_ms;
 	if (id && strlen(id) > REC_PROFILE_ID_MAX)
 		return -EINVAL;
-	return push_event(st->recent, &st->nrecent, now_ms, pod, profile, id, NULL, 1);
+	return push_event(&st->recent, &st->nrecent, now_ms, pod, profile, id, NULL, 1);
 }
 
 /* Drops a multi-byte UTF-8 sequence cut short by truncation at the end of
@@ -160,6 +175,24 @@ const struct rec_condition *rec_status_condition(const struct rec_status *st, co
 	return NULL;
 }
 
+/* Sets c->message to `message` cut to 255 bytes (on a UTF-8 boundary).
+ * An empty message is the shared no_message. On -ENOMEM the old one stays. */
+static int set_message(struct rec_condition *c, const char *message)
+{
+	char buf[256], *copy = no_message;
+
+	snprintf(buf, sizeof(buf), "%s", message ? message : "");
+	utf8_trim(buf);
+	if (strcmp(c->message, buf) == 0)
+		return 0;
+	if (buf[0] != '\0' && (copy = strdup(buf)) == NULL)
+		return -ENOMEM;
+	if (c->message != no_message)
+		free(c->message);
+	c->message = copy;
+	return 0;
+}
+
 int rec_status_set_condition(struct rec_status *st, const char *type, const char *status,
                              const char *reason, const char *message, int64_t generation,
                              int64_t now_ms)
@@ -171,6 +204,7 @@ int rec_status_set_condition(struct rec_status *st, const char *type, const char
 			return -ENOSPC;
 		c = &st->conds[st->nconds++];
 		memset(c, 0, sizeof(*c));
+		c->message = no_message;
 		snprintf(c->type, sizeof(c->type), "%s", type);
 	}
 	if (strcmp(c->status, status) != 0 || c->last_transition_ms == 0) {
@@ -178,9 +212,8 @@ int rec_status_set_condition(struct rec_status *st, const char *type, const char
 		c->last_transition_ms = now_ms;
 	}
 	snprintf(c->reason, sizeof(c->reason), "%s", reason);
-	snprintf(c->message, sizeof(c->message), "%s", message ? message : "");
 	c->observed_generation = generation;
-	return 0;
+	return set_message(c, message);
 }
 
 /* Ready's reason and status, from the most severe problem down. */
@@ -456,7 +489,7 @@ static int events_from_json(const struct json_object *arr, struct rec_status *st
 		else if (str_field(e, "id") && strlen(str_field(e, "id")) > REC_PROFILE_ID_MAX)
 			continue; /* the CRD would refuse the whole status */
 		else
-			rc = push_event(st->recent, &st->nrecent, time_field(e, "time"),
+			rc = push_event(&st->recent, &st->nrecent, time_field(e, "time"),
 			                str_field(e, "pod"), str_field(e, "profile"),
 			                str_field(e, "id"), NULL, 1);
 		if (rc < 0)

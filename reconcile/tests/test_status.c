@@ -82,6 +82,52 @@ static void test_condition_transition_time_moves_only_on_status_change(void **st
 	rec_status_free(&st);
 }
 
+/* A quiet policy's status holds what it says and no more: 10,000
+ * policies are 10,000 of them. No event list until the first entry, no
+ * message string for a condition without a message, the same string kept
+ * when a recompute says the same thing, and a message cut to 255 bytes
+ * on a UTF-8 boundary. */
+static void test_status_quiet_policy_holds_little(void **state)
+{
+	struct rec_errs errs = {0};
+	struct rec_policy *p = policy("{\"schedule\":\"@hourly\",\"suspend\":true}", &errs);
+	struct rec_status st;
+	const struct rec_condition *c;
+	const char *msg;
+	char lng[400];
+
+	(void)state;
+	assert_true(sizeof(struct rec_status) <= 1024);
+	rec_status_init(&st);
+	rec_status_compute(&st, p, &errs, 0, 0, T0);
+	expect_cond(&st, "Ready", "True", "Suspended");
+	assert_null(st.errors);
+	assert_null(st.recent);
+	assert_string_equal(rec_status_condition(&st, "SpecValid")->message, "");
+	msg = rec_status_condition(&st, "Ready")->message;
+	rec_status_compute(&st, p, &errs, 0, 0, T0 + MIN);
+	assert_ptr_equal(rec_status_condition(&st, "Ready")->message, msg);
+
+	assert_int_equal(rec_status_add_failure_kind(&st, T0, "shop/a", "heap", "timeout", "t"), 0);
+	assert_non_null(st.errors);
+	assert_null(st.recent);
+	rec_status_free(&st);
+	assert_null(st.errors);
+	assert_int_equal(st.nerrors, 0);
+
+	rec_status_init(&st);
+	memset(lng, 'x', sizeof(lng));
+	memcpy(lng + 254, "\xc3\xa9", 2); /* U+00E9 across the 255th byte */
+	lng[sizeof(lng) - 1] = '\0';
+	assert_int_equal(rec_status_set_condition(&st, "Ready", "True", "R", lng, 1, T0), 0);
+	c = rec_status_condition(&st, "Ready");
+	assert_int_equal(strlen(c->message), 254);
+	assert_int_equal(rec_status_set_condition(&st, "Ready", "True", "R", "", 1, T0), 0);
+	assert_string_equal(c->message, "");
+	rec_status_free(&st);
+	rec_policy_free(p);
+}
+
 static void test_status_valid_policy_is_ready_and_capturing(void **state)
 {
 	struct rec_errs errs = {0};
@@ -566,6 +612,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_condition_transition_time_moves_only_on_status_change),
+	        cmocka_unit_test(test_status_quiet_policy_holds_little),
 	        cmocka_unit_test(test_status_valid_policy_is_ready_and_capturing),
 	        cmocka_unit_test(test_status_reasons_for_bad_specs),
 	        cmocka_unit_test(test_status_unparseable_policy_is_not_ready),
