@@ -89,6 +89,11 @@ struct kube_call {
 	kube__stream_fn stream; /* non-NULL: stream a 200 body here */
 	void *sarg;
 	int stream_failed;
+	/* A list read as it arrives yields to the loop: past the iteration's
+	 * budget, write_cb pauses the transfer and `resume` carries on next
+	 * iteration, taking at least one chunk whatever the budget. */
+	int pausable, take_one;
+	struct loop_timer resume;
 	long low_speed_s; /* nonzero: abort after this long without a byte */
 	char errbuf[CURL_ERROR_SIZE];
 };
@@ -198,6 +203,7 @@ static void call_free(struct kube_call *c)
 	call_unpark(c);
 	call_release_easy(c);
 	loop_timer_stop(c->kc->loop, &c->retry);
+	loop_timer_stop(c->kc->loop, &c->resume);
 	call_unlink(c);
 	loop_buf_free(&c->resp);
 	free(c->method);
@@ -691,6 +697,10 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *ud)
 
 	if (c->stream && curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK) {
 		if (status == 200) {
+			if (c->pausable && !c->take_one && loop_should_yield(c->kc->loop) &&
+			    loop_timer_start(c->kc->loop, &c->resume, 1) == 0)
+				return CURL_WRITEFUNC_PAUSE; /* this chunk comes again */
+			c->take_one = 0;
 			if (c->stream(c->sarg, ptr, n)) {
 				c->stream_failed = 1;
 				return 0;
@@ -702,6 +712,17 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *ud)
 }
 
 static void on_done(void *arg, CURL *easy, CURLcode rc);
+
+static void resume_fire(struct loop_timer *t)
+{
+	struct kube_call *c = t->arg;
+
+	c->take_one = 1;
+	/* May call write_cb, and on_done, before it returns: nothing of `c`
+	 * is touched after it. */
+	if (c->easy)
+		curl_easy_pause(c->easy, CURLPAUSE_CONT);
+}
 
 /* Builds the headers list: Accept, Content-Type, Authorization. */
 static int build_headers(struct kube_call *c, struct curl_slist **out)
@@ -961,6 +982,7 @@ static struct kube_call *call_new(struct kube_client *kc, const char *method, co
 	c->done = done;
 	c->arg = arg;
 	loop_timer_init(&c->retry, retry_fire, c);
+	loop_timer_init(&c->resume, resume_fire, c);
 	c->next = kc->calls;
 	if (kc->calls)
 		kc->calls->prev = c;
@@ -1020,7 +1042,8 @@ int kube_request(struct kube_client *kc, const char *method, const char *path,
 }
 
 /* Builds a streaming GET; `idle_s` nonzero aborts it after that long
- * without a byte. */
+ * without a byte (a watch); zero makes it a list, which yields to the
+ * loop (write_cb). */
 static int request_stream(struct kube_client *kc, const char *path,
                           const struct kube_req_opts *opts, long idle_s, kube__stream_fn fn,
                           void *sarg, kube_done_fn done, void *arg, struct kube_call **out)
@@ -1032,6 +1055,7 @@ static int request_stream(struct kube_client *kc, const char *path,
 	c->stream = fn;
 	c->sarg = sarg;
 	c->low_speed_s = idle_s;
+	c->pausable = idle_s == 0;
 	/* A watch lasts minutes: it must not hold a slot meant for requests. */
 	c->uncapped |= idle_s != 0;
 	return call_go(c, out);

@@ -48,6 +48,7 @@ struct loop {
 	struct loop_timer curl_timer; /* curl's single timeout */
 	uint64_t max_stall_us;        /* the longest iteration's busy time */
 	struct loop_stalls stalls;    /* every iteration's, by bucket */
+	uint64_t iter_t0_us;          /* when the current iteration began */
 };
 
 const uint64_t loop_stall_bounds_us[LOOP_STALL_NBOUNDS] = {
@@ -83,6 +84,16 @@ static uint64_t mono_us(void)
 uint64_t loop_max_stall_us(const struct loop *l)
 {
 	return l->max_stall_us;
+}
+
+uint64_t loop_busy_us(const struct loop *l)
+{
+	return mono_us() - l->iter_t0_us;
+}
+
+int loop_should_yield(const struct loop *l)
+{
+	return loop_busy_us(l) >= LOOP_YIELD_US;
 }
 
 void loop_stalls_get(const struct loop *l, struct loop_stalls *out)
@@ -351,6 +362,7 @@ int loop_new(struct loop **out)
 		err = -errno;
 		goto out_free;
 	}
+	l->iter_t0_us = mono_us();
 	l->multi = curl_multi_init();
 	if (!l->multi)
 		goto out_close;
@@ -486,6 +498,7 @@ int loop_run_once(struct loop *l, int max_wait_ms)
 	if (n < 0 && errno != EINTR)
 		return -errno;
 	t0 = mono_us();
+	l->iter_t0_us = t0;
 	l->now_ms = t0 / 1000u;
 	l->nevs = n > 0 ? n : 0;
 	for (i = 0; i < l->nevs; i++)

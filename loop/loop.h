@@ -68,6 +68,15 @@ uint64_t loop_now_ms(const struct loop *l);
  * loop has imposed on every other handle (a watch, a probe, a timer). */
 uint64_t loop_max_stall_us(const struct loop *l);
 
+/* Microseconds the current iteration has been busy so far. Work that can
+ * be resumed later (a list page, an event queue) stops once
+ * loop_should_yield() says so and carries on from a timer, so that one
+ * iteration keeps every other handle waiting about LOOP_YIELD_US at most,
+ * whatever mix of such work it runs. */
+#define LOOP_YIELD_US 10000u
+uint64_t loop_busy_us(const struct loop *l);
+int loop_should_yield(const struct loop *l);
+
 /* Iterations by their busy time, as loop_max_stall_us() measures it:
  * counts[i] holds those of at most loop_stall_bounds_us[i] (and above the
  * bound before), counts[LOOP_STALL_NBOUNDS] those above the last bound.

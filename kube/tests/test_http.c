@@ -18,6 +18,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kube/kube_int.h"
@@ -149,6 +150,88 @@ static void test_body_cap_and_timeout(void **state)
 	srv_run_until(l, &res2.done, 5000);
 	assert_int_equal(res.err, -EFBIG);
 	assert_int_equal(res2.err, -ETIMEDOUT);
+	kube_client_free(kc);
+	srv_stop(&s);
+	loop_free(l);
+}
+
+static int script_60k(struct srv *s, int i, const char *m, const char *p, char *resp, size_t n)
+{
+	static char body[60000];
+
+	(void)s;
+	(void)i;
+	(void)m;
+	(void)p;
+	memset(body, 'x', sizeof(body) - 1);
+	srv_reply(resp, n, 200, NULL, body);
+	return 1;
+}
+
+struct slow_stream {
+	struct loop *l;
+	uint64_t iters[64]; /* the loop iteration of each call */
+	int calls;
+	size_t bytes;
+};
+
+static uint64_t iterations(struct loop *l)
+{
+	struct loop_stalls st;
+	uint64_t n = 0;
+
+	loop_stalls_get(l, &st);
+	for (size_t i = 0; i <= LOOP_STALL_NBOUNDS; i++)
+		n += st.counts[i];
+	return n;
+}
+
+/* Each chunk costs 12 ms, more than the loop's yield budget. */
+static int slow_chunk(void *arg, const char *p, size_t n)
+{
+	struct slow_stream *ss = arg;
+	struct timespec a, b;
+
+	(void)p;
+	if (ss->calls < 64)
+		ss->iters[ss->calls] = iterations(ss->l);
+	ss->calls++;
+	ss->bytes += n;
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	do
+		clock_gettime(CLOCK_MONOTONIC, &b);
+	while ((b.tv_sec - a.tv_sec) * 1000000000L + (b.tv_nsec - a.tv_nsec) < 12000000L);
+	return 0;
+}
+
+/* A list read as it arrives yields to the loop: once an iteration has
+ * been busy past its budget, the rest of the body waits for the next one,
+ * so every chunk of a slow consumer gets an iteration of its own. */
+static void test_list_stream_yields_to_the_loop(void **state)
+{
+	struct loop *l;
+	struct srv s = {.script = script_60k};
+	struct result res = {0};
+	struct slow_stream ss = {0};
+	struct kube_req_opts o = {.timeout_ms = 20000};
+	struct kube_client *kc;
+
+	(void)state;
+	assert_int_equal(loop_new(&l), 0);
+	ss.l = l;
+	srv_start(&s, l);
+	kc = srv_client(l, tmpdir, s.port, "token: t");
+	assert_int_equal(kube__request_stream_opts(kc, "/api/v1/pods?limit=500", &o, slow_chunk,
+	                                           &ss, on_done, &res, NULL),
+	                 0);
+	srv_run_until(l, &res.done, 20000);
+	assert_int_equal(res.status, 200);
+	assert_int_equal(ss.bytes, 59999);
+	assert_true(ss.calls >= 2 && ss.calls <= 64);
+	for (int i = 1; i < ss.calls; i++)
+		if (ss.iters[i] == ss.iters[i - 1])
+			fail_msg("chunks %d and %d (of %d) ran in one loop iteration", i - 1, i,
+			         ss.calls);
 	kube_client_free(kc);
 	srv_stop(&s);
 	loop_free(l);
@@ -764,6 +847,7 @@ int main(void)
 	        cmocka_unit_test(test_informer_drop_410_relist),
 	        cmocka_unit_test(test_informer_list_one_tree_at_a_time),
 	        cmocka_unit_test(test_informer_bad_page_keeps_cache),
+	        cmocka_unit_test(test_list_stream_yields_to_the_loop),
 	};
 	int rc;
 

@@ -417,6 +417,46 @@ static void test_max_stall_is_the_longest_iteration(void **state)
 	loop_free(l);
 }
 
+struct yield_probe {
+	struct loop *l;
+	int at_start, after_busy;
+};
+
+static void on_probe_yield(struct loop_timer *t)
+{
+	struct yield_probe *y = t->arg;
+
+	y->at_start = loop_should_yield(y->l);
+	on_busy(t);
+	y->after_busy = loop_should_yield(y->l);
+}
+
+/* The yield clock counts from the iteration's start, across callbacks. */
+static void test_should_yield_after_the_iteration_ran_long(void **state)
+{
+	struct loop *l;
+	struct loop_timer t1, t2;
+	struct yield_probe y1 = {0}, y2 = {0};
+
+	(void)state;
+	assert_int_equal(loop_new(&l), 0);
+	y1.l = y2.l = l;
+	loop_timer_init(&t1, on_probe_yield, &y1);
+	loop_timer_init(&t2, on_probe_yield, &y2);
+	assert_int_equal(loop_timer_start(l, &t1, 0), 0);
+	assert_int_equal(loop_run_once(l, 100), 0);
+	assert_false(y1.at_start);
+	assert_true(y1.after_busy);
+	assert_true(loop_busy_us(l) >= 30000);
+	/* Two in one iteration: the second starts already past the budget. */
+	assert_int_equal(loop_timer_start(l, &t1, 0), 0);
+	assert_int_equal(loop_timer_start(l, &t2, 0), 0);
+	y1.at_start = y2.at_start = -1;
+	assert_int_equal(loop_run_once(l, 100), 0);
+	assert_int_equal(y1.at_start + y2.at_start, 1);
+	loop_free(l);
+}
+
 /* Each iteration lands in the bucket of its busy time, once. */
 static void test_stalls_count_iterations_by_busy_time(void **state)
 {
@@ -463,6 +503,7 @@ int main(void)
 	        cmocka_unit_test(test_hung_peer_times_out_and_cancel_skips_callback),
 	        cmocka_unit_test(test_max_stall_is_the_longest_iteration),
 	        cmocka_unit_test(test_stalls_count_iterations_by_busy_time),
+	        cmocka_unit_test(test_should_yield_after_the_iteration_ran_long),
 	};
 
 	curl_global_init(CURL_GLOBAL_DEFAULT);
