@@ -10,6 +10,7 @@
 #include <string.h>
 
 #define POD_MAX_PAIRS 256 /* labels or annotations kept per pod */
+#define POD_STRS      9
 
 static struct json_object *get(const struct json_object *o, const char *key)
 {
@@ -29,7 +30,7 @@ static const char *get_s(const struct json_object *o, const char *key)
 
 /* The strings of a pod before they are packed into one block. */
 struct pod_src {
-	const char *str[10]; /* ns name uid rv node ip okind oname container image */
+	const char *str[POD_STRS]; /* ns name uid node ip okind oname container image */
 	struct ppop_kv labels[POD_MAX_PAIRS], ann[POD_MAX_PAIRS];
 	size_t nlabels, nann;
 	enum rec_pod_phase phase;
@@ -72,8 +73,8 @@ static void collect_meta(struct pod_src *s, const struct json_object *md, const 
 		                   *c = get(o, "controller");
 		if (i == 0 ||
 		    (json_object_is_type(c, json_type_boolean) && json_object_get_boolean(c))) {
-			s->str[6] = get_s(o, "kind");
-			s->str[7] = get_s(o, "name");
+			s->str[5] = get_s(o, "kind");
+			s->str[6] = get_s(o, "name");
 		}
 	}
 }
@@ -86,14 +87,14 @@ static void collect_spec_status(struct pod_src *s, const struct json_object *spe
 	const char *phase = get_s(st, "phase");
 	size_t i, n;
 
-	s->str[4] = get_s(spec, "nodeName");
-	s->str[5] = get_s(st, "podIP");
+	s->str[3] = get_s(spec, "nodeName");
+	s->str[4] = get_s(st, "podIP");
 	n = json_object_is_type(cs, json_type_array) ? json_object_array_length(cs) : 0;
 	for (i = 0; i < n; i++) {
 		struct json_object *c = json_object_array_get_idx(cs, i);
 		if (i == 0 || (defc && strcmp(get_s(c, "name"), defc) == 0)) {
-			s->str[8] = get_s(c, "name");
-			s->str[9] = get_s(c, "image");
+			s->str[7] = get_s(c, "name");
+			s->str[8] = get_s(c, "image");
 		}
 	}
 	s->phase = REC_POD_UNKNOWN;
@@ -131,7 +132,7 @@ int rec_pod_from_json(const struct json_object *obj, struct rec_pod **out)
 	struct json_object *md = get(obj, "metadata");
 	struct pod_src *s;
 	struct rec_pod *pod;
-	const char *defc = NULL, **dst[10];
+	const char *defc = NULL, **dst[POD_STRS];
 	size_t i, size;
 	char *p;
 	int rc = 0;
@@ -144,8 +145,7 @@ int rec_pod_from_json(const struct json_object *obj, struct rec_pod **out)
 	s->str[0] = get_s(md, "namespace");
 	s->str[1] = get_s(md, "name");
 	s->str[2] = get_s(md, "uid");
-	s->str[3] = get_s(md, "resourceVersion");
-	for (i = 4; i < 10; i++)
+	for (i = 3; i < POD_STRS; i++)
 		s->str[i] = "";
 	collect_meta(s, md, &defc);
 	collect_spec_status(s, get(obj, "spec"), get(obj, "status"), defc);
@@ -153,7 +153,7 @@ int rec_pod_from_json(const struct json_object *obj, struct rec_pod **out)
 	qsort(s->ann, s->nann, sizeof(struct ppop_kv), kv_cmp);
 
 	size = sizeof(*pod) + (s->nlabels + s->nann) * sizeof(struct ppop_kv);
-	for (i = 0; i < 10; i++)
+	for (i = 0; i < POD_STRS; i++)
 		size += strlen(s->str[i]) + 1;
 	for (i = 0; i < s->nlabels; i++)
 		size += strlen(s->labels[i].key) + strlen(s->labels[i].value) + 2;
@@ -168,18 +168,18 @@ int rec_pod_from_json(const struct json_object *obj, struct rec_pod **out)
 	pod->ann = pod->labels + s->nlabels;
 	p = (char *)(pod->ann + s->nann);
 	dst[0] = &pod->ns, dst[1] = &pod->name, dst[2] = &pod->uid;
-	dst[3] = &pod->resource_version, dst[4] = &pod->node, dst[5] = &pod->pod_ip;
-	dst[6] = &pod->owner_kind, dst[7] = &pod->owner_name, dst[8] = &pod->container;
-	dst[9] = &pod->image;
-	for (i = 0; i < 10; i++)
+	dst[3] = &pod->node, dst[4] = &pod->pod_ip;
+	dst[5] = &pod->owner_kind, dst[6] = &pod->owner_name, dst[7] = &pod->container;
+	dst[8] = &pod->image;
+	for (i = 0; i < POD_STRS; i++)
 		*dst[i] = pack(&p, s->str[i]);
 	pack_pairs(&p, pod->labels, s->labels, s->nlabels);
 	pack_pairs(&p, pod->ann, s->ann, s->nann);
-	pod->nlabels = s->nlabels;
-	pod->nann = s->nann;
+	pod->nlabels = (uint32_t)s->nlabels;
+	pod->nann = (uint32_t)s->nann;
 	pod->phase = s->phase;
 	pod->ready = s->ready;
-	pod->size_bytes = size;
+	pod->size_bytes = (uint32_t)size;
 	*out = pod;
 out:
 	free(s);

@@ -320,21 +320,22 @@ enum rec_pod_phase {
 };
 
 /* What the operator keeps of a pod: one malloc'd block (struct plus
- * strings), typically a few hundred bytes. Strings are never NULL ("" when
- * absent). Only the profefe.com/ annotations are kept, in `ann`. */
+ * strings), typically a few hundred bytes; a cache holds 100,000 of them,
+ * so the counts are 32-bit and the resourceVersion is left to the cache's
+ * entry. Strings are never NULL ("" when absent). Only the profefe.com/
+ * annotations are kept, in `ann`. */
 struct rec_pod {
-	const char *ns, *name, *uid, *resource_version;
+	const char *ns, *name, *uid;
 	const char *node, *pod_ip;
 	const char *owner_kind, *owner_name; /* the controller ownerReference */
 	const char *container, *image;       /* the profiled container */
+	struct ppop_kv *labels;
+	struct ppop_kv *ann; /* the profefe.com/ annotations */
 	enum rec_pod_phase phase;
 	int ready; /* condition Ready is "True" */
-	struct ppop_kv *labels;
-	size_t nlabels;
-	struct ppop_kv *ann; /* the profefe.com/ annotations */
-	size_t nann;
-	size_t size_bytes; /* the whole block, for memory accounting */
-	uint32_t slot;     /* the cache owner's: where its index keeps the pod */
+	uint32_t nlabels, nann;
+	uint32_t size_bytes; /* the whole block, for memory accounting */
+	uint32_t slot;       /* the cache owner's: where its index keeps the pod */
 };
 
 /* Extracts the compact form from a v1 Pod json-c object (lent). The
