@@ -283,13 +283,18 @@ static void on_push_done(void *arg, struct cap_profefe_reply *r)
 	if (r->res == CAP_RES_CANCELLED || retryable(r)) {
 		if (x->e != NULL) {
 			cap_spool_release(p->spool, x->e);
-		} else if (cap_spool_put_seq(p->spool, x->seq, &x->meta, x->body, x->len) < 0) {
-			log_error("cannot spool a profile: lost", "service", x->meta.service,
-			          "origin", x->meta.origin, NULL);
-			struct cap_profefe_reply lost = *r;
-			lost.res = CAP_RES_DROPPED;
-			lost.message = "could not be written to the spool";
-			report(p, &x->meta, &lost);
+		} else {
+			/* The spool takes the body, also when it fails. */
+			int rc = cap_spool_put_take(p->spool, x->seq, &x->meta, x->body, x->len);
+			x->body = NULL;
+			if (rc < 0) {
+				log_error("cannot spool a profile: lost", "service",
+				          x->meta.service, "origin", x->meta.origin, NULL);
+				struct cap_profefe_reply lost = *r;
+				lost.res = CAP_RES_DROPPED;
+				lost.message = "could not be written to the spool";
+				report(p, &x->meta, &lost);
+			}
 		}
 		if (r->res != CAP_RES_CANCELLED)
 			mark_down(p, r);
@@ -460,9 +465,9 @@ int cap_pusher_submit_take(struct cap_pusher *p, const struct cap_push_meta *m, 
 	}
 	cap_spool_stats(p->spool, &ss);
 	if (p->down || ss.files > 0 || p->n_direct >= p->o.max_inflight) {
-		/* Keep the order: behind what already waits. */
-		rc = cap_spool_put(p->spool, m, body, len);
-		free(body);
+		/* Keep the order: behind what already waits. The spool takes
+		 * the body. */
+		rc = cap_spool_put_take(p->spool, cap_spool_reserve(p->spool), m, body, len);
 		pump(p);
 		return rc;
 	}
@@ -479,7 +484,8 @@ int cap_pusher_submit_take(struct cap_pusher *p, const struct cap_push_meta *m, 
 	rc = cap_profefe_push(p->c, &x->meta, x->body, x->len, on_push_done, x);
 	if (rc < 0) {
 		push_unlink(p, x);
-		rc = cap_spool_put_seq(p->spool, x->seq, m, x->body, x->len);
+		rc = cap_spool_put_take(p->spool, x->seq, m, x->body, x->len);
+		x->body = NULL;
 		goto out_free;
 	}
 	return 0;

@@ -97,60 +97,57 @@ static void entry_path(const struct cap_spool *s, uint64_t seq, char *buf, size_
 	snprintf(buf, len, "%s/%016" PRIx64 SPOOL_SUFFIX, s->dir, seq);
 }
 
-/* Appends "key=escaped\n" to the header being built. */
-static int header_add(char **h, size_t *n, const char *key, const char *val)
+/* The header's fields, in file order; `created` holds created_ms. */
+static void header_fields(const struct cap_push_meta *m, char created[32], const char *kv[12])
 {
-	if (val == NULL)
-		return 0;
-	char *esc = ppop_query_escape(val);
-	if (esc == NULL)
-		return -ENOMEM;
-	size_t add = strlen(key) + strlen(esc) + 2;
-	char *nh = realloc(*h, *n + add + 1);
-	if (nh == NULL) {
-		free(esc);
-		return -ENOMEM;
-	}
-	snprintf(nh + *n, add + 1, "%s=%s\n", key, esc);
-	*h = nh;
-	*n += add;
-	free(esc);
-	return 0;
+	snprintf(created, 32, "%" PRId64, m->created_ms);
+	kv[0] = "service", kv[1] = m->service;
+	kv[2] = "type", kv[3] = m->type;
+	kv[4] = "labels", kv[5] = m->labels;
+	kv[6] = "instance_id", kv[7] = m->instance_id;
+	kv[8] = "origin", kv[9] = m->origin;
+	kv[10] = "created_ms", kv[11] = created;
 }
 
-/* Builds the header for `m`; the caller frees it. */
+/* The length of the header for `m`: MAGIC, "key=escaped\n" per field
+ * present, the blank line. A memory spool counts it without building it. */
+static size_t header_len(const struct cap_push_meta *m)
+{
+	char created[32];
+	const char *kv[12];
+	size_t n = sizeof(MAGIC) - 1 + 1;
+	header_fields(m, created, kv);
+	for (int i = 0; i < 12; i += 2)
+		if (kv[i + 1] != NULL)
+			n += strlen(kv[i]) + ppop_query_escaped_len(kv[i + 1]) + 2;
+	return n;
+}
+
+/* Builds the header for `m` in one allocation; the caller frees it. */
 static int header_build(const struct cap_push_meta *m, char **out, size_t *len)
 {
 	char created[32];
-	char *h = strdup(MAGIC);
-	size_t n = sizeof(MAGIC) - 1;
-	int rc = h == NULL ? -ENOMEM : 0;
-	snprintf(created, sizeof(created), "%" PRId64, m->created_ms);
-	if (rc == 0)
-		rc = header_add(&h, &n, "service", m->service);
-	if (rc == 0)
-		rc = header_add(&h, &n, "type", m->type);
-	if (rc == 0)
-		rc = header_add(&h, &n, "labels", m->labels);
-	if (rc == 0)
-		rc = header_add(&h, &n, "instance_id", m->instance_id);
-	if (rc == 0)
-		rc = header_add(&h, &n, "origin", m->origin);
-	if (rc == 0)
-		rc = header_add(&h, &n, "created_ms", created);
-	if (rc < 0) {
-		free(h);
-		return rc;
-	}
-	/* The blank line that ends the header; header_add() left room. */
-	char *nh = realloc(h, n + 2);
-	if (nh == NULL) {
-		free(h);
+	const char *kv[12];
+	size_t n = header_len(m);
+	char *h = malloc(n + 1), *p = h;
+	if (h == NULL)
 		return -ENOMEM;
+	header_fields(m, created, kv);
+	memcpy(p, MAGIC, sizeof(MAGIC) - 1);
+	p += sizeof(MAGIC) - 1;
+	for (int i = 0; i < 12; i += 2) {
+		if (kv[i + 1] == NULL)
+			continue;
+		size_t kl = strlen(kv[i]);
+		memcpy(p, kv[i], kl);
+		p[kl] = '=';
+		p = ppop_query_escape_into(p + kl + 1, kv[i + 1]);
+		*p++ = '\n';
 	}
-	nh[n++] = '\n';
-	nh[n] = '\0';
-	*out = nh;
+	/* The blank line that ends the header. */
+	*p++ = '\n';
+	*p = '\0';
+	*out = h;
 	*len = n;
 	return 0;
 }
@@ -567,19 +564,20 @@ uint64_t cap_spool_reserve(struct cap_spool *s)
 	return s->next_seq++;
 }
 
-int cap_spool_put(struct cap_spool *s, const struct cap_push_meta *m, const void *body, size_t len)
+/* Appends an entry. `owned` non-NULL is `body`, malloc'd and taken: kept
+ * as the entry's body in memory, else freed here. */
+static int put(struct cap_spool *s, uint64_t seq, const struct cap_push_meta *m, const void *body,
+               size_t len, char *owned)
 {
-	return cap_spool_put_seq(s, cap_spool_reserve(s), m, body, len);
-}
-
-int cap_spool_put_seq(struct cap_spool *s, uint64_t seq, const struct cap_push_meta *m,
-                      const void *body, size_t len)
-{
-	char *hdr;
+	char *hdr = NULL;
 	size_t hlen;
-	int rc = header_build(m, &hdr, &hlen);
+	int rc = 0;
+	if (s->dir != NULL)
+		rc = header_build(m, &hdr, &hlen);
+	else
+		hlen = header_len(m);
 	if (rc < 0)
-		return rc;
+		goto out_owned;
 	struct sent *x = calloc(1, sizeof(*x));
 	if (x == NULL || meta_copy(&x->e.meta, m) < 0) {
 		rc = -ENOMEM;
@@ -599,6 +597,10 @@ int cap_spool_put_seq(struct cap_spool *s, uint64_t seq, const struct cap_push_m
 		rc = write_file(s, x->e.seq, hdr, hlen, body, len);
 		if (rc < 0)
 			goto out_free;
+	} else if (owned != NULL) {
+		x->e.body = owned;
+		owned = NULL;
+		x->e.len = len;
 	} else {
 		x->e.body = malloc(len ? len : 1);
 		if (x->e.body == NULL) {
@@ -609,6 +611,7 @@ int cap_spool_put_seq(struct cap_spool *s, uint64_t seq, const struct cap_push_m
 		x->e.len = len;
 	}
 	free(hdr);
+	free(owned);
 	list_insert(s, x);
 	return 0;
 out_free:
@@ -618,7 +621,28 @@ out_free:
 		free(x);
 	}
 	free(hdr);
+out_owned:
+	free(owned);
 	return rc;
+}
+
+int cap_spool_put(struct cap_spool *s, const struct cap_push_meta *m, const void *body, size_t len)
+{
+	return put(s, cap_spool_reserve(s), m, body, len, NULL);
+}
+
+int cap_spool_put_seq(struct cap_spool *s, uint64_t seq, const struct cap_push_meta *m,
+                      const void *body, size_t len)
+{
+	return put(s, seq, m, body, len, NULL);
+}
+
+int cap_spool_put_take(struct cap_spool *s, uint64_t seq, const struct cap_push_meta *m, char *body,
+                       size_t len)
+{
+	if (body == NULL)
+		return -EINVAL;
+	return put(s, seq, m, body, len, body);
 }
 
 /* Reads the body of a disk entry. */

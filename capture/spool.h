@@ -69,6 +69,12 @@ uint64_t cap_spool_reserve(struct cap_spool *s);
 int cap_spool_put_seq(struct cap_spool *s, uint64_t seq, const struct cap_push_meta *m,
                       const void *body, size_t len);
 
+/* As cap_spool_put_seq(), taking `body` (malloc'd, not NULL): a memory
+ * spool keeps it as the entry's body instead of a copy; it is freed on
+ * every other path, failures included. */
+int cap_spool_put_take(struct cap_spool *s, uint64_t seq, const struct cap_push_meta *m, char *body,
+                       size_t len);
+
 /* Checks out the oldest entry not checked out, reading it from disk when
  * needed. Returns 0, -ENOENT when there is none, or a negative errno (the
  * unreadable entry is then dropped). */

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "capture/spool.h"
@@ -308,6 +309,55 @@ static void test_spool_reserved_seq_keeps_submit_order(void **state)
 	cap_spool_close(s);
 }
 
+/* A memory spool keeps a taken body as is, no copy, and counts the same
+ * bytes as the file a disk spool writes for the same profile. A disk spool
+ * frees the body it takes (ASan/valgrind catch a leak or a double free). */
+static void test_spool_put_take_keeps_body_and_counts_file_bytes(void **state)
+{
+	struct cap_spool *mem, *disk;
+	struct cap_spool_entry *e;
+	struct cap_spool_stats sm, sd;
+	struct cap_push_meta m = {
+	        .service = "svc one",
+	        .type = "heap",
+	        .labels = "namespace=ns,pod=p%2C1",
+	        .instance_id = "i-1",
+	        .origin = "ns/pol/1",
+	        .created_ms = 1136214245000LL,
+	};
+	char path[512];
+	struct stat st;
+	char *b1 = strdup("body-1"), *b2 = strdup("body-1");
+	assert_non_null(b1);
+	assert_non_null(b2);
+	assert_int_equal(cap_spool_open(NULL, 0, NULL, NULL, &mem), 0);
+	assert_int_equal(cap_spool_open(*state, 0, NULL, NULL, &disk), 0);
+	assert_int_equal(cap_spool_put_take(mem, cap_spool_reserve(mem), &m, b1, 6), 0);
+	uint64_t seq = cap_spool_reserve(disk);
+	assert_int_equal(cap_spool_put_take(disk, seq, &m, b2, 6), 0);
+	cap_spool_stats(mem, &sm);
+	cap_spool_stats(disk, &sd);
+	assert_int_equal(sm.files, 1);
+	assert_int_equal(sd.files, 1);
+	snprintf(path, sizeof(path), "%s/%016llx.spool", (char *)*state, (unsigned long long)seq);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(sd.bytes, (uint64_t)st.st_size);
+	assert_int_equal(sm.bytes, sd.bytes);
+	assert_int_equal(cap_spool_checkout(mem, &e), 0);
+	assert_ptr_equal(e->body, b1);
+	assert_int_equal(e->len, 6);
+	assert_string_equal(e->meta.service, "svc one");
+	cap_spool_ack(mem, e);
+	e = expect_next(disk, "ns/pol/1", "body-1");
+	assert_string_equal(e->meta.service, "svc one");
+	assert_string_equal(e->meta.labels, "namespace=ns,pod=p%2C1");
+	assert_int_equal(e->meta.created_ms, 1136214245000LL);
+	cap_spool_ack(disk, e);
+	assert_int_equal(cap_spool_put_take(mem, 0, &m, NULL, 0), -EINVAL);
+	cap_spool_close(mem);
+	cap_spool_close(disk);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -319,6 +369,8 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_spool_budget_is_shared_oldest_first, setup,
 	                                        teardown),
 	        cmocka_unit_test_setup_teardown(test_spool_corrupt_file_dropped, setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_spool_put_take_keeps_body_and_counts_file_bytes, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_spool_reserved_seq_keeps_submit_order, setup,
 	                                        teardown),
 	};
