@@ -11,7 +11,8 @@
  * Costs, said plainly: cancelling by id and finding the next runnable job
  * are linear scans, O(queued + in flight); the in-flight set is bounded by
  * max_inflight and the queue holds at most one round of captures. What runs
- * per target is counted in a small hash table, so the scan asks O(1) per job.
+ * per target is counted in a small hash table; each job holds its target's
+ * entry from enqueue to end, so the scan asks O(1) per job without hashing.
  */
 #include "capture/internal.h"
 #include "common/common.h"
@@ -25,6 +26,10 @@
 #define DEFAULT_BODY       ((size_t)64 << 20)
 #define DEFAULT_CONNECT_MS 5000
 #define DEFAULT_TIMEOUT_MS 15000
+/* A body's first allocation is sized from the last body of its type, at
+ * most this much, so a typical profile needs no realloc (and no copy) as
+ * it arrives, and a big one does not make every later one allocate big. */
+#define SIZE_HINT_MAX ((size_t)64 << 10)
 
 enum job_state { JOB_QUEUED, JOB_RUNNING };
 
@@ -34,6 +39,7 @@ struct job {
 	uint64_t id;
 	enum job_state state;
 	char *url, *key;
+	struct tgt *tgt; /* its target's counts, held while queued or running */
 	enum ppop_ptype type;
 	uint32_t seconds, timeout_ms;
 	cap_fetch_done_fn done;
@@ -55,10 +61,11 @@ struct jlist {
 	size_t n;
 };
 
-/* What runs now against one target key. Freed when both counts are 0. */
+/* What runs now against one target key, and how many jobs wait for it.
+ * Freed when all three counts are 0. */
 struct tgt {
 	struct tgt *next;
-	unsigned cpu, other;
+	unsigned cpu, other, queued;
 	char key[];
 };
 
@@ -75,6 +82,7 @@ struct cap_fetcher {
 	size_t inflight_bytes; /* the sum of buf.len over running jobs */
 	struct cap_pprof_checker *checker;
 	struct cap__easy_pool easy_pool;
+	size_t size_hint[PPOP_PT__COUNT]; /* first allocation of a body, by type */
 	struct cap_fetcher_stats st;
 };
 
@@ -161,31 +169,55 @@ static struct tgt *tgt_get(struct cap_fetcher *f, const char *key, int create)
 	return *pp;
 }
 
-/* Counts `j` out of its target, freeing the entry when nothing runs. */
-static void tgt_leave(struct cap_fetcher *f, const struct job *j)
+/* Frees `t` when no job runs or waits for it. */
+static void tgt_put(struct cap_fetcher *f, struct tgt *t)
 {
-	struct tgt **pp = tgt_slot(f, j->key), *t = *pp;
+	struct tgt **pp;
+
+	if (t->cpu != 0 || t->other != 0 || t->queued != 0)
+		return;
+	for (pp = tgt_slot(f, t->key); *pp && *pp != t; pp = &(*pp)->next)
+		;
+	if (*pp == t) {
+		*pp = t->next;
+		free(t);
+	}
+}
+
+/* Counts the running `j` out of its target and lets go of the entry. */
+static void tgt_leave(struct cap_fetcher *f, struct job *j)
+{
+	struct tgt *t = j->tgt;
 
 	if (t == NULL)
 		return;
+	j->tgt = NULL;
 	if (j->type == PPOP_PT_CPU && t->cpu > 0)
 		t->cpu--;
 	else if (j->type != PPOP_PT_CPU && t->other > 0)
 		t->other--;
-	if (t->cpu == 0 && t->other == 0) {
-		*pp = t->next;
-		free(t);
-	}
+	tgt_put(f, t);
+}
+
+/* Lets go of the entry of `j`, which was queued and never ran. */
+static void tgt_unqueue(struct cap_fetcher *f, struct job *j)
+{
+	struct tgt *t = j->tgt;
+
+	if (t == NULL)
+		return;
+	j->tgt = NULL;
+	if (t->queued > 0)
+		t->queued--;
+	tgt_put(f, t);
 }
 
 /* True when `j` must wait for its target: a CPU capture already runs on
  * it (Go serves one per process), or max_per_target others do. */
 static int target_busy(struct cap_fetcher *f, const struct job *j)
 {
-	const struct tgt *t = tgt_get(f, j->key, 0);
+	const struct tgt *t = j->tgt;
 
-	if (t == NULL)
-		return 0;
 	if (j->type == PPOP_PT_CPU)
 		return t->cpu > 0;
 	return f->o.max_per_target > 0 && t->other >= f->o.max_per_target;
@@ -207,6 +239,12 @@ static size_t job_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 		j->over_budget = 1;
 		j->budget_held_by = f->inflight_bytes - j->buf.len;
 		return 0;
+	}
+	if (j->buf.data == NULL && f->size_hint[j->type] > n + 1) {
+		/* loop_buf_append() grows from here if the body is bigger. */
+		j->buf.data = malloc(f->size_hint[j->type]);
+		if (j->buf.data != NULL)
+			j->buf.alloc = f->size_hint[j->type];
 	}
 	if (loop_buf_append(&j->buf, ptr, n) != 0)
 		return 0;
@@ -230,9 +268,7 @@ static int job_begin(struct cap_fetcher *f, struct job *j)
 	uint64_t total = j->timeout_ms;
 	if (j->type == PPOP_PT_CPU)
 		total += (uint64_t)j->seconds * 1000;
-	struct tgt *t = tgt_get(f, j->key, 1);
-	if (t == NULL)
-		return -ENOMEM;
+	struct tgt *t = j->tgt;
 	j->easy = cap__easy_get(&f->easy_pool);
 	if (j->easy == NULL)
 		return -ENOMEM;
@@ -252,6 +288,7 @@ static int job_begin(struct cap_fetcher *f, struct job *j)
 	j->state = JOB_RUNNING;
 	j->start_ms = loop_now_ms(f->loop);
 	jlist_push(&f->running, j);
+	t->queued--;
 	if (j->type == PPOP_PT_CPU)
 		t->cpu++;
 	else
@@ -277,6 +314,7 @@ static void dispatch(struct cap_fetcher *f)
 		jlist_del(&f->queue, j);
 		int rc = job_begin(f, j);
 		if (rc < 0) {
+			tgt_unqueue(f, j);
 			snprintf(j->msg, sizeof(j->msg), "cannot start transfer: %s",
 			         strerror(-rc));
 			job_finish(j, CAP_RES_INTERNAL, 0);
@@ -333,6 +371,10 @@ static void on_done(void *arg, CURL *easy, CURLcode rc)
 		res = CAP_RES_HTTP;
 	} else if (res == CAP_RES_OK) {
 		res = judge_body(j);
+		size_t hint = j->buf.len + j->buf.len / 4 + 1;
+		if (hint > SIZE_HINT_MAX)
+			hint = SIZE_HINT_MAX;
+		f->size_hint[j->type] = hint < j->buf.cap_bytes + 1 ? hint : j->buf.cap_bytes + 1;
 	} else if (res == CAP_RES_TOO_LARGE) {
 		snprintf(j->msg, sizeof(j->msg), "body larger than %zu bytes", f->o.max_body_bytes);
 	} else if (res == CAP_RES_TIMEOUT) {
@@ -394,6 +436,7 @@ static void job_cancel(struct cap_fetcher *f, struct job *j)
 		loop_transfer_cancel(f->loop, j->easy);
 	} else {
 		jlist_del(&f->queue, j);
+		tgt_unqueue(f, j);
 	}
 	loop_buf_free(&j->buf);
 	snprintf(j->msg, sizeof(j->msg), "cancelled");
@@ -409,7 +452,7 @@ void cap_fetcher_free(struct cap_fetcher *f)
 		job_cancel(f, f->running.head);
 	while (f->queue.head)
 		job_cancel(f, f->queue.head);
-	for (size_t i = 0; i < TGT_BUCKETS; i++) /* entries a failed start left at 0 */
+	for (size_t i = 0; i < TGT_BUCKETS; i++) /* none should be left; be safe */
 		while (f->tgts[i]) {
 			struct tgt *t = f->tgts[i];
 			f->tgts[i] = t->next;
@@ -434,6 +477,12 @@ int cap_fetch_start(struct cap_fetcher *f, const struct cap_request *req, cap_fe
 		return -ENOMEM;
 	j->url = memcpy(j->strs, req->url, ul);
 	j->key = memcpy(j->strs + ul, key, kl);
+	j->tgt = tgt_get(f, key, 1);
+	if (j->tgt == NULL) {
+		free(j);
+		return -ENOMEM;
+	}
+	j->tgt->queued++;
 	j->f = f;
 	j->id = f->next_id++;
 	j->type = req->type;
