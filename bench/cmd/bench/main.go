@@ -813,17 +813,24 @@ func (s *b) runRSS() error {
 		}
 		s.row("  longest event-loop stall, fresh start", stall,
 			"profefe_operator_loop_max_stall_seconds over the initial LIST and sync (n/a: no gauge in this build)")
+		if err := s.relistRow(op2, r.label, i+1); err != nil {
+			op2.stop()
+			return err
+		}
 		op2.stop()
 	}
 	return nil
 }
 
-// scaled is base plus 2 ms per object of the memory run (a policy counts
+// scaled is base plus 6 ms per object of the memory run (a policy counts
 // as 10 pods: each is reconciled against every pod and its status written):
 // how long an operator may take to list, cache or settle them on a loaded
-// 2-core machine. 100,000 pods + 10,000 policies: base + 400 s.
+// 2-core machine. 100,000 pods + 10,000 policies: base + 20 min. At that
+// scale a watching operator falls behind while the pods are created, gets
+// 410 Gone and relists, and one relist took 5-8 min (2026-12-02); 2 ms
+// an object was too short.
 func (s *b) scaled(base time.Duration) time.Duration {
-	return base + time.Duration(s.o.rssPods+10*s.o.rssPolicies)*2*time.Millisecond
+	return base + time.Duration(s.o.rssPods+10*s.o.rssPolicies)*6*time.Millisecond
 }
 
 // settledRSS waits until op caches want pods and the policies, lets it
@@ -845,12 +852,55 @@ func (s *b) settledRSS(op *operator, want float64) (rss, hwm int64, err error) {
 	if err := sleep(s.ctx, 3); err != nil {
 		return 0, 0, err
 	}
-	rss, hwm, err = procRSS(op.pid())
+	if rss, err = s.steadyRSS(op); err != nil {
+		return 0, 0, err
+	}
+	_, hwm, err = procRSS(op.pid())
 	if err == nil {
 		log.Printf("memory: %s RSS %.1f MiB; largest mappings: %s", op.proc.Name, mib(rss), bigMappings(op.pid(), 4))
 		log.Printf("memory: %s threads: %s", op.proc.Name, procField(op.pid(), "Threads:"))
 	}
 	return rss, hwm, err
+}
+
+// steadyRSS reads op's VmRSS every 5 s until four reads in a row (15 s)
+// lie within 1% (or 256 KiB) of each other, and returns the last: with
+// thousands of policies the operator is still reconciling and writing
+// statuses for minutes after its caches are full. It gives up waiting
+// (and returns the last read) after s.scaled(30 s), saying so.
+func (s *b) steadyRSS(op *operator) (int64, error) {
+	var reads []int64
+	t0 := time.Now()
+	limit := s.scaled(30 * time.Second)
+	cpu0, _ := procCPU(op.pid())
+	for {
+		rss, _, err := procRSS(op.pid())
+		if err != nil {
+			return 0, err
+		}
+		if reads = append(reads, rss); len(reads) > 4 {
+			reads = reads[1:]
+		}
+		lo, hi := reads[0], reads[0]
+		for _, r := range reads {
+			lo, hi = min(lo, r), max(hi, r)
+		}
+		if len(reads) == 4 && hi-lo <= max(hi/100, 256<<10) {
+			return rss, nil
+		}
+		if time.Since(t0) > limit {
+			log.Printf("memory: %s RSS still moving after %v (%.1f..%.1f MiB over the last reads); taking %.1f MiB",
+				op.proc.Name, limit, mib(lo), mib(hi), mib(rss))
+			return rss, nil
+		}
+		if len(reads) > 1 && int(time.Since(t0)/time.Second)%30 < 5 {
+			cpu, _ := procCPU(op.pid())
+			log.Printf("  %s settling: RSS %.1f MiB, %.1f CPU-s in %v", op.proc.Name, mib(rss), cpu-cpu0, time.Since(t0).Round(time.Second))
+		}
+		if err := sleep(s.ctx, 5); err != nil {
+			return 0, err
+		}
+	}
 }
 
 // cpUsage is the RSS of kube-apiserver and etcd and the size of etcd's
