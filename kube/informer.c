@@ -93,6 +93,19 @@ struct kube_informer {
 	int timer_lists;         /* the timer starts a list, not a watch */
 	struct loop_timer drain; /* parses queued watch bytes */
 	struct loop_buf pending;
+	/* A list's differences being delivered, a slice per loop iteration:
+	 * the vanished entries still to report, then a cursor over the cache
+	 * (bucket, next entry in it; NULL: the bucket's first). Watch events
+	 * wait until it ends, and so does on_synced when it is due. */
+	int emitting, sync_after;
+	/* The last slice of each kind yielded before doing anything: the next
+	 * one does one unit whatever the budget, so that other work filling
+	 * every iteration cannot starve it. */
+	int emit_starved, drain_starved;
+	struct entry *gone;
+	size_t emit_b;
+	struct entry *emit_e;
+	struct loop_timer emit;
 	int action; /* strongest enum kube__watch_action seen this watch */
 	int watch_events;
 	struct loop_backoff bo;
@@ -487,24 +500,103 @@ static void swap_in(struct kube_informer *inf)
 	inf->cache = inf->staging;
 	memset(&inf->staging, 0, sizeof(inf->staging));
 	inf->listing = 0;
-	while (gone) {
-		struct entry *next = gone->next;
+	inf->gone = gone;
+	inf->emit_b = 0;
+	inf->emit_e = NULL;
+	inf->emitting = 1;
+}
 
-		emit_delete(inf, gone);
-		gone = next;
+/* True when a live informer should leave the rest for the next loop
+ * iteration; a detached one (unit tests) never does. */
+static int should_yield(const struct kube_informer *inf)
+{
+	return inf->kc && loop_should_yield(kube_client_loop(inf->kc));
+}
+
+/* Delivers the list's differences: deletes, then adds and updates, until
+ * done (returns 1) or, unless `all`, until the loop should yield (0). */
+static int emit_some(struct kube_informer *inf, int all)
+{
+	int done = 0;
+
+	while (inf->gone) {
+		struct entry *e = inf->gone;
+		if (!all && (done || !inf->emit_starved) && should_yield(inf)) {
+			inf->emit_starved = !done;
+			return 0;
+		}
+		inf->gone = e->next;
+		emit_delete(inf, e);
+		done++;
 	}
-	for (size_t i = 0; i < inf->cache.nb; i++) {
-		for (struct entry *e = inf->cache.b[i]; e; e = e->next) {
+	while (inf->emit_b < inf->cache.nb) {
+		struct entry *e = inf->emit_e ? inf->emit_e : inf->cache.b[inf->emit_b];
+		if (!e) {
+			inf->emit_b++;
+			continue;
+		}
+		if (e->state != E_KEEP) {
+			if (!all && (done || !inf->emit_starved) && should_yield(inf)) {
+				inf->emit_starved = !done;
+				inf->emit_e = e;
+				return 0;
+			}
+			done++;
 			if (e->state == E_ADDED) {
 				emit_add(inf, e);
-			} else if (e->state == E_UPDATED) {
+			} else {
 				emit_update(inf, e, e->prev_value);
 				free_value(inf, e->prev_value);
 				e->prev_value = NULL;
 			}
 			e->state = E_KEEP;
 		}
+		inf->emit_e = e->next;
+		if (!inf->emit_e)
+			inf->emit_b++;
 	}
+	inf->emit_starved = 0;
+	return 1;
+}
+
+static void drain(struct kube_informer *inf, int all);
+
+/* The differences are all out: the cache is synced if this list made it
+ * so, and watch events queued meanwhile are next. */
+static void emit_end(struct kube_informer *inf)
+{
+	inf->emitting = 0;
+	if (inf->kc)
+		loop_timer_stop(kube_client_loop(inf->kc), &inf->emit);
+	if (inf->sync_after) {
+		inf->sync_after = 0;
+		inf->synced = 1;
+		inf->st.lists++;
+		if (inf->ops.on_synced)
+			inf->ops.on_synced(inf->arg);
+	}
+	if (inf->kc && inf->pending.len && !loop_timer_active(&inf->drain))
+		loop_timer_start(kube_client_loop(inf->kc), &inf->drain, 0);
+}
+
+/* Before anything else touches the cache (a new list, a watch that
+ * ended): the differences still owed go out at once. */
+static void emit_finish(struct kube_informer *inf)
+{
+	if (!inf->emitting)
+		return;
+	emit_some(inf, 1);
+	emit_end(inf);
+}
+
+static void on_emit(struct loop_timer *t)
+{
+	struct kube_informer *inf = t->arg;
+
+	if (emit_some(inf, 0))
+		emit_end(inf);
+	else if (loop_timer_start(kube_client_loop(inf->kc), &inf->emit, 1))
+		emit_finish(inf); /* no timer: deliver the rest now */
 }
 
 /* Drops the list under way: what was staged, the page being read and the
@@ -570,11 +662,14 @@ int kube__informer_list_end(struct kube_informer *inf, int last)
 	inf->page_bytes = 0;
 	if (!last)
 		return 0;
+	emit_finish(inf);
 	swap_in(inf);
-	inf->synced = 1;
-	inf->st.lists++;
-	if (inf->ops.on_synced)
-		inf->ops.on_synced(inf->arg);
+	inf->sync_after = 1;
+	/* 1 ms, not 0: a timer due now would run in this same iteration. */
+	if (emit_some(inf, 0))
+		emit_end(inf);
+	else if (loop_timer_start(kube_client_loop(inf->kc), &inf->emit, 1))
+		emit_finish(inf);
 	return 0;
 }
 
@@ -758,27 +853,56 @@ static void start_list(struct kube_informer *inf)
 	}
 }
 
-/* Parses the bytes queued by the write callback. */
-static void drain(struct kube_informer *inf)
-{
-	int rc;
+/* Bytes of queued watch stream parsed between two checks of the loop's
+ * budget: a handful of events. */
+#define DRAIN_PIECE 1024
 
-	if (!inf->pending.len || inf->action != KUBE__WATCH_OK)
-		return;
-	rc = kube__informer_feed(inf, inf->pending.data, inf->pending.len);
-	loop_buf_reset(&inf->pending);
+/* Parses the bytes queued by the write callback: all of them, or, unless
+ * `all`, pieces until the loop should yield. Nothing
+ * is parsed while a list's differences are still going out, unless
+ * `all`: then those go first. */
+static void drain(struct kube_informer *inf, int all)
+{
+	size_t off = 0;
+	int rc = 0;
+
+	if (inf->emitting) {
+		if (!all)
+			return; /* emit_end() starts the drain again */
+		emit_finish(inf);
+	}
+	while (off < inf->pending.len && inf->action == KUBE__WATCH_OK && rc >= 0) {
+		size_t n = inf->pending.len - off;
+		if (!all && (off || !inf->drain_starved) && should_yield(inf))
+			break;
+		if (!all && n > DRAIN_PIECE)
+			n = DRAIN_PIECE;
+		rc = kube__informer_feed(inf, inf->pending.data + off, n);
+		off += n;
+	}
+	inf->drain_starved = !off && inf->pending.len;
+	if (off == inf->pending.len || inf->action != KUBE__WATCH_OK || rc < 0) {
+		loop_buf_reset(&inf->pending);
+	} else if (off) {
+		memmove(inf->pending.data, inf->pending.data + off, inf->pending.len - off);
+		inf->pending.len -= off;
+		inf->pending.data[inf->pending.len] = '\0';
+	}
 	if (rc < 0) {
 		log_warn("kube: bad watch stream", "resource", inf->o.resource, "error",
 		         strerror(-rc), NULL);
 		inf->action = KUBE__WATCH_RESTART;
 	}
+	if (!all && inf->pending.len && !loop_timer_active(&inf->drain) &&
+	    loop_timer_start(kube_client_loop(inf->kc), &inf->drain, 1))
+		drain(inf, 1); /* no timer: parse the rest now */
 }
 
 static void on_drain(struct loop_timer *t)
 {
 	struct kube_informer *inf = t->arg;
 
-	drain(inf);
+	drain(inf, 0);
 	if (inf->action != KUBE__WATCH_OK && inf->call) {
 		/* Close the watch and act as if it had ended. */
 		kube_call_cancel(inf->call);
@@ -811,7 +935,7 @@ static void watch_done(void *arg, const struct kube_response *r)
 
 	inf->call = NULL;
 	loop_timer_stop(kube_client_loop(inf->kc), &inf->drain);
-	drain(inf);
+	drain(inf, 1);
 	if (inf->action == KUBE__WATCH_RELIST || r->status == 410) {
 		inf->relist_410 = 1;
 		schedule(inf, 1, 0);
@@ -907,6 +1031,7 @@ static int informer_alloc(const struct kube_informer_opts *o, const struct kube_
 	inf->bo.max_ms = 30000;
 	loop_timer_init(&inf->timer, on_timer, inf);
 	loop_timer_init(&inf->drain, on_drain, inf);
+	loop_timer_init(&inf->emit, on_emit, inf);
 	rc = copy_opts(inf, o);
 	if (!rc)
 		rc = kube__framer_init(&inf->fr, inf->o.max_event_bytes);
@@ -954,6 +1079,12 @@ void kube_informer_free(struct kube_informer *inf)
 		kube_call_cancel(inf->call);
 		loop_timer_stop(kube_client_loop(inf->kc), &inf->timer);
 		loop_timer_stop(kube_client_loop(inf->kc), &inf->drain);
+		loop_timer_stop(kube_client_loop(inf->kc), &inf->emit);
+	}
+	while (inf->gone) {
+		struct entry *e = inf->gone;
+		inf->gone = e->next;
+		entry_free(inf, e);
 	}
 	table_clear(inf, &inf->cache);
 	table_clear(inf, &inf->staging);

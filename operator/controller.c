@@ -35,7 +35,6 @@
 #define CPOL_RESOURCE "clusterprofilingpolicies"
 #define CPOL_KIND     "ClusterProfilingPolicy"
 
-
 /* A policy's spec as parsed at one generation: shared (counted) by the
  * cached values of that generation and by the pstate that runs it, so the
  * operator's own status writes, which change the object but not its
@@ -91,7 +90,9 @@ struct pstate {
 	int status_dirty, status_inflight;
 	char *warned_spec; /* the invalid-spec message already sent as an Event */
 
-	struct pstate *next;
+	struct pstate *next, **pprev; /* every state, in c->states */
+	struct pstate *hnext;         /* the same bucket of c->by_key */
+	uint32_t hash;
 };
 
 /* The I/O side of one rec_ctl_job: its spread timer, then its capture. */
@@ -145,6 +146,10 @@ struct op_ctl {
 	struct cap_spool_budget *spool_budget; /* --spool-max-bytes, across all sinks */
 
 	struct pstate *states;
+	/* The same states by namespace and name: a policy event finds its
+	 * state in O(1), not by walking 10,000 of them. */
+	struct pstate **by_key;
+	size_t nby_key, nstates;
 	/* Which policies a pod event concerns: by the namespaces they
 	 * select in and one label every pod they select carries. */
 	struct rec_polidx *pol_idx;
@@ -167,8 +172,9 @@ struct op_ctl {
 	void *shutdown_arg;
 
 	struct op_family *f_captures, *f_duration, *f_start_delay, *f_bytes, *f_inflight,
-	        *f_spool_bytes, *f_spool_files, *f_spool_drops, *f_watch_restarts, *f_status_writes,
-	        *f_leader, *f_policies, *f_targets, *f_pods, *f_deliveries, *f_events;
+	        *f_spool_bytes, *f_spool_files, *f_spool_drops, *f_watch_restarts, *f_lists,
+	        *f_status_writes, *f_leader, *f_policies, *f_targets, *f_pods, *f_deliveries,
+	        *f_events;
 };
 
 struct early;
@@ -246,14 +252,51 @@ err:
 /* ------------------------------------------------------------------ */
 /* Policy states and the dirty queue                                   */
 
+static uint32_t state_hash(const char *ns, const char *name)
+{
+	static const char sep = '/';
+	uint64_t h = ppop_fnv1a_str(PPOP_FNV1A_INIT, ns);
+
+	h = ppop_fnv1a(h, &sep, 1);
+	h = ppop_fnv1a_str(h, name);
+	return (uint32_t)(h ^ (h >> 32));
+}
+
 static struct pstate *state_find(struct op_ctl *c, const char *ns, const char *name)
 {
+	uint32_t h = state_hash(ns, name);
 	struct pstate *ps;
 
-	for (ps = c->states; ps; ps = ps->next)
-		if (strcmp(ps->ns, ns) == 0 && strcmp(ps->name, name) == 0)
+	if (!c->nby_key)
+		return NULL;
+	for (ps = c->by_key[h & (c->nby_key - 1)]; ps; ps = ps->hnext)
+		if (ps->hash == h && strcmp(ps->ns, ns) == 0 && strcmp(ps->name, name) == 0)
 			return ps;
 	return NULL;
+}
+
+/* Doubles the key table when it holds as many states as buckets. */
+static int state_table_fit(struct op_ctl *c)
+{
+	size_t nb = c->nby_key ? 2 * c->nby_key : 64;
+	struct pstate **b;
+
+	if (c->nstates < c->nby_key)
+		return 0;
+	b = calloc(nb, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	for (size_t i = 0; i < c->nby_key; i++)
+		while (c->by_key[i]) {
+			struct pstate *ps = c->by_key[i];
+			c->by_key[i] = ps->hnext;
+			ps->hnext = b[ps->hash & (nb - 1)];
+			b[ps->hash & (nb - 1)] = ps;
+		}
+	free(c->by_key);
+	c->by_key = b;
+	c->nby_key = nb;
+	return 0;
 }
 
 static void on_fire(struct loop_timer *t);
@@ -269,6 +312,8 @@ static struct pstate *state_get(struct op_ctl *c, const char *ns, const char *na
 
 	if (ps)
 		return ps;
+	if (state_table_fit(c))
+		return NULL;
 	ps = calloc(1, sizeof(*ps));
 	if (!ps)
 		return NULL;
@@ -292,7 +337,14 @@ static struct pstate *state_get(struct op_ctl *c, const char *ns, const char *na
 	loop_timer_init(&ps->late, on_late, ps);
 	ps->backoff = (struct loop_backoff){.base_ms = 500, .max_ms = 60000};
 	ps->next = c->states;
+	if (c->states)
+		c->states->pprev = &ps->next;
 	c->states = ps;
+	ps->pprev = &c->states;
+	ps->hash = state_hash(ns, name);
+	ps->hnext = c->by_key[ps->hash & (c->nby_key - 1)];
+	c->by_key[ps->hash & (c->nby_key - 1)] = ps;
+	c->nstates++;
 	return ps;
 }
 
@@ -313,11 +365,15 @@ static void state_free(struct pstate *ps)
 	struct op_ctl *c = ps->ctl;
 	struct pstate **pp;
 
-	for (pp = &c->states; *pp; pp = &(*pp)->next)
+	*ps->pprev = ps->next;
+	if (ps->next)
+		ps->next->pprev = ps->pprev;
+	for (pp = &c->by_key[ps->hash & (c->nby_key - 1)]; *pp; pp = &(*pp)->hnext)
 		if (*pp == ps) {
-			*pp = ps->next;
+			*pp = ps->hnext;
 			break;
 		}
+	c->nstates--;
 	loop_timer_stop(c->l, &ps->fire);
 	loop_timer_stop(c->l, &ps->requeue);
 	loop_timer_stop(c->l, &ps->grace);
@@ -333,25 +389,21 @@ static void state_free(struct pstate *ps)
 	free(ps);
 }
 
-/* How long one pass of the dirty queue may run before it yields. */
-#define DRAIN_SLICE_MS 10
-
 static void on_drain(struct loop_timer *t)
 {
 	struct op_ctl *c = t->arg;
-	uint64_t start;
 
 	/* Plans made from half-filled caches would be wrong (no targets yet),
 	 * so nothing is reconciled before both caches have synced; the synced
 	 * callbacks restart the drain. */
 	if (!op_ctl_ready(c))
 		return;
-	loop_update_time(c->l);
-	start = loop_now_ms(c->l);
 	/* Reconciling may mark more keys dirty; they join this same pass. A
-	 * pass yields to the loop after DRAIN_SLICE_MS, so a burst (every
-	 * policy at start, each counting its targets over every pod) never
-	 * holds up probes, watches and capture timers for long. */
+	 * pass reconciles one policy at least, then yields once the loop's
+	 * iteration has used its budget (loop_should_yield(), shared with
+	 * the informers' slices), so a burst (every policy at start, each
+	 * counting its targets over every pod) never holds up probes,
+	 * watches and capture timers for long. */
 	while (c->dirty_head) {
 		struct pstate *ps = c->dirty_head;
 		c->dirty_head = ps->next_dirty;
@@ -361,7 +413,7 @@ static void on_drain(struct loop_timer *t)
 		ps->dirty = 0;
 		reconcile(ps);
 		loop_update_time(c->l);
-		if (c->dirty_head && loop_now_ms(c->l) - start >= DRAIN_SLICE_MS) {
+		if (c->dirty_head && loop_should_yield(c->l)) {
 			/* 1 ms, not 0: a timer due now would run again in this
 			 * same pass over the timers, without yielding. */
 			loop_timer_start(c->l, &c->drain, 1);
@@ -561,9 +613,17 @@ static void policy_pods_foreach(struct pstate *ps, void (*fn)(void *arg, struct 
 
 	if (!p)
 		return;
-	if (p->ns_selector.any || c->pod_idx_broken) {
+	/* The index follows the cache's events, as the live target counts
+	 * do: a relist's differences reach both in slices, so the cache
+	 * itself can be ahead of them. Only an index broken by a failed
+	 * allocation sends a walk to the cache. */
+	if (c->pod_idx_broken) {
 		struct each_pod ep = {fn, arg};
 		kube_informer_foreach(c->pods, each_cached_pod, &ep);
+		return;
+	}
+	if (p->ns_selector.any) {
+		rec_podidx_foreach(c->pod_idx, fn, arg);
 		return;
 	}
 	for (k = 0; k < (p->ns_selector.n ? p->ns_selector.n : 1); k++)
@@ -1650,6 +1710,10 @@ static int register_metrics(struct op_ctl *c)
 	c->f_watch_restarts = op_metrics_family(m, "profefe_operator_watch_restarts_total",
 	                                        "Watches that ended in an error or a drop.",
 	                                        OP_COUNTER, resource, 1, NULL, 0);
+	c->f_lists = op_metrics_family(m, "profefe_operator_lists_total",
+	                               "Full lists read into a cache: the first, then each relist "
+	                               "(after 410 Gone, its resourceVersion compacted away).",
+	                               OP_COUNTER, resource, 1, NULL, 0);
 	c->f_status_writes = op_metrics_family(m, "profefe_operator_status_writes_total",
 	                                       "Policy status writes by result.", OP_COUNTER,
 	                                       res_only, 1, NULL, 0);
@@ -1667,9 +1731,9 @@ static int register_metrics(struct op_ctl *c)
 	                                "Kubernetes Events recorded.", OP_COUNTER, ev, 2, NULL, 0);
 	return c->f_captures && c->f_duration && c->f_start_delay && c->f_bytes && c->f_inflight &&
 	                       c->f_spool_bytes && c->f_spool_files && c->f_spool_drops &&
-	                       c->f_deliveries && c->f_watch_restarts && c->f_status_writes &&
-	                       c->f_leader && c->f_policies && c->f_targets && c->f_pods &&
-	                       c->f_events
+	                       c->f_deliveries && c->f_watch_restarts && c->f_lists &&
+	                       c->f_status_writes && c->f_leader && c->f_policies && c->f_targets &&
+	                       c->f_pods && c->f_events
 	               ? 0
 	               : -ENOMEM;
 }
@@ -1993,14 +2057,17 @@ void op_ctl_update_gauges(struct op_ctl *c)
 		op_metric_set(c->f_pods, NULL, (double)kube_informer_count(c->pods));
 		kube_informer_stats(c->pods, &is);
 		op_metric_set_counter(c->f_watch_restarts, dv, (double)is.restarts);
+		op_metric_set_counter(c->f_lists, dv, (double)is.lists);
 	}
 	if (c->pols) {
 		kube_informer_stats(c->pols, &is);
 		op_metric_set_counter(c->f_watch_restarts, pv, (double)is.restarts);
+		op_metric_set_counter(c->f_lists, pv, (double)is.lists);
 	}
 	if (c->cpols) {
 		kube_informer_stats(c->cpols, &is);
 		op_metric_set_counter(c->f_watch_restarts, cv, (double)is.restarts);
+		op_metric_set_counter(c->f_lists, cv, (double)is.lists);
 	}
 }
 
@@ -2151,6 +2218,7 @@ void op_ctl_free(struct op_ctl *c)
 	kube_call_cancel(c->cpol_call);
 	loop_timer_stop(c->l, &c->cpol_probe);
 	kube_informer_free(c->pods);
+	free(c->by_key);
 	rec_podidx_free(c->pod_idx);
 	rec_polidx_free(c->pol_idx);
 	kube_recorder_free(c->rec);

@@ -145,6 +145,15 @@ void rec_podidx_foreach_ns(const struct rec_podidx *x, const char *ns,
 		fn(arg, g->v[i]);
 }
 
+void rec_podidx_foreach(const struct rec_podidx *x, void (*fn)(void *arg, struct rec_pod *pod),
+                        void *arg)
+{
+	for (size_t b = 0; b < NS_BUCKETS; b++)
+		for (const struct nsgroup *g = x->b[b]; g; g = g->next)
+			for (size_t i = 0; i < g->n; i++)
+				fn(arg, g->v[i]);
+}
+
 size_t rec_podidx_count(const struct rec_podidx *x, const char *ns)
 {
 	const struct nsgroup *g;

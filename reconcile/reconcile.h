@@ -369,6 +369,9 @@ int rec_podidx_change(struct rec_podidx *x, const struct rec_pod *a, struct rec_
 /* Calls `fn` for every pod of `ns`; `fn` must not change the index. */
 void rec_podidx_foreach_ns(const struct rec_podidx *x, const char *ns,
                            void (*fn)(void *arg, struct rec_pod *pod), void *arg);
+/* The same for every pod of every namespace. */
+void rec_podidx_foreach(const struct rec_podidx *x, void (*fn)(void *arg, struct rec_pod *pod),
+                        void *arg);
 /* Pods of `ns`, or of every namespace when ns is NULL. */
 size_t rec_podidx_count(const struct rec_podidx *x, const char *ns);
 

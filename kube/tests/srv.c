@@ -115,8 +115,15 @@ static void on_conn(struct loop_fd *w, uint32_t ev)
 		s->nreq++;
 	}
 	s->delay_ms = 0;
+	s->keep_open = 0;
 	if (!s->script(s, i, method, path, resp, sizeof(resp)))
 		return; /* hang */
+	if (s->keep_open) {
+		if (write(c->w.fd, resp, strlen(resp)) < 0)
+			fail_msg("server write failed");
+		s->nreplied++;
+		return;
+	}
 	if (!s->delay_ms) {
 		send_and_close(s, c, resp);
 		return;

@@ -37,6 +37,9 @@ struct srv {
 	int (*script)(struct srv *s, int i, const char *method, const char *path, char *resp,
 	              size_t n);
 	uint32_t delay_ms;
+	/* The script may set this to write this one answer and keep the
+	 * connection open after it (a watch stream that goes on). */
+	int keep_open;
 	int step; /* free for the script */
 };
 

@@ -21,7 +21,8 @@ static struct rec_pod *pod_make(const char *ns, const char *name, const char *la
 
 	snprintf(buf, sizeof(buf),
 	         "{\"metadata\":{\"name\":\"%s\",\"namespace\":\"%s\",\"uid\":\"u-%s\","
-	         "\"labels\":{%s},\"annotations\":{\"profefe.com/enable\":\"true\"}},\"status\":{\"phase\":\"Running\",\"podIP\":\"10.0.0.1\"}}",
+	         "\"labels\":{%s},\"annotations\":{\"profefe.com/"
+	         "enable\":\"true\"}},\"status\":{\"phase\":\"Running\",\"podIP\":\"10.0.0.1\"}}",
 	         name, ns, name, labels);
 	o = json_tokener_parse(buf);
 	if (!o)
@@ -366,6 +367,10 @@ static void test_pods_by_namespace_follow_adds_updates_deletes(void **state)
 	rec_podidx_foreach_ns(x, "shop", see, &s);
 	assert_int_equal(s.n, 3);
 	assert_true(seen_has(&s, p[0]) && seen_has(&s, p[2]) && seen_has(&s, p[3]));
+	s.n = 0;
+	rec_podidx_foreach(x, see, &s);
+	assert_int_equal(s.n, 4);
+	assert_true(seen_has(&s, p[4]) && seen_has(&s, p[3]));
 	/* A pod not in the index, and a namespace change, are refused. */
 	assert_int_equal(rec_podidx_change(x, p[4], NULL), 0);
 	assert_int_equal(rec_podidx_change(x, p[4], NULL), -ENOENT);
