@@ -21,6 +21,16 @@
  * still pending in the batch we are dispatching. */
 #define CURL_SOCK_TAG 1u
 
+/* What epoll holds for a curl socket, by fd (l->socks). A socket curl stops
+ * watching while it waits for input (a connection going back to curl's
+ * cache after its reply) is left in epoll, "parked", instead of deleted:
+ * the next transfer on that connection then costs one EPOLL_CTL_MOD, not
+ * an ADD and a DEL. An event on a parked socket (the peer closed it while
+ * idle) deletes it then, so it cannot wake the loop again. curl may close
+ * a parked socket, which takes it out of epoll, and its number may come
+ * back as a new socket: a MOD that finds nothing falls back to ADD. */
+enum { SOCK_NONE, SOCK_WATCHED, SOCK_PARKED };
+
 /* One running transfer. The loop keeps them on a list so loop_free() can
  * detach every one (curl 7.88 has no curl_multi_get_handles()). */
 struct xfer {
@@ -49,6 +59,10 @@ struct loop {
 	uint64_t max_stall_us;        /* the longest iteration's busy time */
 	struct loop_stalls stalls;    /* every iteration's, by bucket */
 	uint64_t iter_t0_us;          /* when the current iteration began */
+
+	unsigned char *socks; /* SOCK_* by fd; see CURL_SOCK_TAG */
+	size_t nsocks;
+	uint32_t *sock_events; /* what epoll has for a parked or watched fd */
 };
 
 const uint64_t loop_stall_bounds_us[LOOP_STALL_NBOUNDS] = {
@@ -324,29 +338,77 @@ static int curl_timer_fn(CURLM *multi, long timeout_ms, void *userp)
 	return loop_timer_start(l, &l->curl_timer, (uint64_t)timeout_ms) ? -1 : 0;
 }
 
+/* Makes room for fd `s` in l->socks; -1 when out of memory. */
+static int socks_reserve(struct loop *l, curl_socket_t s)
+{
+	size_t n = l->nsocks ? l->nsocks : 64;
+	unsigned char *st;
+	uint32_t *ev;
+
+	if (s < 0)
+		return -1;
+	if ((size_t)s < l->nsocks)
+		return 0;
+	while (n <= (size_t)s)
+		n *= 2;
+	ev = realloc(l->sock_events, n * sizeof(*ev));
+	if (!ev)
+		return -1;
+	l->sock_events = ev;
+	st = realloc(l->socks, n);
+	if (!st)
+		return -1;
+	memset(st + l->nsocks, SOCK_NONE, n - l->nsocks);
+	l->socks = st;
+	l->nsocks = n;
+	return 0;
+}
+
 static int curl_socket_fn(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
-	static char added; /* socketp marker: s is in epoll */
 	struct loop *l = userp;
 	struct epoll_event ev = {0};
+	int rc;
 
 	(void)easy;
+	(void)socketp;
 	if (what == CURL_POLL_REMOVE) {
-		if (socketp) {
-			epoll_ctl(l->epfd, EPOLL_CTL_DEL, s, NULL);
-			curl_multi_assign(l->multi, s, NULL);
+		if (s < 0 || (size_t)s >= l->nsocks || l->socks[s] != SOCK_WATCHED)
+			return 0;
+		/* Waiting for input only: park it. Writable would wake us. */
+		if (l->sock_events[s] == EPOLLIN) {
+			l->socks[s] = SOCK_PARKED;
+			return 0;
 		}
+		epoll_ctl(l->epfd, EPOLL_CTL_DEL, s, NULL);
+		l->socks[s] = SOCK_NONE;
 		return 0;
 	}
+	if (socks_reserve(l, s) < 0)
+		return -1;
 	if (what & CURL_POLL_IN)
 		ev.events |= EPOLLIN;
 	if (what & CURL_POLL_OUT)
 		ev.events |= EPOLLOUT;
 	ev.data.u64 = ((uint64_t)s << 1) | CURL_SOCK_TAG;
-	if (epoll_ctl(l->epfd, socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s, &ev) < 0)
+	if (l->socks[s] == SOCK_WATCHED && l->sock_events[s] == ev.events)
+		return 0;
+	if (l->socks[s] == SOCK_NONE) {
+		rc = epoll_ctl(l->epfd, EPOLL_CTL_ADD, s, &ev);
+		if (rc < 0 && errno == EEXIST)
+			rc = epoll_ctl(l->epfd, EPOLL_CTL_MOD, s, &ev);
+	} else {
+		/* A parked fd may have been closed (and reused) meanwhile. */
+		rc = epoll_ctl(l->epfd, EPOLL_CTL_MOD, s, &ev);
+		if (rc < 0 && errno == ENOENT)
+			rc = epoll_ctl(l->epfd, EPOLL_CTL_ADD, s, &ev);
+	}
+	if (rc < 0) {
+		l->socks[s] = SOCK_NONE;
 		return -1;
-	if (!socketp)
-		curl_multi_assign(l->multi, s, &added);
+	}
+	l->socks[s] = SOCK_WATCHED;
+	l->sock_events[s] = ev.events;
 	return 0;
 }
 
@@ -398,6 +460,8 @@ void loop_free(struct loop *l)
 	curl_multi_cleanup(l->multi);
 	close(l->epfd);
 	free(l->heap);
+	free(l->socks);
+	free(l->sock_events);
 	free(l);
 }
 
@@ -479,6 +543,14 @@ static void dispatch(struct loop *l, struct epoll_event *ev)
 			what |= CURL_CSELECT_OUT;
 		if (ev->events & (EPOLLERR | EPOLLHUP))
 			what |= CURL_CSELECT_ERR;
+		if ((size_t)fd < l->nsocks && l->socks[fd] == SOCK_PARKED) {
+			/* curl does not watch it: the peer closed an idle
+			 * connection, or sent what nobody asked for. curl finds
+			 * out when it next tries the connection. */
+			epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
+			l->socks[fd] = SOCK_NONE;
+			return;
+		}
 		curl_multi_socket_action(l->multi, fd, what, &l->running);
 		check_multi_info(l);
 	} else {

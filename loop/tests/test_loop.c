@@ -232,7 +232,8 @@ struct srv {
 	int nconns;
 	struct loop *l;
 	int port;
-	int hang; /* accept and never answer */
+	int hang;      /* accept and never answer */
+	int keepalive; /* answer without closing; srv_close_conns() closes */
 };
 
 static void on_conn(struct loop_fd *w, uint32_t ev)
@@ -242,19 +243,38 @@ static void on_conn(struct loop_fd *w, uint32_t ev)
 	ssize_t n = read(w->fd, buf, sizeof(buf) - 1);
 	static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
 	                           "Connection: close\r\n\r\nhello";
+	static const char kept[] = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
 
 	(void)ev;
 	if (n <= 0 || s->hang) {
 		if (n <= 0) {
 			loop_fd_stop(s->l, w);
 			close(w->fd);
+			w->fd = -1;
 		}
+		return;
+	}
+	if (s->keepalive) {
+		if (write(w->fd, kept, sizeof(kept) - 1) < 0)
+			fail();
 		return;
 	}
 	if (write(w->fd, resp, sizeof(resp) - 1) < 0)
 		fail();
 	loop_fd_stop(s->l, w);
 	close(w->fd);
+}
+
+/* Closes the connections a keep-alive server still holds. */
+static void srv_close_conns(struct srv *s)
+{
+	for (int i = 0; i < s->nconns; i++) {
+		if (s->conns[i].fd < 0)
+			continue;
+		loop_fd_stop(s->l, &s->conns[i]);
+		close(s->conns[i].fd);
+		s->conns[i].fd = -1;
+	}
 }
 
 static void on_accept(struct loop_fd *w, uint32_t ev)
@@ -353,6 +373,108 @@ static void test_transfers_complete_concurrently(void **state)
 		curl_easy_cleanup(e[i]);
 		loop_buf_free(&r[i].body);
 	}
+	srv_stop(&s);
+	loop_free(l);
+}
+
+/* Runs `l` until `r` is done (bounded), and checks it got "hello". */
+static void run_until_done(struct loop *l, struct result *r)
+{
+	for (int iter = 0; !r->done && iter < 100; iter++)
+		assert_int_equal(loop_run_once(l, 100), 0);
+	assert_int_equal(r->done, 1);
+	assert_int_equal(r->rc, CURLE_OK);
+	assert_string_equal(r->body.data, "hello");
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* A kept-alive connection stays in epoll between transfers (parked) and
+ * carries the next one; when the peer closes it while idle, it wakes the
+ * loop once, not on every turn; a transfer after that connects anew, also
+ * when its socket gets the number of the parked one. */
+static void test_kept_alive_connection_parks_between_transfers(void **state)
+{
+	struct loop *l;
+	struct srv s = {.keepalive = 1};
+	struct result r[3] = {0};
+	CURL *e;
+	long connects = -1;
+	uint64_t t0;
+
+	(void)state;
+	assert_int_equal(loop_new(&l), 0);
+	srv_start(l, &s);
+	e = mk_easy(s.port, &r[0], 5000);
+	assert_int_equal(loop_transfer_start(l, e, on_done, &r[0]), 0);
+	run_until_done(l, &r[0]);
+	/* The same handle again: curl reuses the connection. */
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, &r[1].body);
+	assert_int_equal(loop_transfer_start(l, e, on_done, &r[1]), 0);
+	run_until_done(l, &r[1]);
+	curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &connects);
+	assert_int_equal(connects, 0);
+	assert_int_equal(s.nconns, 1);
+	/* The peer closes the idle connection: the loop must go back to
+	 * sleeping, not wake up for the readable EOF again and again. */
+	srv_close_conns(&s);
+	t0 = now_ms();
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(loop_run_once(l, 100), 0);
+	assert_true(now_ms() - t0 >= 300);
+	/* A new connection now (curl finds the old one dead). */
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, &r[2].body);
+	assert_int_equal(loop_transfer_start(l, e, on_done, &r[2]), 0);
+	run_until_done(l, &r[2]);
+	curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &connects);
+	assert_int_equal(connects, 1);
+	curl_easy_cleanup(e);
+	for (int i = 0; i < 3; i++)
+		loop_buf_free(&r[i].body);
+	srv_close_conns(&s);
+	srv_stop(&s);
+	loop_free(l);
+}
+
+/* The same, but the peer closes the parked connection and a new transfer
+ * starts before the loop runs again: curl closes the dead socket and its
+ * new one may take the same number, which epoll no longer holds. */
+static void test_parked_socket_closed_and_reused_by_number(void **state)
+{
+	struct loop *l;
+	struct srv s = {.keepalive = 1};
+	struct result r[4] = {0};
+	CURL *e;
+
+	(void)state;
+	assert_int_equal(loop_new(&l), 0);
+	srv_start(l, &s);
+	e = mk_easy(s.port, &r[0], 5000);
+	assert_int_equal(loop_transfer_start(l, e, on_done, &r[0]), 0);
+	run_until_done(l, &r[0]);
+	for (int i = 1; i < 4; i++) {
+		int running;
+
+		/* On loopback the FIN is queued by the time close() returns. */
+		srv_close_conns(&s);
+		curl_easy_setopt(e, CURLOPT_WRITEDATA, &r[i].body);
+		assert_int_equal(loop_transfer_start(l, e, on_done, &r[i]), 0);
+		/* curl starts the transfer before the loop sees the EOF: it
+		 * closes the parked socket and opens its new one, usually under
+		 * the same number, while that number is still marked parked. */
+		curl_multi_socket_action(loop_multi(l), CURL_SOCKET_TIMEOUT, 0, &running);
+		run_until_done(l, &r[i]);
+	}
+	curl_easy_cleanup(e);
+	for (int i = 0; i < 4; i++)
+		loop_buf_free(&r[i].body);
+	srv_close_conns(&s);
 	srv_stop(&s);
 	loop_free(l);
 }
@@ -501,6 +623,8 @@ int main(void)
 	        cmocka_unit_test(test_backoff_doubles_within_jitter_and_caps),
 	        cmocka_unit_test(test_transfers_complete_concurrently),
 	        cmocka_unit_test(test_hung_peer_times_out_and_cancel_skips_callback),
+	        cmocka_unit_test(test_kept_alive_connection_parks_between_transfers),
+	        cmocka_unit_test(test_parked_socket_closed_and_reused_by_number),
 	        cmocka_unit_test(test_max_stall_is_the_longest_iteration),
 	        cmocka_unit_test(test_stalls_count_iterations_by_busy_time),
 	        cmocka_unit_test(test_should_yield_after_the_iteration_ran_long),
