@@ -917,7 +917,7 @@ static void reconcile(struct pstate *ps)
 	struct op_ctl *c = ps->ctl;
 	const struct pval *pv = kube_informer_get(*ps->ns ? c->pols : c->cpols, ps->ns, ps->name);
 	int64_t now = loop_wall_ms(), targets;
-	int spec_changed;
+	int spec_changed, targets_changed;
 
 	if (!pv) {
 		forget_policy(ps);
@@ -952,7 +952,8 @@ static void reconcile(struct pstate *ps)
 		spec_apply(ps, pv, now);
 	targets = ps->pol && ps->pol->valid ? ps->live_targets : 0;
 	assert(targets == count_targets(ps)); /* Debug builds check the count */
-	if (targets != ps->targets) {
+	targets_changed = targets != ps->targets;
+	if (targets_changed) {
 		char n[32];
 		const char *lv[] = {ps->key};
 		snprintf(n, sizeof(n), "%" PRId64, targets);
@@ -963,7 +964,9 @@ static void reconcile(struct pstate *ps)
 	if (!loop_timer_active(&ps->fire) && ps->sm.clock.next_ms > 0)
 		arm_fire(ps, ps->sm.clock.next_ms); /* arming failed before */
 	status_recompute(ps, now);
-	if (spec_changed)
+	/* The targets (and Ready's NoTargets) follow the pods at once, not at
+	 * the next round: an hourly policy would show them an hour stale. */
+	if (spec_changed || targets_changed)
 		ps->status_dirty = 1;
 	status_flush(ps);
 }

@@ -1,9 +1,11 @@
 package harness
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -284,6 +286,52 @@ func (cp *ControlPlane) StopAPIServer() error {
 		return nil
 	}
 	return cp.apiserver.Stop(30 * time.Second)
+}
+
+// CompactEtcd compacts etcd's history up to its current revision, as
+// kube-apiserver does every few minutes: a watch that resumes from an older
+// resourceVersion is then answered 410 Gone, once the apiserver's watch
+// cache no longer holds it either (after RestartAPIServer), and its client
+// must relist. Returns the revision compacted to.
+func (cp *ControlPlane) CompactEtcd(ctx context.Context) (int64, error) {
+	post := func(path string, body, out any) error {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, cp.EtcdURL+path, bytes.NewReader(b))
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		rb, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("etcd %s: %d %s", path, resp.StatusCode, rb)
+		}
+		return json.Unmarshal(rb, out)
+	}
+	var r struct {
+		Header struct {
+			Revision string `json:"revision"`
+		} `json:"header"`
+	}
+	// A range over a key that does not exist still carries the revision.
+	if err := post("/v3/kv/range", map[string]any{"key": "AA=="}, &r); err != nil {
+		return 0, err
+	}
+	rev, err := strconv.ParseInt(r.Header.Revision, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("etcd revision %q: %w", r.Header.Revision, err)
+	}
+	var ignored map[string]any
+	if err := post("/v3/kv/compaction", map[string]any{"revision": strconv.FormatInt(rev, 10), "physical": true}, &ignored); err != nil {
+		return 0, err
+	}
+	return rev, nil
 }
 
 // RestartAPIServer stops and starts kube-apiserver; data in etcd survives.
