@@ -93,6 +93,7 @@ struct kube_informer {
 	int timer_lists;         /* the timer starts a list, not a watch */
 	struct loop_timer drain; /* parses queued watch bytes */
 	struct loop_buf pending;
+	size_t pending_off; /* bytes of it parsed already */
 	/* A list's differences being delivered, a slice per loop iteration:
 	 * the vanished entries still to report, then a cursor over the cache
 	 * (bucket, next entry in it; NULL: the bucket's first). Watch events
@@ -575,7 +576,7 @@ static void emit_end(struct kube_informer *inf)
 		if (inf->ops.on_synced)
 			inf->ops.on_synced(inf->arg);
 	}
-	if (inf->kc && inf->pending.len && !loop_timer_active(&inf->drain))
+	if (inf->kc && inf->pending.len > inf->pending_off && !loop_timer_active(&inf->drain))
 		loop_timer_start(kube_client_loop(inf->kc), &inf->drain, 0);
 }
 
@@ -856,6 +857,9 @@ static void start_list(struct kube_informer *inf)
 /* Bytes of queued watch stream parsed between two checks of the loop's
  * budget: a handful of events. */
 #define DRAIN_PIECE 1024
+/* A drained buffer bigger than this is freed; parsed bytes are moved out
+ * once they pass it and half the buffer. */
+#define PENDING_KEEP (256u << 10)
 
 /* Parses the bytes queued by the write callback: all of them, or, unless
  * `all`, pieces until the loop should yield. Nothing
@@ -863,7 +867,7 @@ static void start_list(struct kube_informer *inf)
  * `all`: then those go first. */
 static void drain(struct kube_informer *inf, int all)
 {
-	size_t off = 0;
+	size_t off;
 	int rc = 0;
 
 	if (inf->emitting) {
@@ -871,29 +875,36 @@ static void drain(struct kube_informer *inf, int all)
 			return; /* emit_end() starts the drain again */
 		emit_finish(inf);
 	}
+	off = inf->pending_off;
 	while (off < inf->pending.len && inf->action == KUBE__WATCH_OK && rc >= 0) {
 		size_t n = inf->pending.len - off;
-		if (!all && (off || !inf->drain_starved) && should_yield(inf))
+		if (!all && (off > inf->pending_off || !inf->drain_starved) && should_yield(inf))
 			break;
 		if (!all && n > DRAIN_PIECE)
 			n = DRAIN_PIECE;
 		rc = kube__informer_feed(inf, inf->pending.data + off, n);
 		off += n;
 	}
-	inf->drain_starved = !off && inf->pending.len;
+	inf->drain_starved = off == inf->pending_off && off < inf->pending.len;
 	if (off == inf->pending.len || inf->action != KUBE__WATCH_OK || rc < 0) {
+		/* A burst's backlog is not kept as the buffer's size. */
+		if (inf->pending.alloc > PENDING_KEEP)
+			loop_buf_free(&inf->pending);
 		loop_buf_reset(&inf->pending);
-	} else if (off) {
+		off = 0;
+	} else if (off > PENDING_KEEP && off > inf->pending.len / 2) {
 		memmove(inf->pending.data, inf->pending.data + off, inf->pending.len - off);
 		inf->pending.len -= off;
 		inf->pending.data[inf->pending.len] = '\0';
+		off = 0;
 	}
+	inf->pending_off = off;
 	if (rc < 0) {
 		log_warn("kube: bad watch stream", "resource", inf->o.resource, "error",
 		         strerror(-rc), NULL);
 		inf->action = KUBE__WATCH_RESTART;
 	}
-	if (!all && inf->pending.len && !loop_timer_active(&inf->drain) &&
+	if (!all && inf->pending.len > inf->pending_off && !loop_timer_active(&inf->drain) &&
 	    loop_timer_start(kube_client_loop(inf->kc), &inf->drain, 1))
 		drain(inf, 1); /* no timer: parse the rest now */
 }
@@ -961,6 +972,7 @@ static void start_watch(struct kube_informer *inf)
 
 	kube__framer_reset(&inf->fr);
 	loop_buf_reset(&inf->pending);
+	inf->pending_off = 0;
 	inf->action = KUBE__WATCH_OK;
 	inf->watch_events = 0;
 	rc = kube__informer_watch_url(&inf->o, inf->rv, ts, url, sizeof(url));
