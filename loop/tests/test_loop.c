@@ -228,7 +228,7 @@ static void test_backoff_doubles_within_jitter_and_caps(void **state)
 
 struct srv {
 	struct loop_fd lfd;
-	struct loop_fd conns[8];
+	struct loop_fd conns[16];
 	int nconns;
 	struct loop *l;
 	int port;
@@ -284,7 +284,7 @@ static void on_accept(struct loop_fd *w, uint32_t ev)
 
 	(void)ev;
 	assert_true(c >= 0);
-	assert_true(s->nconns < 8);
+	assert_true(s->nconns < 16);
 	s->conns[s->nconns] = (struct loop_fd){.fd = c, .events = EPOLLIN, .cb = on_conn, .arg = s};
 	assert_int_equal(loop_fd_start(s->l, &s->conns[s->nconns]), 0);
 	s->nconns++;
@@ -479,6 +479,49 @@ static void test_parked_socket_closed_and_reused_by_number(void **state)
 	loop_free(l);
 }
 
+/* Connections of a burst stay for the next burst: 8 transfers at once,
+ * then 8 more, over the same 8 connections (curl's default cache keeps
+ * four per transfer still running, so it had closed all but a few). */
+static void test_burst_connections_are_kept_for_the_next_burst(void **state)
+{
+	struct loop *l;
+	struct srv s = {.keepalive = 1};
+	struct result r[2][8];
+	CURL *e[8];
+	long connects, total = 0;
+
+	(void)state;
+	memset(r, 0, sizeof(r));
+	assert_int_equal(loop_new(&l), 0);
+	srv_start(l, &s);
+	for (int b = 0; b < 2; b++) {
+		for (int i = 0; i < 8; i++) {
+			if (b == 0)
+				e[i] = mk_easy(s.port, &r[b][i], 5000);
+			else
+				curl_easy_setopt(e[i], CURLOPT_WRITEDATA, &r[b][i].body);
+			assert_int_equal(loop_transfer_start(l, e[i], on_done, &r[b][i]), 0);
+		}
+		for (int i = 0; i < 8; i++)
+			run_until_done(l, &r[b][i]);
+		if (b == 1)
+			for (int i = 0; i < 8; i++) {
+				curl_easy_getinfo(e[i], CURLINFO_NUM_CONNECTS, &connects);
+				total += connects;
+			}
+	}
+	assert_int_equal(total, 0);
+	assert_int_equal(s.nconns, 8);
+	for (int i = 0; i < 8; i++) {
+		curl_easy_cleanup(e[i]);
+		loop_buf_free(&r[0][i].body);
+		loop_buf_free(&r[1][i].body);
+	}
+	srv_close_conns(&s);
+	srv_stop(&s);
+	loop_free(l);
+}
+
 static void test_hung_peer_times_out_and_cancel_skips_callback(void **state)
 {
 	struct loop *l;
@@ -609,6 +652,12 @@ static void test_stalls_count_iterations_by_busy_time(void **state)
 	assert_int_equal(n, 1);
 	assert_true(st.sum_us >= 30000);
 	assert_true(st.sum_us >= loop_max_stall_us(l));
+	/* The busy wait spins on the CPU: its CPU time is counted too. */
+	for (i = 0, n = 0; i <= LOOP_STALL_NBOUNDS; i++)
+		n += st.cpu_counts[i];
+	assert_int_equal(n, 2);
+	assert_true(st.cpu_max_us > 0 && st.cpu_max_us <= loop_max_stall_us(l) + 1000);
+	assert_true(st.cpu_sum_us >= st.cpu_max_us);
 	loop_free(l);
 }
 
@@ -625,6 +674,7 @@ int main(void)
 	        cmocka_unit_test(test_hung_peer_times_out_and_cancel_skips_callback),
 	        cmocka_unit_test(test_kept_alive_connection_parks_between_transfers),
 	        cmocka_unit_test(test_parked_socket_closed_and_reused_by_number),
+	        cmocka_unit_test(test_burst_connections_are_kept_for_the_next_burst),
 	        cmocka_unit_test(test_max_stall_is_the_longest_iteration),
 	        cmocka_unit_test(test_stalls_count_iterations_by_busy_time),
 	        cmocka_unit_test(test_should_yield_after_the_iteration_ran_long),
