@@ -68,6 +68,7 @@ struct loop {
 	uint64_t max_stall_us;        /* the longest iteration's busy time */
 	struct loop_stalls stalls;    /* every iteration's, by bucket */
 	uint64_t iter_t0_us;          /* when the current iteration began */
+	uint64_t iter_cpu0_us;        /* the thread's CPU time then */
 
 	unsigned char *socks; /* SOCK_* by fd; see CURL_SOCK_TAG */
 	size_t nsocks;
@@ -124,16 +125,36 @@ void loop_stalls_get(const struct loop *l, struct loop_stalls *out)
 	*out = l->stalls;
 }
 
-static void stall_record(struct loop *l, uint64_t busy)
+/* The calling thread's CPU time in microseconds (a syscall, not vDSO:
+ * two an iteration). */
+static uint64_t thread_cpu_us(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static size_t stall_bucket(uint64_t us)
 {
 	size_t i = 0;
 
-	while (i < LOOP_STALL_NBOUNDS && busy > loop_stall_bounds_us[i])
+	while (i < LOOP_STALL_NBOUNDS && us > loop_stall_bounds_us[i])
 		i++;
-	l->stalls.counts[i]++;
+	return i;
+}
+
+static void stall_record(struct loop *l, uint64_t busy, uint64_t cpu)
+{
+	l->stalls.counts[stall_bucket(busy)]++;
 	l->stalls.sum_us += busy;
 	if (busy > l->max_stall_us)
 		l->max_stall_us = busy;
+	l->stalls.cpu_counts[stall_bucket(cpu)]++;
+	l->stalls.cpu_sum_us += cpu;
+	if (cpu > l->stalls.cpu_max_us)
+		l->stalls.cpu_max_us = cpu;
 }
 
 uint64_t loop_now_ms(const struct loop *l)
@@ -581,6 +602,7 @@ int loop_run_once(struct loop *l, int max_wait_ms)
 		return -errno;
 	t0 = mono_us();
 	l->iter_t0_us = t0;
+	l->iter_cpu0_us = thread_cpu_us();
 	l->now_ms = t0 / 1000u;
 	l->nevs = n > 0 ? n : 0;
 	for (i = 0; i < l->nevs; i++)
@@ -589,7 +611,7 @@ int loop_run_once(struct loop *l, int max_wait_ms)
 	l->nevs = 0;
 	run_timers(l);
 	busy = mono_us() - t0;
-	stall_record(l, busy);
+	stall_record(l, busy, thread_cpu_us() - l->iter_cpu0_us);
 	return 0;
 }
 

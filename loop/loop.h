@@ -80,12 +80,18 @@ int loop_should_yield(const struct loop *l);
 /* Iterations by their busy time, as loop_max_stall_us() measures it:
  * counts[i] holds those of at most loop_stall_bounds_us[i] (and above the
  * bound before), counts[LOOP_STALL_NBOUNDS] those above the last bound.
- * Not cumulative. `sum_us` is the busy time of all of them. */
+ * Not cumulative. `sum_us` is the busy time of all of them. The cpu_
+ * fields count the same iterations by the CPU time the loop's thread used
+ * in them: wall time includes the moments the machine kept the process
+ * off the CPU, CPU time is what the operator's own work costs. */
 #define LOOP_STALL_NBOUNDS 9
 extern const uint64_t loop_stall_bounds_us[LOOP_STALL_NBOUNDS];
 struct loop_stalls {
 	uint64_t counts[LOOP_STALL_NBOUNDS + 1];
 	uint64_t sum_us;
+	uint64_t cpu_counts[LOOP_STALL_NBOUNDS + 1];
+	uint64_t cpu_sum_us;
+	uint64_t cpu_max_us;
 };
 void loop_stalls_get(const struct loop *l, struct loop_stalls *out);
 

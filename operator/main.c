@@ -38,8 +38,9 @@ struct daemon {
 	struct op_family *f_peer_shed; /* the listeners' op_httpd_peer_shed() */
 	struct loop_fd sig;
 	struct loop_timer gauges;
-	struct op_family *stall; /* the loop's longest iteration */
-	struct op_family *iter;  /* every iteration, by its length */
+	struct op_family *stall;                /* the loop's longest iteration */
+	struct op_family *iter;                 /* every iteration, by its length */
+	struct op_family *iter_cpu, *stall_cpu; /* the same in the thread's CPU time */
 	int stopping;
 	unsigned ticks;
 	uint32_t shutdown_ms;
@@ -72,6 +73,9 @@ static void serve(void *arg, const char *path, int *status, const char **ctype,
 			struct loop_stalls st;
 			loop_stalls_get(d->l, &st);
 			op_metric_set_histogram(d->iter, NULL, st.counts, (double)st.sum_us / 1e6);
+			op_metric_set_histogram(d->iter_cpu, NULL, st.cpu_counts,
+			                        (double)st.cpu_sum_us / 1e6);
+			op_metric_set(d->stall_cpu, NULL, (double)st.cpu_max_us / 1e6);
 		}
 		*ctype = "text/plain; version=0.0.4; charset=utf-8";
 		*status = op_metrics_render(d->m, body) == 0 ? 200 : 500;
@@ -222,7 +226,17 @@ static int run(const struct op_flags *f, struct kube_config *cfg)
 		        "the distribution of what profefe_operator_loop_max_stall_seconds "
 		        "is the maximum of.",
 		        OP_HISTOGRAM, NULL, 0, b, LOOP_STALL_NBOUNDS);
+		d.iter_cpu = op_metrics_family(
+		        d.m, "profefe_operator_loop_iteration_cpu_seconds",
+		        "CPU time each event-loop iteration used: the same iterations as "
+		        "profefe_operator_loop_iteration_seconds without the time the machine kept "
+		        "the process off the CPU.",
+		        OP_HISTOGRAM, NULL, 0, b, LOOP_STALL_NBOUNDS);
 	}
+	d.stall_cpu = op_metrics_family(d.m, "profefe_operator_loop_max_stall_cpu_seconds",
+	                                "Most CPU time one event-loop iteration has used since "
+	                                "start: the longest stall the operator's own work caused.",
+	                                OP_GAUGE, NULL, 0, NULL, 0);
 	rc = op_ctl_new(d.l, kc, d.m, &co, &d.ctl, err, sizeof(err));
 	if (rc)
 		goto out;

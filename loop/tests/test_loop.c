@@ -652,6 +652,12 @@ static void test_stalls_count_iterations_by_busy_time(void **state)
 	assert_int_equal(n, 1);
 	assert_true(st.sum_us >= 30000);
 	assert_true(st.sum_us >= loop_max_stall_us(l));
+	/* The busy wait spins on the CPU: its CPU time is counted too. */
+	for (i = 0, n = 0; i <= LOOP_STALL_NBOUNDS; i++)
+		n += st.cpu_counts[i];
+	assert_int_equal(n, 2);
+	assert_true(st.cpu_max_us > 0 && st.cpu_max_us <= loop_max_stall_us(l) + 1000);
+	assert_true(st.cpu_sum_us >= st.cpu_max_us);
 	loop_free(l);
 }
 

@@ -813,6 +813,12 @@ func (s *b) runRSS() error {
 		}
 		s.row("  longest event-loop stall, fresh start", stall,
 			"profefe_operator_loop_max_stall_seconds over the initial LIST and sync (n/a: no gauge in this build)")
+		if m, err := scrape(op2.metrics); err == nil {
+			if v, ok := m["profefe_operator_loop_max_stall_cpu_seconds"]; ok {
+				s.row("    the same in the loop thread's CPU time", fmt.Sprintf("%.1f ms", v*1000),
+					"profefe_operator_loop_max_stall_cpu_seconds: without the time the machine kept the operator off the CPU")
+			}
+		}
 		if err := s.relistRow(op2, r.label, i+1); err != nil {
 			op2.stop()
 			return err

@@ -33,16 +33,19 @@ import (
 
 var relistFlag = flag.Bool("relist", true, "memory run: also measure the loop stall over a relist in which every pod changed")
 
-const iterMetric = "profefe_operator_loop_iteration_seconds"
+const (
+	iterMetric    = "profefe_operator_loop_iteration_seconds"
+	iterCPUMetric = "profefe_operator_loop_iteration_cpu_seconds"
+)
 
-// iterBuckets reads the histogram's cumulative buckets: upper bound -> count.
-func iterBuckets(m map[string]float64) map[float64]float64 {
+// iterBuckets reads a histogram's cumulative buckets: upper bound -> count.
+func iterBuckets(m map[string]float64, metric string) map[float64]float64 {
 	out := map[float64]float64{}
 	for k, v := range m {
-		if !strings.HasPrefix(k, iterMetric+"_bucket{le=\"") {
+		if !strings.HasPrefix(k, metric+"_bucket{le=\"") {
 			continue
 		}
-		le := strings.TrimSuffix(strings.TrimPrefix(k, iterMetric+"_bucket{le=\""), "\"}")
+		le := strings.TrimSuffix(strings.TrimPrefix(k, metric+"_bucket{le=\""), "\"}")
 		b := math.Inf(1)
 		if le != "+Inf" {
 			f, err := strconv.ParseFloat(le, 64)
@@ -58,8 +61,8 @@ func iterBuckets(m map[string]float64) map[float64]float64 {
 
 // stallSummary compares two scrapes of the histogram: how many iterations
 // ran over 50 ms between them, and the bucket the longest fell in.
-func stallSummary(m0, m1 map[string]float64) (over50 float64, longest string, n float64) {
-	b0, b1 := iterBuckets(m0), iterBuckets(m1)
+func stallSummary(m0, m1 map[string]float64, metric string) (over50 float64, longest string, n float64) {
+	b0, b1 := iterBuckets(m0, metric), iterBuckets(m1, metric)
 	var les []float64
 	for le := range b1 {
 		les = append(les, le)
@@ -157,11 +160,15 @@ func (s *b) relistRow(op *operator, label string, gen int) error {
 	if m, err := scrape(op.metrics); err == nil {
 		m1 = m
 	}
-	over50, longest, n := stallSummary(m0, m1)
+	over50, longest, n := stallSummary(m0, m1, iterMetric)
+	cpuOver50, cpuLongest, _ := stallSummary(m0, m1, iterCPUMetric)
 	restarts := m1[`profefe_operator_watch_restarts_total{resource="pods"}`] - m0[`profefe_operator_watch_restarts_total{resource="pods"}`]
 	s.row(fmt.Sprintf("  %s loop iterations over 50 ms, relist of %d changed pods", label, s.o.rssPods),
 		fmt.Sprintf("%.0f", over50),
 		fmt.Sprintf("of %.0f iterations from SIGCONT to 5 s after the relist (%v); the longest in %s; pods watch restarts %.0f; max stall since start %.1f ms, %.1f ms before",
 			n, took.Round(time.Millisecond), longest, restarts, m1["profefe_operator_loop_max_stall_seconds"]*1000, m0["profefe_operator_loop_max_stall_seconds"]*1000))
+	s.row("    the same in the loop thread's CPU time", fmt.Sprintf("%.0f", cpuOver50),
+		fmt.Sprintf("the longest in %s; most CPU in one iteration since start %.1f ms, %.1f ms before (wall time above also counts the machine keeping the operator off the CPU)",
+			cpuLongest, m1["profefe_operator_loop_max_stall_cpu_seconds"]*1000, m0["profefe_operator_loop_max_stall_cpu_seconds"]*1000))
 	return nil
 }
