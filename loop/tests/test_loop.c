@@ -573,7 +573,6 @@ static void test_max_stall_is_the_longest_iteration(void **state)
 	assert_int_equal(loop_new(&l), 0);
 	assert_int_equal(loop_max_stall_us(l), 0);
 	assert_int_equal(loop_run_once(l, 50), 0);
-	assert_true(loop_max_stall_us(l) < 30000);
 	loop_timer_init(&t, on_busy, NULL);
 	assert_int_equal(loop_timer_start(l, &t, 0), 0);
 	assert_int_equal(loop_run_once(l, 100), 0);
@@ -584,16 +583,21 @@ static void test_max_stall_is_the_longest_iteration(void **state)
 
 struct yield_probe {
 	struct loop *l;
+	int *seq, order;
 	int at_start, after_busy;
+	uint64_t busy_at_start, busy_after;
 };
 
 static void on_probe_yield(struct loop_timer *t)
 {
 	struct yield_probe *y = t->arg;
 
+	y->order = ++*y->seq;
+	y->busy_at_start = loop_busy_us(y->l);
 	y->at_start = loop_should_yield(y->l);
 	on_busy(t);
 	y->after_busy = loop_should_yield(y->l);
+	y->busy_after = loop_busy_us(y->l);
 }
 
 /* The yield clock counts from the iteration's start, across callbacks. */
@@ -601,8 +605,12 @@ static void test_should_yield_after_the_iteration_ran_long(void **state)
 {
 	struct loop *l;
 	struct loop_timer t1, t2;
-	struct yield_probe y1 = {0}, y2 = {0};
+	int seq = 0;
+	struct yield_probe y1 = {.seq = &seq}, y2 = {.seq = &seq}, *later;
+	uint64_t first_after;
 
+	/* Only orderings are asserted, never that something is quick: a
+	 * loaded machine may deschedule the test anywhere. */
 	(void)state;
 	assert_int_equal(loop_new(&l), 0);
 	y1.l = y2.l = l;
@@ -610,15 +618,19 @@ static void test_should_yield_after_the_iteration_ran_long(void **state)
 	loop_timer_init(&t2, on_probe_yield, &y2);
 	assert_int_equal(loop_timer_start(l, &t1, 0), 0);
 	assert_int_equal(loop_run_once(l, 100), 0);
-	assert_false(y1.at_start);
-	assert_true(y1.after_busy);
-	assert_true(loop_busy_us(l) >= 30000);
-	/* Two in one iteration: the second starts already past the budget. */
+	assert_true(y1.after_busy); /* 30 ms spun: past the 10 ms budget */
+	assert_true(y1.busy_after >= 30000);
+	first_after = y1.busy_after;
+	/* Two in one iteration: the later starts past the budget, counted
+	 * from the iteration's start, not from its own; the next iteration
+	 * counts from zero again. */
 	assert_int_equal(loop_timer_start(l, &t1, 0), 0);
 	assert_int_equal(loop_timer_start(l, &t2, 0), 0);
-	y1.at_start = y2.at_start = -1;
 	assert_int_equal(loop_run_once(l, 100), 0);
-	assert_int_equal(y1.at_start + y2.at_start, 1);
+	later = y1.order > y2.order ? &y1 : &y2;
+	assert_true(later->at_start);
+	assert_true(later->busy_at_start >= 30000);
+	assert_true((later == &y1 ? y2 : y1).busy_at_start < first_after);
 	loop_free(l);
 }
 
@@ -646,10 +658,11 @@ static void test_stalls_count_iterations_by_busy_time(void **state)
 	for (i = 0; i <= LOOP_STALL_NBOUNDS; i++)
 		n += st.counts[i];
 	assert_int_equal(n, 2);
-	/* The busy one is above 30 ms: no bucket at or below 25 ms has it. */
-	for (i = 0, n = 0; i < b30; i++)
+	/* The busy one is above 30 ms: in a bucket past 25 ms (the idle one
+	 * too, if the machine kept the test off the CPU that long). */
+	for (i = b30, n = 0; i <= LOOP_STALL_NBOUNDS; i++)
 		n += st.counts[i];
-	assert_int_equal(n, 1);
+	assert_true(n >= 1);
 	assert_true(st.sum_us >= 30000);
 	assert_true(st.sum_us >= loop_max_stall_us(l));
 	/* The busy wait spins on the CPU: its CPU time is counted too. */
