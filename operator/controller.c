@@ -88,7 +88,8 @@ struct pstate {
 	struct rec_polidx_ent *idx;
 
 	int status_dirty, status_inflight;
-	char *warned_spec; /* the invalid-spec message already sent as an Event */
+	int targets_pending; /* a target count moved; `late` writes it */
+	char *warned_spec;   /* the invalid-spec message already sent as an Event */
 
 	struct pstate *next, **pprev; /* every state, in c->states */
 	struct pstate *hnext;         /* the same bucket of c->by_key */
@@ -912,6 +913,9 @@ static void spec_apply(struct pstate *ps, const struct pval *pv, int64_t now)
 	}
 }
 
+/* How long a moved target count may wait for a status write. */
+#define TARGETS_WRITE_MS 2000
+
 static void reconcile(struct pstate *ps)
 {
 	struct op_ctl *c = ps->ctl;
@@ -957,17 +961,27 @@ static void reconcile(struct pstate *ps)
 		char n[32];
 		const char *lv[] = {ps->key};
 		snprintf(n, sizeof(n), "%" PRId64, targets);
-		log_info("targets changed", "policy", ps->key, "targets", n, NULL);
+		/* Debug: with thousands of policies over churning pods, one
+		 * line per policy per change would drown the log. */
+		log_debug("targets changed", "policy", ps->key, "targets", n, NULL);
 		op_metric_set(c->f_targets, lv, (double)targets);
 	}
 	ps->targets = targets;
 	if (!loop_timer_active(&ps->fire) && ps->sm.clock.next_ms > 0)
 		arm_fire(ps, ps->sm.clock.next_ms); /* arming failed before */
 	status_recompute(ps, now);
-	/* The targets (and Ready's NoTargets) follow the pods at once, not at
-	 * the next round: an hourly policy would show them an hour stale. */
-	if (spec_changed || targets_changed)
+	if (spec_changed)
 		ps->status_dirty = 1;
+	/* The targets (and Ready's NoTargets) follow the pods within
+	 * TARGETS_WRITE_MS, not at the next round: an hourly policy would
+	 * show them an hour stale. One write carries a burst of pod changes:
+	 * 10,000 policies over pods being created would otherwise write a
+	 * status per policy per pod. Any write before then carries it too. */
+	if (targets_changed && !spec_changed) {
+		ps->targets_pending = 1;
+		if (!loop_timer_active(&ps->late))
+			loop_timer_start(c->l, &ps->late, TARGETS_WRITE_MS);
+	}
 	status_flush(ps);
 }
 
@@ -1028,6 +1042,7 @@ static void status_flush(struct pstate *ps)
 	                     NULL) == 0) {
 		ps->status_inflight = 1;
 		ps->status_dirty = 0;
+		ps->targets_pending = 0; /* the body carries the count */
 	}
 	free(body);
 }
@@ -1088,7 +1103,7 @@ static void on_late(struct loop_timer *t)
 {
 	struct pstate *ps = t->arg;
 
-	if (ps->status_dirty)
+	if (ps->status_dirty || ps->targets_pending)
 		round_write(ps);
 }
 
