@@ -6,7 +6,7 @@
 #                     [--concurrency N] [--types heap,goroutine|none] [--load 0.8,1.2]
 #                     [--warmup S] [--operator-flags "--max-inflight 16"]
 #                     [--base-operator PATH] [--perf] [-- bench flags]
-#                     [--jitter-pods N] [--jitter-others N] [--jitter-other-pods N]
+#                     [--jitter-pods N] [--jitter-others N] [--jitter-other-pods N] [--hostile-pods N]
 #                     [--jitter-mode shared,own]
 #                     [--timeout 20m] [--workers 32]
 #
@@ -39,12 +39,12 @@ kpsrc=
 perf=
 while (($#)); do
   case "$1" in
-    --pods | --seconds | --rss-pods | --rss-policies | --concurrency | --types | --warmup | --load | --operator-flags | --base-operator | --jitter-pods | --jitter-others | --jitter-other-pods | --jitter-mode | --timeout | --workers)
+    --pods | --seconds | --rss-pods | --rss-policies | --concurrency | --types | --warmup | --load | --operator-flags | --base-operator | --jitter-pods | --jitter-others | --jitter-other-pods | --jitter-mode | --timeout | --workers | --hostile-pods)
       (($# >= 2)) || { log "$1 needs a value"; exit 2; }
       args+=("-${1#--}" "$2")
       shift 2
       ;;
-    --pods=* | --seconds=* | --rss-pods=* | --rss-policies=* | --concurrency=* | --types=* | --warmup=* | --load=* | --operator-flags=* | --base-operator=* | --jitter-pods=* | --jitter-others=* | --jitter-other-pods=* | --jitter-mode=* | --timeout=* | --workers=*)
+    --pods=* | --seconds=* | --rss-pods=* | --rss-policies=* | --concurrency=* | --types=* | --warmup=* | --load=* | --operator-flags=* | --base-operator=* | --jitter-pods=* | --jitter-others=* | --jitter-other-pods=* | --jitter-mode=* | --timeout=* | --workers=* | --hostile-pods=*)
       args+=("-${1#--}")
       shift
       ;;

@@ -63,6 +63,8 @@ type opts struct {
 	loads                            []float64
 	opFlags                          []string
 	jitter                           bool // -types jitter: the capture-start jitter run (jitter.go)
+	hostile                          bool // -types hostile: the hostile-pod memory rows (hostile.go)
+	hostilePods                      int
 	jitPods, jitOthers, jitOtherPods int
 	jitModes                         []string
 	timeout                          time.Duration // the whole run's cap
@@ -76,7 +78,8 @@ func main() {
 	flag.Float64Var(&o.seconds, "seconds", 20, "measurement window of each throughput run")
 	flag.Float64Var(&o.warmup, "warmup", 4, "warm-up before each window (not counted)")
 	flag.IntVar(&o.conc, "concurrency", 4, "relay workers")
-	flag.StringVar(&types, "types", "heap,goroutine", "profile types to measure (\"none\": only the memory run; \"jitter\": the capture-start jitter run)")
+	flag.StringVar(&types, "types", "heap,goroutine", "profile types to measure (\"none\": only the memory run; \"jitter\": the capture-start jitter run; \"hostile\": the hostile-pod memory rows)")
+	flag.IntVar(&o.hostilePods, "hostile-pods", 20, "hostile run: pods on each hostile target (endless body, gzip bomb)")
 	flag.IntVar(&o.jitPods, "jitter-pods", 100, "jitter run: pods of the goroutine policy on \"@every 1s\"")
 	flag.IntVar(&o.jitOthers, "jitter-others", 10, "jitter run: other policies on the same schedule (threadcreate)")
 	flag.IntVar(&o.jitOtherPods, "jitter-other-pods", 10, "jitter run: pods of each other policy")
@@ -98,6 +101,8 @@ func main() {
 	for _, t := range strings.Split(types, ",") {
 		if t = strings.TrimSpace(t); t == "jitter" {
 			o.jitter = true
+		} else if t == "hostile" {
+			o.hostile = true
 		} else if t != "" && t != "none" {
 			o.types = append(o.types, t)
 		}
@@ -286,6 +291,11 @@ func run(o opts) (err error) {
 
 	if o.jitter {
 		if err := s.runJitter(); err != nil {
+			return err
+		}
+	}
+	if o.hostile {
+		if err := s.runHostile(); err != nil {
 			return err
 		}
 	}

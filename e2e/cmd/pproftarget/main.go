@@ -12,6 +12,8 @@
 //	hung     accepts the request and never answers (until the client gives up)
 //	garbage  200 with -garbage-size random bytes that are not a profile
 //	huge     200 with an endless body starting with the gzip magic (-huge-size caps it)
+//	gzipbomb 200 with a valid gzip stream of zeros that never ends: a few KB
+//	         on the wire per MB inflated (-huge-size caps the zeros)
 //	500      always HTTP 500 with a message
 //
 // By default the program exits when its parent dies (-exit-with-parent).
@@ -24,6 +26,7 @@
 package main
 
 import (
+	"compress/gzip"
 	"crypto/rand"
 	"flag"
 	"fmt"
@@ -64,7 +67,7 @@ func main() {
 	var c config
 	flag.StringVar(&c.addr, "addr", "127.0.0.1:6060", "listen address (ip:port)")
 	flag.StringVar(&c.path, "path", "/debug/pprof", "path prefix of the pprof handlers")
-	flag.StringVar(&c.mode, "mode", "normal", "normal|slow|hung|garbage|huge|500")
+	flag.StringVar(&c.mode, "mode", "normal", "normal|slow|hung|garbage|huge|gzipbomb|500")
 	flag.BoolVar(&c.mutex, "mutex", false, "enable the mutex profiler and generate lock contention")
 	flag.BoolVar(&c.block, "block", false, "enable the block profiler and generate blocking")
 	flag.DurationVar(&c.writeTimeout, "write-timeout", 0, "http.Server WriteTimeout (0 = none)")
@@ -94,6 +97,8 @@ func main() {
 		h = garbageHandler(c.garbageSize)
 	case "huge":
 		h = hugeHandler(c.hugeSize)
+	case "gzipbomb":
+		h = gzipBombHandler(c.hugeSize)
 	case "500":
 		h = http.HandlerFunc(failHandler)
 	default:
@@ -258,6 +263,31 @@ func hugeHandler(size int64) http.Handler {
 				b = b[:size-sent]
 			}
 			n, err := w.Write(b)
+			sent += int64(n)
+			if err != nil {
+				return
+			}
+		}
+	})
+}
+
+// gzipBombHandler streams gzip (best compression) of zeros: endless, or
+// size zeros when size > 0.
+func gzipBombHandler(size int64) http.Handler {
+	zeros := make([]byte, 1<<20)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		zw, err := gzip.NewWriterLevel(w, gzip.BestCompression)
+		if err != nil {
+			return
+		}
+		defer zw.Close()
+		for sent := int64(0); size == 0 || sent < size; {
+			b := zeros
+			if size > 0 && int64(len(b)) > size-sent {
+				b = b[:size-sent]
+			}
+			n, err := zw.Write(b)
 			sent += int64(n)
 			if err != nil {
 				return
