@@ -590,14 +590,19 @@ static void emit_finish(struct kube_informer *inf)
 	emit_end(inf);
 }
 
-static void on_emit(struct loop_timer *t)
+/* Delivers a slice of the differences; the rest follows from a timer.
+ * 1 ms, not 0: a timer due now would run in this same iteration. */
+static void emit_slice(struct kube_informer *inf)
 {
-	struct kube_informer *inf = t->arg;
-
 	if (emit_some(inf, 0))
 		emit_end(inf);
 	else if (loop_timer_start(kube_client_loop(inf->kc), &inf->emit, 1))
 		emit_finish(inf); /* no timer: deliver the rest now */
+}
+
+static void on_emit(struct loop_timer *t)
+{
+	emit_slice(t->arg);
 }
 
 /* Drops the list under way: what was staged, the page being read and the
@@ -666,11 +671,7 @@ int kube__informer_list_end(struct kube_informer *inf, int last)
 	emit_finish(inf);
 	swap_in(inf);
 	inf->sync_after = 1;
-	/* 1 ms, not 0: a timer due now would run in this same iteration. */
-	if (emit_some(inf, 0))
-		emit_end(inf);
-	else if (loop_timer_start(kube_client_loop(inf->kc), &inf->emit, 1))
-		emit_finish(inf);
+	emit_slice(inf);
 	return 0;
 }
 

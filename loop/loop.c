@@ -65,7 +65,6 @@ struct loop {
 	size_t heap_alloc;
 
 	struct loop_timer curl_timer; /* curl's single timeout */
-	uint64_t max_stall_us;        /* the longest iteration's busy time */
 	struct loop_stalls stalls;    /* every iteration's, by bucket */
 	uint64_t iter_t0_us;          /* when the current iteration began */
 	uint64_t iter_cpu0_us;        /* the thread's CPU time then */
@@ -107,7 +106,7 @@ static uint64_t mono_us(void)
 
 uint64_t loop_max_stall_us(const struct loop *l)
 {
-	return l->max_stall_us;
+	return l->stalls.max_us;
 }
 
 uint64_t loop_busy_us(const struct loop *l)
@@ -149,8 +148,8 @@ static void stall_record(struct loop *l, uint64_t busy, uint64_t cpu)
 {
 	l->stalls.counts[stall_bucket(busy)]++;
 	l->stalls.sum_us += busy;
-	if (busy > l->max_stall_us)
-		l->max_stall_us = busy;
+	if (busy > l->stalls.max_us)
+		l->stalls.max_us = busy;
 	l->stalls.cpu_counts[stall_bucket(cpu)]++;
 	l->stalls.cpu_sum_us += cpu;
 	if (cpu > l->stalls.cpu_max_us)

@@ -89,6 +89,7 @@ extern const uint64_t loop_stall_bounds_us[LOOP_STALL_NBOUNDS];
 struct loop_stalls {
 	uint64_t counts[LOOP_STALL_NBOUNDS + 1];
 	uint64_t sum_us;
+	uint64_t max_us; /* loop_max_stall_us() */
 	uint64_t cpu_counts[LOOP_STALL_NBOUNDS + 1];
 	uint64_t cpu_sum_us;
 	uint64_t cpu_max_us;

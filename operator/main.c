@@ -59,6 +59,19 @@ static void listener_metrics(struct daemon *d)
 		                      (double)op_httpd_peer_shed(d->health_srv));
 }
 
+/* The event loop's iterations: the longest and all of them, in wall time
+ * and in the loop thread's CPU time, as the loop counts them. */
+static void loop_metrics(struct daemon *d)
+{
+	struct loop_stalls st;
+
+	loop_stalls_get(d->l, &st);
+	op_metric_set(d->stall, NULL, (double)st.max_us / 1e6);
+	op_metric_set_histogram(d->iter, NULL, st.counts, (double)st.sum_us / 1e6);
+	op_metric_set(d->stall_cpu, NULL, (double)st.cpu_max_us / 1e6);
+	op_metric_set_histogram(d->iter_cpu, NULL, st.cpu_counts, (double)st.cpu_sum_us / 1e6);
+}
+
 static void serve(void *arg, const char *path, int *status, const char **ctype,
                   struct loop_buf *body)
 {
@@ -67,16 +80,7 @@ static void serve(void *arg, const char *path, int *status, const char **ctype,
 	if (strcmp(path, "/metrics") == 0) {
 		op_ctl_update_gauges(d->ctl);
 		listener_metrics(d);
-		if (d->stall)
-			op_metric_set(d->stall, NULL, (double)loop_max_stall_us(d->l) / 1e6);
-		if (d->iter) {
-			struct loop_stalls st;
-			loop_stalls_get(d->l, &st);
-			op_metric_set_histogram(d->iter, NULL, st.counts, (double)st.sum_us / 1e6);
-			op_metric_set_histogram(d->iter_cpu, NULL, st.cpu_counts,
-			                        (double)st.cpu_sum_us / 1e6);
-			op_metric_set(d->stall_cpu, NULL, (double)st.cpu_max_us / 1e6);
-		}
+		loop_metrics(d);
 		*ctype = "text/plain; version=0.0.4; charset=utf-8";
 		*status = op_metrics_render(d->m, body) == 0 ? 200 : 500;
 	} else if (strcmp(path, "/healthz") == 0 || strcmp(path, "/livez") == 0) {
@@ -237,6 +241,10 @@ static int run(const struct op_flags *f, struct kube_config *cfg)
 	                                "Most CPU time one event-loop iteration has used since "
 	                                "start: the longest stall the operator's own work caused.",
 	                                OP_GAUGE, NULL, 0, NULL, 0);
+	if (!d.stall || !d.iter || !d.iter_cpu || !d.stall_cpu) {
+		rc = -ENOMEM;
+		goto out;
+	}
 	rc = op_ctl_new(d.l, kc, d.m, &co, &d.ctl, err, sizeof(err));
 	if (rc)
 		goto out;

@@ -175,7 +175,8 @@ struct slow_stream {
 	size_t bytes;
 };
 
-static uint64_t iterations(struct loop *l)
+/* How many iterations the loop has run: each is counted in one bucket. */
+static uint64_t loop_iterations(struct loop *l)
 {
 	struct loop_stalls st;
 	uint64_t n = 0;
@@ -186,21 +187,28 @@ static uint64_t iterations(struct loop *l)
 	return n;
 }
 
+/* Keeps the CPU busy for `ms`: work a callback cannot yield in. */
+static void spin_ms(long ms)
+{
+	struct timespec a, b;
+
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	do
+		clock_gettime(CLOCK_MONOTONIC, &b);
+	while ((b.tv_sec - a.tv_sec) * 1000000000L + (b.tv_nsec - a.tv_nsec) < ms * 1000000L);
+}
+
 /* Each chunk costs 12 ms, more than the loop's yield budget. */
 static int slow_chunk(void *arg, const char *p, size_t n)
 {
 	struct slow_stream *ss = arg;
-	struct timespec a, b;
 
 	(void)p;
 	if (ss->calls < 64)
-		ss->iters[ss->calls] = iterations(ss->l);
+		ss->iters[ss->calls] = loop_iterations(ss->l);
 	ss->calls++;
 	ss->bytes += n;
-	clock_gettime(CLOCK_MONOTONIC, &a);
-	do
-		clock_gettime(CLOCK_MONOTONIC, &b);
-	while ((b.tv_sec - a.tv_sec) * 1000000000L + (b.tv_nsec - a.tv_nsec) < 12000000L);
+	spin_ms(12);
 	return 0;
 }
 
@@ -798,21 +806,9 @@ struct sliced_log {
 	int cur_n;
 };
 
-static uint64_t loop_iterations(struct loop *l)
-{
-	struct loop_stalls st;
-	uint64_t n = 0;
-
-	loop_stalls_get(l, &st);
-	for (size_t i = 0; i <= LOOP_STALL_NBOUNDS; i++)
-		n += st.counts[i];
-	return n;
-}
-
 /* Each callback costs 3 ms, so a 10 ms budget holds about four. */
 static void sliced_cost(struct sliced_log *g)
 {
-	struct timespec a, b;
 	uint64_t it = loop_iterations(g->l);
 
 	if (it != g->cur_iter) {
@@ -821,10 +817,7 @@ static void sliced_cost(struct sliced_log *g)
 	}
 	if (++g->cur_n > g->per_iter_max)
 		g->per_iter_max = g->cur_n;
-	clock_gettime(CLOCK_MONOTONIC, &a);
-	do
-		clock_gettime(CLOCK_MONOTONIC, &b);
-	while ((b.tv_sec - a.tv_sec) * 1000000000L + (b.tv_nsec - a.tv_nsec) < 3000000L);
+	spin_ms(3);
 }
 
 static void sl_add(void *arg, const char *ns, const char *name, void *v)
