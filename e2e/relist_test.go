@@ -123,4 +123,21 @@ spec:
 		return nil
 	})
 	targets("15")
+	// The loop's own figures, by which a relist's stall is read.
+	for _, series := range []string{
+		"profefe_operator_loop_iteration_seconds_count",
+		"profefe_operator_loop_iteration_cpu_seconds_count",
+	} {
+		if v := metric(op.metricsAddr, series); v <= 0 {
+			t.Errorf("%s = %v, want > 0", series, v)
+		}
+	}
+	for _, series := range []string{
+		"profefe_operator_loop_max_stall_seconds",
+		"profefe_operator_loop_max_stall_cpu_seconds",
+	} {
+		if v := metric(op.metricsAddr, series); v < 0 {
+			t.Errorf("%s is not exported", series)
+		}
+	}
 }
